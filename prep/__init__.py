@@ -1,0 +1,1 @@
+"""Preparation: raw benchmark archives -> sharded TFRecords, and the per-dataset definitions they share."""

@@ -1,0 +1,114 @@
+"""The dataclasses that describe a dataset once: its bands, classes and record schemas.
+
+Every writer (prep/*), the tf.data reader (prep.reader) and the TFDS builders (prep.tfds)
+read these objects; nothing else hard-codes band names, shapes or feature keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+MULTI_LABEL = "multi_label"
+SINGLE_LABEL = "single_label"
+
+
+@dataclasses.dataclass(frozen=True)
+class Band:
+    """One image channel as stored in the raw archive."""
+
+    name: str
+    shape: tuple[int, int]  # (rows, cols) at native resolution
+    dtype: str  # numpy dtype name of the stored pixels: "uint16", "float32", ...
+    resolution_m: float
+    group: str = ""  # resolution group for per-resolution delivery ("10m", "20m", "60m")
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One tf.train.Example feature: key, list type and fixed length (None = variable)."""
+
+    key: str
+    kind: str  # "bytes" | "int64" | "float"
+    length: int | None = None
+    doc: str = ""
+
+    def __post_init__(self):
+        if self.kind not in ("bytes", "int64", "float"):
+            raise ValueError(f"field {self.key!r}: unknown kind {self.kind!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """A named record layout. ``band_key`` maps a band name to the feature holding its pixels."""
+
+    name: str
+    version: str
+    fields: tuple[Field, ...]
+    band_encoding: str  # "raw_bytes" (little-endian, band dtype) | "int64_list" | "float_list"
+    band_keys: Mapping[str, str]  # band name -> feature key
+    label_key: str  # feature holding the class-index targets (multi-hot or index)
+    label_encoding: str  # "multi_hot" | "index"
+
+    def field(self, key: str) -> Field:
+        for f in self.fields:
+            if f.key == key:
+                return f
+        raise KeyError(f"schema {self.name!r} has no field {key!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Everything that defines one dataset for the writer, the reader and the TFDS builder."""
+
+    name: str
+    version: str
+    task: str  # MULTI_LABEL | SINGLE_LABEL
+    bands: tuple[Band, ...]
+    class_names: tuple[str, ...]
+    schemas: Mapping[str, Schema]
+    default_schema: str
+    band_presets: Mapping[str, tuple[str, ...]]
+    description: str = ""
+
+    def band(self, name: str) -> Band:
+        for b in self.bands:
+            if b.name == name:
+                return b
+        raise KeyError(
+            f"dataset {self.name!r} has no band {name!r}; bands: {', '.join(self.band_names)}")
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def schema(self, name: str | None = None) -> Schema:
+        name = name or self.default_schema
+        try:
+            return self.schemas[name]
+        except KeyError:
+            raise KeyError(
+                f"dataset {self.name!r} has no schema {name!r}; schemas: {', '.join(self.schemas)}"
+            ) from None
+
+    def resolve_bands(self, selection: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+        """A preset name ("rgb", "10m", "all", ...) or a comma list of band names -> band names."""
+        if isinstance(selection, str):
+            if selection in self.band_presets:
+                return tuple(self.band_presets[selection])
+            selection = [s.strip() for s in selection.split(",") if s.strip()]
+        names = tuple(selection)
+        if not names:
+            raise ValueError("empty band selection")
+        for n in names:
+            self.band(n)  # raises with the list of valid names
+        if len(set(names)) != len(names):
+            raise ValueError(f"band selection repeats a band: {names}")
+        return names
