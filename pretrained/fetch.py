@@ -1,0 +1,439 @@
+"""Downloading, verifying and safely unpacking published checkpoints into the local cache.
+
+- ``cache_dir()``: ``--cache_dir`` flag value, else ``$EORECORDS_CACHE``, else ``~/.cache/eorecords``.
+- ``download(url, dest)``: HTTP(S) with a tqdm progress bar, resumed with HTTP Range requests after a
+  cut connection (and across runs: the partial file ``dest.part`` is kept until complete), or a copy
+  of a local file / ``file://`` URL. The SHA-256 is checked when known; on a mismatch the download is
+  deleted and ``ChecksumError`` raised. The digest is kept beside the file (``dest.sha256``).
+- ``extract(archive, target)``: zip or tar, all entries checked before anything is written: no entry
+  may leave the target folder (absolute paths, ``..``), no links or special files, and no absurd
+  sizes or compression ratios (``Limits``). Unpacks into a temporary folder renamed at the end, so a
+  rejected or failed archive leaves nothing behind.
+- ``fetch(name)``: the above for one registry entry; returns the unpacked folder (TF1 zips) or the
+  file (Keras HDF5).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from absl import logging
+from tqdm import tqdm
+
+from pretrained import registry
+
+ENV_CACHE = "EORECORDS_CACHE"
+DEFAULT_CACHE = os.path.join("~", ".cache", "eorecords")
+USER_AGENT = "eorecords-pretrained/1"
+_RETRYABLE_HTTP = (408, 429, 500, 502, 503, 504)
+_EXTRACTED_MARKER = ".eorecords-extracted.json"
+
+
+class FetchError(RuntimeError):
+    """A download or unpacking step failed; the message names the URL or file."""
+
+
+class ChecksumError(FetchError):
+    """The downloaded bytes do not have the expected SHA-256."""
+
+
+class UnsafeArchiveError(FetchError):
+    """An archive entry would escape the target folder, is a link, or is absurdly large."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Bounds on what an archive may unpack to."""
+
+    max_members: int = 100_000
+    max_member_bytes: int = 8 << 30  # 8 GiB for one file
+    max_total_bytes: int = 32 << 30  # 32 GiB in all
+    max_ratio: float = 200.0  # uncompressed / compressed, checked for members above ratio_min_bytes
+    ratio_min_bytes: int = 1 << 20
+
+
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """The cache root: ``path`` if given, else ``$EORECORDS_CACHE``, else ``~/.cache/eorecords``."""
+    chosen = path or os.environ.get(ENV_CACHE) or DEFAULT_CACHE
+    return Path(os.path.expanduser(str(chosen))).absolute()
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_local(url: str) -> bool:
+    """True for ``file://`` URLs and plain paths (anything without an http/https/ftp scheme)."""
+    scheme = urllib.parse.urlsplit(str(url)).scheme.lower()
+    return scheme not in ("http", "https", "ftp") and (scheme in ("", "file") or len(scheme) == 1)
+
+
+def local_path(url: str) -> Path:
+    parts = urllib.parse.urlsplit(str(url))
+    if parts.scheme.lower() == "file":
+        return Path(urllib.request.url2pathname(parts.path))
+    return Path(os.path.expanduser(str(url)))
+
+
+def _progress(total: int | None, initial: int, desc: str, enabled: bool) -> tqdm:
+    return tqdm(
+        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
+        desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+    )
+
+
+def _finish(part: Path, dest: Path, url: str, sha256: str | None) -> Path:
+    """Check the digest of a complete ``part`` file and move it to ``dest``."""
+    got = sha256_file(part)
+    if sha256 and got != sha256.lower():
+        part.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{url}: SHA-256 mismatch for {dest.name}: expected {sha256.lower()}, got {got}; "
+            f"the download was deleted (use --url for a mirror, or --sha256 if the file was re-published)"
+        )
+    os.replace(part, dest)
+    Path(str(dest) + ".sha256").write_text(f"{got}  {dest.name}\n")
+    if not sha256:
+        logging.info("%s: no SHA-256 known; downloaded file has %s", url, got)
+    return dest
+
+
+def _copy_local(src: Path, part: Path, progress: bool, chunk_size: int) -> None:
+    if not src.is_file():
+        raise FetchError(f"{src}: no such file")
+    with open(src, "rb") as fin, open(part, "wb") as fout, _progress(
+        src.stat().st_size, 0, src.name, progress
+    ) as bar:
+        while block := fin.read(chunk_size):
+            fout.write(block)
+            bar.update(len(block))
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def _http_download(url: str, part: Path, *, progress: bool, retries: int, timeout: float,
+                   chunk_size: int, backoff: float) -> None:
+    failures = 0
+    bar = None
+    try:
+        while True:
+            have = part.stat().st_size if part.exists() else 0
+            headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+            if have:
+                headers["Range"] = f"bytes={have}-"
+            request = urllib.request.Request(url, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    status = response.status
+                    total = None
+                    if have and status == 206:
+                        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+                        if not match or int(match.group(1)) != have:
+                            raise FetchError(f"{url}: server answered a resume request with an unexpected "
+                                             f"Content-Range {response.headers.get('Content-Range')!r}")
+                        total = None if match.group(3) == "*" else int(match.group(3))
+                        mode = "ab"
+                    else:
+                        if have:
+                            logging.warning("%s: server ignored the resume request; starting over", url)
+                        have, mode = 0, "wb"
+                        length = response.headers.get("Content-Length")
+                        total = int(length) if length and length.isdigit() else None
+                    if bar is None:
+                        bar = _progress(total, have, part.name[: -len(".part")], progress)
+                    else:
+                        bar.total = total
+                        bar.n = have
+                        bar.refresh()
+                    with open(part, mode) as f:
+                        while block := response.read(chunk_size):
+                            f.write(block)
+                            bar.update(len(block))
+                    size = part.stat().st_size
+                    if total is not None and size < total:
+                        raise http.client.IncompleteRead(b"", total - size)
+                    if total is not None and size > total:
+                        part.unlink()
+                        raise FetchError(f"{url}: received {size} bytes, more than the announced {total}")
+                    return
+            except urllib.error.HTTPError as e:
+                if e.code == 416 and have:
+                    whole = re.search(r"/(\d+)$", e.headers.get("Content-Range", ""))
+                    if whole and int(whole.group(1)) == have:
+                        return  # already complete
+                    part.unlink()
+                    continue
+                if e.code not in _RETRYABLE_HTTP:
+                    raise FetchError(f"{url}: HTTP {e.code} {e.reason}") from None
+                error: Exception = e
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
+                    TimeoutError) as e:
+                error = e
+            failures += 1
+            have = part.stat().st_size if part.exists() else 0
+            if failures > retries:
+                raise FetchError(
+                    f"{url}: download failed after {retries} retries ({type(error).__name__}: {error}); "
+                    f"{have} bytes kept in {part}, run again to resume"
+                ) from None
+            logging.warning("%s: %s after %d bytes; resuming (retry %d of %d)", url,
+                            type(error).__name__, have, failures, retries)
+            time.sleep(min(backoff * 2 ** (failures - 1), 30.0))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, progress: bool = True,
+             retries: int = 5, timeout: float = 60.0, chunk_size: int = 1 << 20, backoff: float = 1.0,
+             force: bool = False) -> Path:
+    """Download ``url`` (http/https, ``file://`` or a local path) to ``dest``; returns ``dest``.
+
+    An existing ``dest`` is kept when its digest matches ``sha256`` (or when no digest is known).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(str(dest) + ".part")
+    if dest.exists() and not force:
+        if not sha256 or sha256_file(dest) == sha256.lower():
+            return dest
+        logging.warning("%s: cached file has the wrong SHA-256; downloading again", dest)
+    if force:
+        part.unlink(missing_ok=True)
+    if is_local(url):
+        src = local_path(url)
+        try:
+            _copy_local(src, part, progress, chunk_size)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    else:
+        _http_download(url, part, progress=progress, retries=retries, timeout=timeout,
+                       chunk_size=chunk_size, backoff=backoff)
+    return _finish(part, dest, url, sha256)
+
+
+# ----------------------------------------------------------------------------------------- unpacking
+
+@dataclasses.dataclass(frozen=True)
+class _Member:
+    name: str
+    kind: str  # "file" | "dir" | "link" | "special"
+    size: int
+    compressed: int | None
+    handle: object
+
+
+def _check_name(archive: Path, name: str) -> str:
+    """The entry's relative path with ``/`` separators, or UnsafeArchiveError."""
+    if "\x00" in name:
+        raise UnsafeArchiveError(f"{archive}: entry {name!r} has a NUL byte in its name")
+    clean = name.replace("\\", "/")
+    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
+        raise UnsafeArchiveError(f"{archive}: entry {name!r} has an absolute path")
+    parts = [p for p in clean.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"{archive}: entry {name!r} escapes the target folder ('..')")
+    return "/".join(parts)
+
+
+def _zip_members(zf: zipfile.ZipFile) -> list[_Member]:
+    out = []
+    for info in zf.infolist():
+        mode = (info.external_attr >> 16) & 0o170000
+        if info.is_dir():
+            kind = "dir"
+        elif mode == stat.S_IFLNK:
+            kind = "link"
+        elif mode in (0, stat.S_IFREG):
+            kind = "file"
+        else:
+            kind = "special"
+        out.append(_Member(info.filename, kind, info.file_size, info.compress_size, info))
+    return out
+
+
+def _tar_members(tf: tarfile.TarFile) -> list[_Member]:
+    out = []
+    for info in tf.getmembers():
+        if info.isdir():
+            kind = "dir"
+        elif info.issym() or info.islnk():
+            kind = "link"
+        elif info.isreg():
+            kind = "file"
+        else:
+            kind = "special"
+        out.append(_Member(info.name, kind, info.size, None, info))
+    return out
+
+
+def _validate(archive: Path, members: list[_Member], limits: Limits) -> list[tuple[str, _Member]]:
+    if len(members) > limits.max_members:
+        raise UnsafeArchiveError(f"{archive}: {len(members)} entries, more than the limit {limits.max_members}")
+    total = 0
+    checked = []
+    for m in members:
+        rel = _check_name(archive, m.name)
+        if m.kind == "link":
+            raise UnsafeArchiveError(f"{archive}: entry {m.name!r} is a symbolic or hard link; links are refused")
+        if m.kind == "special":
+            raise UnsafeArchiveError(f"{archive}: entry {m.name!r} is not a regular file or folder")
+        if m.kind == "file":
+            if m.size > limits.max_member_bytes:
+                raise UnsafeArchiveError(
+                    f"{archive}: entry {m.name!r} unpacks to {m.size} bytes, over the limit {limits.max_member_bytes}")
+            if (m.compressed is not None and m.size >= limits.ratio_min_bytes
+                    and m.size > limits.max_ratio * max(m.compressed, 1)):
+                raise UnsafeArchiveError(
+                    f"{archive}: entry {m.name!r} has a compression ratio of {m.size / max(m.compressed, 1):.0f}, "
+                    f"over the limit {limits.max_ratio:g} (zip bomb?)")
+            total += m.size
+            if total > limits.max_total_bytes:
+                raise UnsafeArchiveError(f"{archive}: unpacks to more than {limits.max_total_bytes} bytes")
+        if rel:
+            checked.append((rel, m))
+    archive_size = archive.stat().st_size
+    if total >= limits.ratio_min_bytes and total > limits.max_ratio * max(archive_size, 1):
+        raise UnsafeArchiveError(
+            f"{archive}: {archive_size} bytes unpack to {total} bytes, a ratio over {limits.max_ratio:g} (archive bomb?)")
+    return checked
+
+
+def _copy_capped(fin, path: Path, declared: int, archive: Path, name: str) -> None:
+    written = 0
+    with open(path, "wb") as fout:
+        while block := fin.read(1 << 20):
+            written += len(block)
+            if written > declared:
+                raise UnsafeArchiveError(f"{archive}: entry {name!r} holds more bytes than its header declares")
+            fout.write(block)
+
+
+def archive_kind(path: str | os.PathLike) -> str | None:
+    """``"zip"``, ``"tar"`` or None."""
+    if zipfile.is_zipfile(path):
+        return "zip"
+    try:
+        if tarfile.is_tarfile(path):
+            return "tar"
+    except OSError:
+        pass
+    return None
+
+
+def extract(archive: str | os.PathLike, target: str | os.PathLike, limits: Limits = Limits()) -> Path:
+    """Unpack a zip or tar ``archive`` into the folder ``target`` (replaced if present)."""
+    archive, target = Path(archive), Path(target)
+    kind = archive_kind(archive)
+    if kind is None:
+        raise FetchError(f"{archive}: neither a zip nor a tar archive")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.unpacking-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    opener = zipfile.ZipFile if kind == "zip" else tarfile.open
+    try:
+        with opener(archive) as handle:
+            members = _zip_members(handle) if kind == "zip" else _tar_members(handle)
+            checked = _validate(archive, members, limits)
+            tmp.mkdir()
+            root = tmp.resolve()
+            for rel, m in checked:
+                out = (tmp / rel)
+                if not str(out.resolve()).startswith(str(root) + os.sep):
+                    raise UnsafeArchiveError(f"{archive}: entry {m.name!r} escapes the target folder")
+                if m.kind == "dir":
+                    out.mkdir(parents=True, exist_ok=True)
+                    continue
+                out.parent.mkdir(parents=True, exist_ok=True)
+                if kind == "zip":
+                    with handle.open(m.handle) as fin:
+                        _copy_capped(fin, out, m.size, archive, m.name)
+                else:
+                    fin = handle.extractfile(m.handle)
+                    _copy_capped(fin, out, m.size, archive, m.name)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, FetchError):
+            raise
+        raise FetchError(f"{archive}: cannot unpack ({type(e).__name__}: {e})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_hdf5(path: Path, url: str) -> None:
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(HDF5_SIGNATURE):
+        return
+    if head.startswith(b"version https://git-lfs"):
+        raise FetchError(f"{url}: got a Git LFS pointer ({path}), not the HDF5 model; pass --url with the LFS "
+                         f"media address or a local copy")
+    raise FetchError(f"{path}: not an HDF5 file (downloaded from {url})")
+
+
+def download_path(entry: registry.Entry, cache: Path, url: str | None = None) -> Path:
+    name = Path(urllib.parse.urlsplit(url).path).name if url and not is_local(url) else (
+        local_path(url).name if url else entry.filename)
+    return cache / "downloads" / entry.name / (name or entry.filename)
+
+
+def fetch(name: str | registry.Entry, *, cache: str | os.PathLike | None = None, url: str | None = None,
+          sha256: str | None = None, progress: bool = True, force: bool = False,
+          limits: Limits = Limits(), **download_kwargs) -> Path:
+    """Download (and unpack) one registry entry; returns the unpacked folder or the model file.
+
+    ``url`` overrides the registry address (a mirror, a local file or ``file://`` URL) and ``sha256``
+    the registry digest.
+    """
+    entry = registry.get(name) if isinstance(name, str) else name
+    root = cache_dir(cache)
+    source = url or entry.url
+    expected = sha256 or entry.sha256
+    dest = download_path(entry, root, url)
+    path = download(source, dest, sha256=expected, progress=progress, force=force, **download_kwargs)
+    if entry.format == registry.KERAS2_HDF5:
+        check_hdf5(path, source)
+        return path
+    target = root / "extracted" / entry.name
+    digest = Path(str(path) + ".sha256").read_text().split()[0]
+    marker = target / _EXTRACTED_MARKER
+    if not force and marker.exists():
+        try:
+            if json.loads(marker.read_text()).get("sha256") == digest:
+                return target
+        except ValueError:
+            pass
+    extract(path, target, limits)
+    marker.write_text(json.dumps({"archive": str(path), "sha256": digest, "url": source}) + "\n")
+    return target

@@ -1,0 +1,330 @@
+"""pretrained.fetch and pretrained.registry: download with progress, resume, checksum, safe unpacking.
+
+Every download goes to a throw-away HTTP server on 127.0.0.1 or to local files; no network.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import re
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretrained import fetch, registry
+
+REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+
+
+# ------------------------------------------------------------------------------------------ server
+
+class _Server:
+    """Serves ``files`` (path -> bytes). Paths under /cut/ send only half the body on the first
+    plain GET and then drop the connection; paths under /norange/ ignore Range headers."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.requests: list[tuple[str, str | None]] = []
+        self.sent: list[int] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                rng = self.headers.get("Range")
+                server.requests.append((self.path, rng))
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404, "not here")
+                    return
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-", rng or "")
+                if match and not self.path.startswith("/norange/"):
+                    start = int(match.group(1))
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                payload = body[start:]
+                if self.path.startswith("/cut/") and not rng:
+                    payload = payload[: len(payload) // 2]
+                self.wfile.write(payload)
+                self.wfile.flush()
+                server.sent.append(len(payload))
+                self.close_connection = True
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server():
+    payload = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    srv = _Server({"/files/model.zip": payload, "/cut/model.zip": payload, "/norange/model.zip": payload})
+    srv.payload = payload
+    srv.thread.start()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------- download
+
+def test_download_shows_progress_and_records_digest(server, tmp_path, capsys):
+    dest = tmp_path / "dl" / "model.zip"
+    got = fetch.download(server.url("/files/model.zip"), dest, sha256=_sha(server.payload), chunk_size=16_384)
+    assert got == dest and dest.read_bytes() == server.payload
+    err = capsys.readouterr().err
+    assert "100%" in err and "293k/293k" in err  # 300,000 bytes in KiB
+    assert Path(str(dest) + ".sha256").read_text().split()[0] == _sha(server.payload)
+    assert not Path(str(dest) + ".part").exists()
+    # a second call finds the verified file and does not ask the server again
+    fetch.download(server.url("/files/model.zip"), dest, sha256=_sha(server.payload))
+    assert len(server.requests) == 1
+
+
+def test_download_resumes_after_a_cut_connection(server, tmp_path):
+    dest = tmp_path / "model.zip"
+    fetch.download(server.url("/cut/model.zip"), dest, sha256=_sha(server.payload), backoff=0, progress=False)
+    assert dest.read_bytes() == server.payload
+    half = len(server.payload) // 2
+    assert server.requests == [("/cut/model.zip", None), ("/cut/model.zip", f"bytes={half}-")]
+    assert server.sent == [half, len(server.payload) - half]  # the second request fetched only the rest
+
+
+def test_download_resumes_a_partial_file_left_by_an_earlier_run(server, tmp_path):
+    dest = tmp_path / "model.zip"
+    Path(str(dest) + ".part").write_bytes(server.payload[:100_000])
+    fetch.download(server.url("/files/model.zip"), dest, sha256=_sha(server.payload), progress=False)
+    assert dest.read_bytes() == server.payload
+    assert server.requests == [("/files/model.zip", "bytes=100000-")]
+
+
+def test_download_restarts_when_the_server_ignores_range(server, tmp_path):
+    dest = tmp_path / "model.zip"
+    Path(str(dest) + ".part").write_bytes(b"junk" * 10)
+    fetch.download(server.url("/norange/model.zip"), dest, sha256=_sha(server.payload), progress=False)
+    assert dest.read_bytes() == server.payload
+
+
+def test_checksum_mismatch_is_a_clear_error_and_leaves_no_file(server, tmp_path):
+    dest = tmp_path / "model.zip"
+    wrong = "0" * 64
+    with pytest.raises(fetch.ChecksumError) as err:
+        fetch.download(server.url("/files/model.zip"), dest, sha256=wrong, progress=False)
+    message = str(err.value)
+    assert "SHA-256 mismatch" in message and wrong in message and _sha(server.payload) in message
+    assert "/files/model.zip" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_error_names_the_url_and_is_not_retried(server, tmp_path):
+    with pytest.raises(fetch.FetchError, match=r"missing\.zip: HTTP 404"):
+        fetch.download(server.url("/missing.zip"), tmp_path / "x.zip", progress=False, backoff=0)
+    assert len(server.requests) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gives_up_after_retries_and_keeps_the_partial_file(tmp_path):
+    # a port with nothing listening: every attempt fails with a connection error
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(fetch.FetchError, match="after 1 retries"):
+        fetch.download(f"http://127.0.0.1:{port}/m.zip", tmp_path / "m.zip", retries=1, backoff=0,
+                       progress=False, timeout=5)
+
+
+def test_local_paths_and_file_urls(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"abc" * 1000)
+    a = fetch.download(str(src), tmp_path / "a" / "src.bin", sha256=_sha(src.read_bytes()), progress=False)
+    b = fetch.download(src.as_uri(), tmp_path / "b" / "src.bin", progress=False)
+    assert a.read_bytes() == b.read_bytes() == src.read_bytes()
+    with pytest.raises(fetch.ChecksumError):
+        fetch.download(str(src), tmp_path / "c" / "src.bin", sha256="1" * 64, progress=False)
+    assert not (tmp_path / "c" / "src.bin").exists() and not (tmp_path / "c" / "src.bin.part").exists()
+
+
+def test_cache_dir_flag_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv(fetch.ENV_CACHE, str(tmp_path / "env"))
+    assert fetch.cache_dir() == tmp_path / "env"
+    assert fetch.cache_dir(tmp_path / "flag") == tmp_path / "flag"
+    monkeypatch.delenv(fetch.ENV_CACHE)
+    assert fetch.cache_dir() == Path(os.path.expanduser("~/.cache/eorecords"))
+
+
+# ---------------------------------------------------------------------------------------- unpacking
+
+def _zip(path: Path, entries: dict[str, bytes], symlink: str | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (0o120777 << 16)
+            zf.writestr(info, "/etc/passwd")
+    return path
+
+
+def _tar(path: Path, add) -> Path:
+    with tarfile.open(path, "w") as tf:
+        add(tf)
+    return path
+
+
+def _assert_nothing_written(tmp_path: Path, keep: set[str]):
+    assert {p.name for p in tmp_path.iterdir()} == keep
+
+
+def test_extract_unpacks_nested_files_and_replaces_the_target(tmp_path):
+    archive = _zip(tmp_path / "ok.zip", {"K-BranchCNN/model.index": b"i", "K-BranchCNN/sub/x.data": b"d" * 10})
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "stale").write_text("old")
+    fetch.extract(archive, target)
+    assert (target / "K-BranchCNN" / "model.index").read_bytes() == b"i"
+    assert (target / "K-BranchCNN" / "sub" / "x.data").read_bytes() == b"d" * 10
+    assert not (target / "stale").exists()
+    _assert_nothing_written(tmp_path, {"ok.zip", "out"})
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/abs/evil.txt", "..\\evil.txt"])
+def test_extract_rejects_entries_escaping_the_folder(tmp_path, name):
+    archive = _zip(tmp_path / "bad.zip", {"fine.txt": b"ok", name: b"evil"})
+    with pytest.raises(fetch.UnsafeArchiveError, match="absolute path|escapes the target"):
+        fetch.extract(archive, tmp_path / "out")
+    _assert_nothing_written(tmp_path, {"bad.zip"})
+
+
+def test_extract_rejects_zip_symlinks(tmp_path):
+    archive = _zip(tmp_path / "link.zip", {"a.txt": b"a"}, symlink="passwd")
+    with pytest.raises(fetch.UnsafeArchiveError, match="link"):
+        fetch.extract(archive, tmp_path / "out")
+    _assert_nothing_written(tmp_path, {"link.zip"})
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE])
+def test_extract_rejects_tar_links_and_special_files(tmp_path, kind):
+    def add(tf):
+        data = b"hello"
+        info = tarfile.TarInfo("ok.txt")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("sneaky")
+        link.type = kind
+        link.linkname = "../../etc/passwd" if kind != tarfile.LNKTYPE else "ok.txt"
+        tf.addfile(link)
+
+    archive = _tar(tmp_path / "bad.tar", add)
+    with pytest.raises(fetch.UnsafeArchiveError, match="link|not a regular file"):
+        fetch.extract(archive, tmp_path / "out")
+    _assert_nothing_written(tmp_path, {"bad.tar"})
+
+
+def test_extract_rejects_absurd_ratios_and_sizes(tmp_path):
+    archive = _zip(tmp_path / "bomb.zip", {"zeros.bin": bytes(4 << 20)})
+    with pytest.raises(fetch.UnsafeArchiveError, match="compression ratio"):
+        fetch.extract(archive, tmp_path / "out", fetch.Limits(max_ratio=100))
+    with pytest.raises(fetch.UnsafeArchiveError, match="over the limit"):
+        fetch.extract(archive, tmp_path / "out", fetch.Limits(max_member_bytes=1 << 20, max_ratio=1e9))
+    # tar.gz: the ratio is judged on the whole archive
+    def add(tf):
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = 4 << 20
+        tf.addfile(info, io.BytesIO(bytes(info.size)))
+    with tarfile.open(tmp_path / "bomb.tar.gz", "w:gz") as tf:
+        add(tf)
+    with pytest.raises(fetch.UnsafeArchiveError, match="ratio"):
+        fetch.extract(tmp_path / "bomb.tar.gz", tmp_path / "out", fetch.Limits(max_ratio=100))
+    _assert_nothing_written(tmp_path, {"bomb.zip", "bomb.tar.gz"})
+    # with room enough the same archive unpacks
+    fetch.extract(archive, tmp_path / "out", fetch.Limits(max_ratio=1e4))
+    assert (tmp_path / "out" / "zeros.bin").stat().st_size == 4 << 20
+
+
+def test_extract_refuses_non_archives(tmp_path):
+    (tmp_path / "x.zip").write_bytes(b"not an archive")
+    with pytest.raises(fetch.FetchError, match="neither a zip nor a tar"):
+        fetch.extract(tmp_path / "x.zip", tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------ registry/fetch
+
+def test_registry_has_the_published_checkpoints():
+    names = registry.names(include_families=False)
+    assert names == [f"bigearthnet19-{a}" for a in
+                     ("kbranchcnn", "vgg16", "vgg19", "resnet50", "resnet101", "resnet152")]
+    k = registry.get("K-BranchCNN")
+    assert k.name == "bigearthnet19-kbranchcnn" and k.url.endswith("BigEarthNet-S2_19-Classes/K-BranchCNN.zip")
+    assert k.input_spec() == {"10m": (120, 120, 4), "20m": (60, 60, 6), "60m": (20, 20, 2)}
+    assert k.inputs["10m"]["bands"] == ["B04", "B03", "B02", "B08"]
+    v = registry.get("resnet152")
+    assert v.input_spec() == {"image": (120, 120, 10)} and v.resample == "bicubic"
+    assert v.inputs["image"]["bands"][:4] == ["B04", "B03", "B02", "B08"]
+    assert len(v.class_names()) == 19 and v.class_names()[0] == "Urban fabric"
+    ghs = registry.families()["ghs-s2net"]
+    assert len(ghs) == 497
+    z = registry.get("MODEL_CNN_32T")
+    assert z.name == "ghs-s2net-32T" and z.url.endswith("/Pretrained_models/MODEL_CNN_32T.h5")
+    assert z.input_spec() == {"image": (5, 5, 4)} and z.num_classes == 2
+    with pytest.raises(registry.UnknownModelError, match="unknown pretrained model 'nope'"):
+        registry.get("nope")
+
+
+def test_registry_zones_match_the_reference_list():
+    listing = REFERENCE / "ghs" / "pretrained_model_utm_zones.txt"
+    if not listing.exists():
+        pytest.skip("reference folder absent")
+    zones = [z.strip() for z in listing.read_text().split() if z.strip()]
+    assert registry.families()["ghs-s2net"] == [f"ghs-s2net-{z}" for z in zones]
+
+
+def test_fetch_with_url_override_unpacks_once(tmp_path, server):
+    archive = _zip(tmp_path / "K-BranchCNN.zip", {"K-BranchCNN/model.ckpt.index": b"index"})
+    server.files["/mirror/K-BranchCNN.zip"] = archive.read_bytes()
+    cache = tmp_path / "cache"
+    out = fetch.fetch("K-BranchCNN", cache=cache, url=server.url("/mirror/K-BranchCNN.zip"), progress=False)
+    assert out == cache / "extracted" / "bigearthnet19-kbranchcnn"
+    assert (out / "K-BranchCNN" / "model.ckpt.index").read_bytes() == b"index"
+    stamp = (out / "K-BranchCNN" / "model.ckpt.index").stat().st_mtime_ns
+    again = fetch.fetch("K-BranchCNN", cache=cache, url=server.url("/mirror/K-BranchCNN.zip"), progress=False)
+    assert again == out and (out / "K-BranchCNN" / "model.ckpt.index").stat().st_mtime_ns == stamp
+    assert len(server.requests) == 1
+    # a local file works the same, and the marker records where it came from
+    out2 = fetch.fetch("vgg16", cache=cache, url=str(archive), progress=False)
+    assert json.loads((out2 / ".eorecords-extracted.json").read_text())["url"] == str(archive)
+
+
+def test_fetch_rejects_an_lfs_pointer_instead_of_hdf5(tmp_path):
+    pointer = tmp_path / "MODEL_CNN_32T.h5"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n")
+    with pytest.raises(fetch.FetchError, match="Git LFS pointer"):
+        fetch.fetch("ghs-s2net-32T", cache=tmp_path / "cache", url=str(pointer), progress=False)
