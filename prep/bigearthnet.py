@@ -1,0 +1,157 @@
+"""Prepare BigEarthNet-S2 (19 classes) as sharded TFRecords: ``python -m prep.bigearthnet``.
+
+Command-line compatible with the upstream ``prep_splits_19_classes.py`` (-r, -o, -n, -l,
+--update_json; ``-n a.csv b.csv c.csv`` works as well as repeated ``-n``), plus sharding,
+schemas, parallel workers, resume and a manifest. Without ``-n`` the official splits from the
+bigearthnet-common package are used.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+from absl import app, flags
+
+import splits as official
+from prep import raw_bigearthnet as raw
+from prep import shards
+from prep.datasets import bigearthnet as ben
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("root_folder", None, "Folder holding the raw patch folders (one folder per patch).",
+                    short_name="r")
+flags.DEFINE_string("out_folder", None, "Output folder for the shards and manifest.json.", short_name="o")
+flags.DEFINE_multi_string("splits", None, "Split CSV files (plain, .bz2 or .gz; one patch name per line); the "
+                          "split is named after the file (train.csv -> train). Default: the official "
+                          "train/val/test splits.", short_name="n")
+flags.DEFINE_enum("library", "tensorflow", ["tensorflow"], "Target library (upstream compatibility; only "
+                  "TensorFlow records are written).", short_name="l")
+flags.DEFINE_bool("update_json", False, "Also add 'BigEarthNet_19_labels' to each patch JSON (written "
+                  "atomically, other keys kept).")
+flags.DEFINE_enum("schema", "compact", ["compact", "upstream"], "Record layout: 'compact' (raw uint16 bytes "
+                  "per band at native resolution + labels + metadata) or 'upstream' (the upstream Int64List "
+                  "keys, readable by existing upstream readers).")
+flags.DEFINE_float("shard_size_mb", 150.0, "Target shard size in MB (records per shard derive from it).")
+flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
+flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes (output is identical for "
+                     "any count).")
+flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "On a bad patch: stop with its error ('fail'), or "
+                  "skip it and list it with the reason in the manifest and summary ('skip').")
+flags.DEFINE_bool("keep_excluded", False, "Keep the patches the official rules leave out (seasonal snow, "
+                  "cloud/shadow, no 19-class target).")
+flags.DEFINE_bool("overwrite", False, "Discard output of a different earlier preparation in --out_folder.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def expand_nargs(argv: list[str]) -> list[str]:
+    """Rewrite upstream-style ``-n a b c`` / ``--splits a b c`` into repeated ``-n`` flags."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-n", "--splits", "--n"):
+            i += 1
+            vals = []
+            while i < len(argv) and not argv[i].startswith("-"):
+                vals.append(argv[i])
+                i += 1
+            if not vals:
+                out.append(a)
+            for v in vals:
+                out += ["--splits", v]
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def read_split_lists(paths: list[str] | None) -> dict[str, list[str]]:
+    if not paths:
+        return {s: list(official.official_split(s)) for s in official.SPLITS}
+    lists: dict[str, list[str]] = {}
+    for p in paths:
+        if not os.path.isfile(p):
+            raise app.UsageError(f"split file {p}: not found")
+        name = official.split_name(p)
+        if name in lists:
+            raise app.UsageError(f"split file {p}: a second file for split {name!r}")
+        try:
+            lists[name] = official.read_names(p)
+        except (OSError, EOFError, UnicodeDecodeError) as e:
+            raise app.UsageError(f"split file {p}: unreadable ({e})") from None
+    return lists
+
+
+def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: str = "compact",
+            shard_size_mb: float = 150.0, compression: str = "NONE", workers: int = 1,
+            on_error: str = "fail", keep_excluded: bool = False, update_json: bool = False,
+            overwrite: bool = False, progress: bool = False) -> dict:
+    """Python API of the command: returns the manifest."""
+    if not os.path.isdir(root):
+        raise shards.PrepError(f"root folder {root}: not a folder")
+    split_lists = read_split_lists(split_paths)
+    exclusions = {} if keep_excluded else {k: official.exclusion(k) for k in official.EXCLUSIONS}
+    items, excluded, skipped = raw.plan_splits(split_lists, exclusions)
+    spec = ben.SPEC
+    per_shard = shards.records_per_shard(spec, spec.schema(schema), shard_size_mb)
+    produce = functools.partial(raw.produce, root=os.path.abspath(root), schema_name=schema,
+                                keep_excluded=keep_excluded, write_json=update_json)
+    run_flags = {
+        "splits": [official.split_name(p) for p in split_paths] if split_paths else "official",
+        "schema": schema, "shard_size_mb": shard_size_mb, "records_per_shard": per_shard,
+        "compression": compression, "on_error": on_error, "keep_excluded": keep_excluded,
+        "update_json": update_json,
+    }
+    return shards.write_dataset(out, spec, schema, items, produce, per_shard, workers=workers,
+                                compression=compression, flags=run_flags, excluded=excluded, skipped=skipped,
+                                on_error=on_error, overwrite=overwrite, progress=progress)
+
+
+def summary(manifest: dict, seconds: float | None = None) -> str:
+    """A console table of counts per split, then every skipped patch with its reason."""
+    rows = [f"{'split':<10}{'listed':>10}{'written':>10}{'excluded':>10}{'skipped':>10}{'shards':>8}"]
+    for name, s in manifest["splits"].items():
+        rows.append(f"{name:<10}{s['listed']:>10}{s['written']:>10}{s['excluded']:>10}{s['skipped']:>10}"
+                    f"{len(s['shards']):>8}")
+    t = manifest["totals"]
+    rows.append(f"{'total':<10}{t['listed']:>10}{t['written']:>10}{t['excluded']:>10}{t['skipped']:>10}")
+    reasons: dict[str, int] = {}
+    for e in manifest["excluded"]:
+        reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+    for r, n in sorted(reasons.items()):
+        rows.append(f"excluded {n:>7}: {r}")
+    for s in manifest["skipped"][:50]:
+        rows.append(f"skipped  [{s['split']}] {s['key']}: {s['reason']}")
+    if len(manifest["skipped"]) > 50:
+        rows.append(f"... and {len(manifest['skipped']) - 50} more skipped (see manifest.json)")
+    if seconds:
+        done = t["listed"]
+        rows.append(f"{done} patches in {seconds:.1f} s ({done / max(seconds, 1e-9):.0f} patches/s)")
+    return "\n".join(rows)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.root_folder or not FLAGS.out_folder:
+        raise app.UsageError("--root_folder (-r) and --out_folder (-o) are required")
+    t0 = time.time()
+    try:
+        manifest = prepare(FLAGS.root_folder, FLAGS.out_folder, FLAGS.splits, FLAGS.schema, FLAGS.shard_size_mb,
+                           FLAGS.compression, FLAGS.workers, FLAGS.on_error, FLAGS.keep_excluded,
+                           FLAGS.update_json, FLAGS.overwrite, FLAGS.progress)
+    except shards.PrepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(summary(manifest, time.time() - t0))
+    print(f"manifest: {os.path.join(FLAGS.out_folder, shards.MANIFEST)}")
+    return 0
+
+
+def run():
+    app.run(main, argv=expand_nargs(sys.argv))
+
+
+if __name__ == "__main__":
+    run()

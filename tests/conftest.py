@@ -1,0 +1,60 @@
+"""Shared fixtures: the six real BigEarthNet-S2 example patches from the bigearthnet-common wheel."""
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import splits  # noqa: E402
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def extract_examples(dest: Path, modality: str = "S2") -> Path:
+    """Extract the wheel's example archive safely; return the folder holding the patch folders."""
+    with tarfile.open(splits.example_archive(modality), "r:bz2") as tar:
+        tar.extractall(dest, filter="data")
+    (top,) = [p for p in dest.iterdir() if p.is_dir()]
+    return top
+
+
+@pytest.fixture(scope="session")
+def s2_examples(tmp_path_factory) -> Path:
+    """Read-only folder with the six real S2 patches (copy before modifying)."""
+    return extract_examples(tmp_path_factory.mktemp("s2_examples"))
+
+
+def clone_patch(src_root: Path, src: str, dst_root: Path, dst: str) -> None:
+    """Copy a patch folder under a new patch name (file names and nothing else change)."""
+    (dst_root / dst).mkdir(parents=True)
+    for f in (src_root / src).iterdir():
+        shutil.copyfile(f, dst_root / dst / f.name.replace(src, dst))
+
+
+@pytest.fixture
+def archive(tmp_path, s2_examples):
+    """A writable archive: the six real patches plus ``n`` renamed copies; returns (root, names)."""
+
+    def make(n_copies: int = 0):
+        root = tmp_path / "archive"
+        shutil.copytree(s2_examples, root)
+        names = sorted(p.name for p in root.iterdir())
+        real = list(names)
+        for i in range(n_copies):
+            src = real[i % len(real)]
+            dst = f"S2A_MSIL2A_20180101T101010_{100 + i}_{i % 7}"
+            clone_patch(root, src, root, dst)
+            names.append(dst)
+        return root, names
+
+    return make
+
+
+def write_split(path: Path, names) -> str:
+    path.write_text("".join(f"{n}\r\n" for n in names))
+    return str(path)
