@@ -41,6 +41,9 @@ flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "On a bad patch: stop wi
                   "skip it and list it with the reason in the manifest and summary ('skip').")
 flags.DEFINE_bool("keep_excluded", False, "Keep the patches the official rules leave out (seasonal snow, "
                   "cloud/shadow, no 19-class target).")
+flags.DEFINE_multi_string("exclusion_lists", None, "Further patch lists to leave out (CSV, one name per line, "
+                          "plain/.bz2/.gz), reported as excluded with the list's name; added to the official "
+                          "lists unless --keep_excluded.")
 flags.DEFINE_bool("overwrite", False, "Discard output of a different earlier preparation in --out_folder.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
@@ -86,12 +89,17 @@ def read_split_lists(paths: list[str] | None) -> dict[str, list[str]]:
 def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: str = "compact",
             shard_size_mb: float = 150.0, compression: str = "NONE", workers: int = 1,
             on_error: str = "fail", keep_excluded: bool = False, update_json: bool = False,
-            overwrite: bool = False, progress: bool = False) -> dict:
+            overwrite: bool = False, progress: bool = False, exclusion_lists: list[str] | None = None) -> dict:
     """Python API of the command: returns the manifest."""
     if not os.path.isdir(root):
         raise shards.PrepError(f"root folder {root}: not a folder")
     split_lists = read_split_lists(split_paths)
-    exclusions = {} if keep_excluded else {k: official.exclusion(k) for k in official.EXCLUSIONS}
+    exclusions = {} if keep_excluded else {raw.EXCLUSION_REASONS[k]: official.exclusion(k)
+                                            for k in official.EXCLUSIONS}
+    for path in (exclusion_lists or []) if not keep_excluded else []:
+        if not os.path.isfile(path):
+            raise shards.PrepError(f"exclusion list {path}: not found")
+        exclusions[f"listed in {os.path.basename(path)}"] = frozenset(official.read_names(path))
     items, excluded, skipped = raw.plan_splits(split_lists, exclusions)
     spec = ben.SPEC
     per_shard = shards.records_per_shard(spec, spec.schema(schema), shard_size_mb)
@@ -102,6 +110,7 @@ def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: s
         "schema": schema, "shard_size_mb": shard_size_mb, "records_per_shard": per_shard,
         "compression": compression, "on_error": on_error, "keep_excluded": keep_excluded,
         "update_json": update_json,
+        "exclusion_lists": [os.path.basename(p) for p in exclusion_lists or []],
     }
     return shards.write_dataset(out, spec, schema, items, produce, per_shard, workers=workers,
                                 compression=compression, flags=run_flags, excluded=excluded, skipped=skipped,
@@ -140,7 +149,7 @@ def main(argv):
     try:
         manifest = prepare(FLAGS.root_folder, FLAGS.out_folder, FLAGS.splits, FLAGS.schema, FLAGS.shard_size_mb,
                            FLAGS.compression, FLAGS.workers, FLAGS.on_error, FLAGS.keep_excluded,
-                           FLAGS.update_json, FLAGS.overwrite, FLAGS.progress)
+                           FLAGS.update_json, FLAGS.overwrite, FLAGS.progress, FLAGS.exclusion_lists)
     except shards.PrepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -129,6 +129,9 @@ EXCLUSION_REASONS = {
 def plan_splits(split_lists: dict[str, list[str]], exclusions: dict[str, frozenset[str]]):
     """Split lists -> (items per split, excluded entries, skipped entries).
 
+    ``exclusions`` maps a reason (e.g. ``EXCLUSION_REASONS["seasonal_snow"]``) to the patch names
+    it leaves out; the first matching reason is reported.
+
     A patch listed twice (in one split or in two) is kept at its first place and reported as
     skipped at the others; patches on an exclusion list are reported as excluded.
     """
@@ -143,7 +146,7 @@ def plan_splits(split_lists: dict[str, list[str]], exclusions: dict[str, frozens
                                 "reason": f"also listed in split {seen[name]!r} (a patch may be in one split only)"})
                 continue
             seen[name] = split
-            reason = next((EXCLUSION_REASONS[k] for k, s in exclusions.items() if name in s), None)
+            reason = next((r for r, s in exclusions.items() if name in s), None)
             if reason:
                 excluded.append({"split": split, "key": name, "reason": reason})
             else:

@@ -308,3 +308,15 @@ def test_cli_upstream_style_flags_flagfile_and_help(tmp_path, s2_examples):
     for flag in ("root_folder", "out_folder", "splits", "library", "update_json", "schema", "shard_size_mb",
                  "compression", "workers", "on_error", "keep_excluded", "overwrite"):
         assert f"{flag}:" in h.stdout  # "--flag:" or "--[no]flag:", each with its help text
+
+
+def test_extra_exclusion_lists(tmp_path, archive):
+    root, names = archive(0)
+    lst = write_split(tmp_path / "patches_with_haze.csv", [names[2]])
+    split = write_split(tmp_path / "train.csv", names)
+    m = cli.prepare(str(root), str(tmp_path / "a"), [split], exclusion_lists=[lst])
+    reasons = {e["key"]: e["reason"] for e in m["excluded"]}
+    assert reasons[names[2]] == "listed in patches_with_haze.csv"
+    assert m["splits"]["train"]["written"] == 6 - len(reasons)
+    m = cli.prepare(str(root), str(tmp_path / "b"), [split], exclusion_lists=[lst], keep_excluded=True)
+    assert m["splits"]["train"]["written"] == 6
