@@ -45,50 +45,77 @@ def varints(values) -> bytes:
         return b""
     if a.dtype.kind not in "iub":
         raise TypeError(f"int64 feature needs integers, got dtype {a.dtype}")
+    if a.min() >= 0 and a.max() < (1 << 21):  # fast path: pixels and labels take at most 3 groups
+        u = a.reshape(-1).astype(np.uint32)
+        nb = 1 + (u >= 1 << 7).astype(np.int8) + (u >= 1 << 14)
+        g = np.empty((u.size, 3), np.uint8)
+        g[:, 0] = (u & 0x7F) | ((nb > 1).astype(np.uint8) << 7)
+        g[:, 1] = ((u >> 7) & 0x7F) | ((nb > 2).astype(np.uint8) << 7)
+        g[:, 2] = u >> 14
+        return g[np.arange(3, dtype=np.int8)[None, :] < nb[:, None]].tobytes()
     a = a.reshape(-1).astype(np.int64).view(np.uint64)
     nbytes = np.ones(a.shape, np.int64)
     v = a >> np.uint64(7)
     while v.any():
         nbytes += v > 0
         v >>= np.uint64(7)
-    ends = np.cumsum(nbytes)
-    starts = ends - nbytes
-    out = np.empty(int(ends[-1]), np.uint8)
-    for k in range(int(nbytes.max())):
-        sel = nbytes > k
-        byte = ((a[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
-        byte |= (nbytes[sel] > k + 1).astype(np.uint8) << 7
-        out[starts[sel] + k] = byte
-    return out.tobytes()
+    k = np.arange(int(nbytes.max()), dtype=np.uint64)
+    groups = ((a[:, None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)  # (n, K) 7-bit groups
+    keep = k[None, :].astype(np.int64) < nbytes[:, None]
+    groups[:, :-1] |= (keep[:, 1:].astype(np.uint8) << 7)  # continuation bit where a next group follows
+    return groups[keep].tobytes()  # row-major: the groups of each value in order
 
 
-def _ld(tag: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return bytes((tag,)) + _varint(len(payload)) + payload
+class _Parts:
+    """Pieces of a message and their total length: nested fields are joined once, at the end."""
+
+    __slots__ = ("items", "size")
+
+    def __init__(self, items=None, size=0):
+        self.items, self.size = items or [], size
+
+    def add(self, data) -> None:
+        self.items.append(data)
+        self.size += len(data)
+
+    def field(self, tag: int, inner: "_Parts") -> None:
+        """Append a length-delimited field holding ``inner``."""
+        self.add(bytes((tag,)) + _varint(inner.size))
+        self.items.extend(inner.items)
+        self.size += inner.size
 
 
-def _feature(field: Field, value) -> bytes:
+def _feature(field: Field, value) -> _Parts:
+    lst = _Parts()
     if field.kind == "bytes":
         items = [value] if isinstance(value, (bytes, bytearray)) else list(value)
         for it in items:
             if not isinstance(it, (bytes, bytearray)):
                 raise TypeError(f"feature {field.key!r}: bytes expected, got {type(it).__name__}")
-        body = b"".join(_ld(0x0A, bytes(it)) for it in items)
+            lst.add(b"\x0a" + _varint(len(it)))
+            lst.add(it)
         n, tag = len(items), 0x0A
     elif field.kind == "int64":
         a = np.asarray(value)
         n = a.size
-        packed = varints(a)
-        body = _ld(0x0A, packed) if n else b""
+        if n:
+            lst.field(0x0A, _one(varints(a)))
         tag = 0x1A
     else:
         a = np.asarray(value, dtype="<f4").reshape(-1)
         n = a.size
-        body = _ld(0x0A, a.tobytes()) if n else b""
+        if n:
+            lst.field(0x0A, _one(a.tobytes()))
         tag = 0x12
     if field.length is not None and n != field.length:
         raise ValueError(f"feature {field.key!r}: {n} values, expected {field.length}")
-    return _ld(tag, body)
+    feat = _Parts()
+    feat.field(tag, lst)
+    return feat
+
+
+def _one(data) -> _Parts:
+    return _Parts([data], len(data))
 
 
 def encode_example(fields: Sequence[Field], values: Mapping[str, object]) -> bytes:
@@ -99,11 +126,14 @@ def encode_example(fields: Sequence[Field], values: Mapping[str, object]) -> byt
     extra = set(values) - {f.key for f in fields}
     if extra:
         raise KeyError(f"record has features not in the schema: {', '.join(sorted(extra))}")
-    entries = []
+    features = _Parts()
     for f in sorted(fields, key=lambda f: f.key):
-        entry = _ld(0x0A, f.key.encode()) + _ld(0x12, _feature(f, values[f.key]))
-        entries.append(_ld(0x0A, entry))
-    return _ld(0x0A, b"".join(entries))
+        entry = _one(b"\x0a" + _varint(len(f.key.encode())) + f.key.encode())
+        entry.field(0x12, _feature(f, values[f.key]))
+        features.field(0x0A, entry)
+    example = _Parts()
+    example.field(0x0A, features)
+    return b"".join(example.items)
 
 
 def frame(record: bytes) -> bytes:
