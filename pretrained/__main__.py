@@ -1,0 +1,117 @@
+"""Command line: ``python -m pretrained list | fetch NAME | convert NAME`` (also ``eorecords-pretrained``).
+
+- ``list``: the registry (one line per BigEarthNet model, one summary line for the 497 GHS-S2Net
+  zones unless ``--all``), with what is already in the cache; ``--json`` for a machine-readable dump.
+- ``fetch NAME``: download (progress bar, resumable, SHA-256 checked) and unpack into the cache.
+- ``convert NAME``: fetch if needed, convert to our Keras model, write ``<cache>/converted/NAME.weights.h5``,
+  ``NAME.keras`` and ``NAME.json``.
+
+``--url`` replaces the registry address (a mirror, a local file or a ``file://`` URL); ``--cache_dir``
+(or ``$EORECORDS_CACHE``) sets the cache folder.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags
+
+import pretrained
+from pretrained import fetch as fetch_lib
+from pretrained import registry
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("cache_dir", None, "Cache folder (default: $EORECORDS_CACHE, else ~/.cache/eorecords).")
+flags.DEFINE_string("url", None, "Fetch from this address instead of the registry's: an http(s) mirror, "
+                    "a local file or a file:// URL.")
+flags.DEFINE_string("sha256", None, "Expected SHA-256 of the download (overrides the registry's).")
+flags.DEFINE_string("source", None, "convert: an already unpacked checkpoint (folder, prefix or .h5) to "
+                    "convert instead of fetching.")
+flags.DEFINE_boolean("force", False, "Download, unpack and convert again even if the cache has the files.")
+flags.DEFINE_boolean("all", False, "list: show every GHS-S2Net zone instead of one summary line.")
+flags.DEFINE_boolean("json", False, "list: print the registry entries as JSON.")
+flags.DEFINE_boolean("progress", True, "Show progress bars.")
+flags.DEFINE_integer("retries", 5, "fetch: how often to resume a cut download before giving up.")
+
+USAGE = "usage: python -m pretrained [flags] list | fetch NAME | convert NAME"
+
+
+def _state(entry: registry.Entry) -> str:
+    cache = fetch_lib.cache_dir(FLAGS.cache_dir)
+    if pretrained.converted_paths(entry, cache)["weights"].is_file():
+        return "converted"
+    if fetch_lib.download_path(entry, cache).is_file():
+        return "downloaded"
+    return "-"
+
+
+def cmd_list() -> int:
+    entries = [registry.get(n) for n in registry.names()]
+    if FLAGS.json:
+        print(json.dumps([e.to_json() for e in entries], indent=1))
+        return 0
+    rows = [("NAME", "ARCHITECTURE", "FORMAT", "INPUTS", "SHA256", "CACHE")]
+    summarised = set()
+    for e in entries:
+        inputs = " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in e.input_spec().items())
+        if e.family and not FLAGS.all:
+            if e.family in summarised:
+                continue
+            summarised.add(e.family)
+            members = registry.families()[e.family]
+            cached = sum(_state(registry.get(m)) != "-" for m in members)
+            name = f"{e.family}-<zone> ({len(members)} zones)"
+            rows.append((name, e.architecture, e.format, inputs, "unknown" if not e.sha256 else "pinned",
+                         f"{cached} cached"))
+            continue
+        rows.append((e.name, e.architecture, e.format, inputs, "pinned" if e.sha256 else "unknown", _state(e)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(f"\ncache: {fetch_lib.cache_dir(FLAGS.cache_dir)}")
+    if not FLAGS.all:
+        print("zones: python -m pretrained list --all")
+    return 0
+
+
+def cmd_fetch(name: str) -> int:
+    path = fetch_lib.fetch(name, cache=FLAGS.cache_dir, url=FLAGS.url, sha256=FLAGS.sha256,
+                           progress=FLAGS.progress, force=FLAGS.force, retries=FLAGS.retries)
+    print(path)
+    return 0
+
+
+def cmd_convert(name: str) -> int:
+    report = pretrained.convert(name, cache=FLAGS.cache_dir, url=FLAGS.url, sha256=FLAGS.sha256,
+                                source=FLAGS.source, progress=FLAGS.progress, force=FLAGS.force)
+    print(f"{registry.get(name).name}: {report['assigned']} weights, {report['parameters']:,} parameters")
+    for key in ("weights", "keras", "meta"):
+        print(f"  {key}: {report[key]}")
+    for note in report.get("notes", ()):
+        print(f"  note: {note}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = argv[1:]
+    if not args:
+        raise app.UsageError(USAGE)
+    command, rest = args[0], args[1:]
+    try:
+        if command == "list" and not rest:
+            return cmd_list()
+        if command in ("fetch", "convert") and len(rest) == 1:
+            return (cmd_fetch if command == "fetch" else cmd_convert)(rest[0])
+    except (registry.UnknownModelError, fetch_lib.FetchError, pretrained.ConversionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    raise app.UsageError(USAGE)
+
+
+def run() -> None:
+    """Console entry point (``eorecords-pretrained``)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
