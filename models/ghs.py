@@ -1,0 +1,62 @@
+"""GHS-S2Net, the per-pixel built-up classifier of the GHS Sentinel-2 workflow (FACTS.md §5).
+
+Input: a 5x5 window of the 4-band 10 m composite (B4, B3, B2, B8; reflectance clipped
+at 10000 and divided by 10000); the prediction belongs to the window's centre pixel.
+Layers, as the upstream Keras-2 Sequential model (Keras defaults: VALID padding,
+stride 1, Glorot-uniform kernels, BN momentum 0.99 / epsilon 1e-3):
+
+    conv1 128 2x2 -> conv2 128 2x2 -> bn1 -> tanh -> dropout .1      (5x5 -> 4x4 -> 3x3)
+    conv3 512 2x2 -> conv4 512 2x2 -> bn2 -> tanh -> dropout .1      (3x3 -> 2x2 -> 1x1)
+    flatten -> dense1 128 -> bn3 -> tanh -> dropout .1 -> dense2 (2 units)
+
+Upstream ``dense2`` has a sigmoid and is trained with binary cross-entropy on one-hot
+[not built-up, built-up] targets; the published score is prob[:, 1]. Here ``dense2``
+is linear and the model returns logits (train with task="multi_label", i.e. sigmoid
+cross-entropy, to reproduce it); ``final_activation="sigmoid"`` appends the sigmoid
+(layer ``probabilities``) for a drop-in replica of the published models' outputs.
+
+Loading the published Keras 2.3 HDF5 models: their weighted layers, in model order,
+are conv2d, conv2d, batch_normalization, conv2d, conv2d, batch_normalization, dense,
+batch_normalization, dense (auto-numbered names that vary between files); they map in
+that order onto ``WEIGHTED_LAYERS`` below, weight for weight (conv/dense: kernel, bias;
+BN: gamma, beta, moving_mean, moving_variance), with identical shapes.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from models import common
+
+WEIGHTED_LAYERS = ("conv1", "conv2", "bn1", "conv3", "conv4", "bn2", "dense1", "bn3", "dense2")
+DEFAULT_INPUT_SPEC = {"image": (5, 5, 4)}
+
+
+def build_ghs_s2net(input_spec, num_classes=2, task="multi_label", *, final_activation=None,
+                    dropout=0.1):
+    inputs, x = common.single_input(input_spec, "GHS-S2Net", min_size=5)
+    if None in x.shape[1:3]:
+        raise ValueError("GHS-S2Net flattens its window: give a fixed size, e.g. (5, 5, 4)")
+
+    def conv(x, n, name):
+        return keras.layers.Conv2D(n, 2, strides=1, padding="valid", name=name)(x)
+
+    def bn_tanh_drop(x, i):
+        x = keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=f"bn{i}")(x)
+        x = keras.layers.Activation("tanh", name=f"tanh{i}")(x)
+        return keras.layers.Dropout(dropout, name=f"dropout{i}")(x)
+
+    x = conv(x, 128, "conv1")
+    x = conv(x, 128, "conv2")
+    x = bn_tanh_drop(x, 1)
+    x = conv(x, 512, "conv3")
+    x = conv(x, 512, "conv4")
+    x = bn_tanh_drop(x, 2)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(128, name="dense1")(x)
+    x = bn_tanh_drop(x, 3)
+    x = keras.layers.Dense(num_classes, name="dense2")(x)
+    out = common.logits(x)
+    if final_activation is not None:
+        out = keras.layers.Activation(final_activation, dtype="float32", name="probabilities")(out)
+    return keras.Model(inputs=inputs, outputs=out, name="GHS-S2Net")
