@@ -309,8 +309,11 @@ def evaluate_model(model_path: str, out_dir: str, *, data_dir=None, split="test"
     pred_path = os.path.join(out_dir, PREDICTIONS_NPZ)
     save_predictions(pred_path, scores, targets, class_names, task, split=split)
     meta["predictions"] = os.path.abspath(pred_path)
-    return evaluate_arrays(scores, targets, class_names, task, out_dir, threshold=threshold, meta=meta, plots=plots,
-                           echo=echo)
+    out = evaluate_arrays(scores, targets, class_names, task, out_dir, threshold=threshold, meta=meta, plots=plots,
+                          echo=echo)
+    out["files"] += [pred_path] + ([os.path.join(out_dir, f"predictions_{threshold_split}.npz")]
+                                   if task == metrics.MULTI_LABEL and threshold_split else [])
+    return out
 
 
 def main(argv):
