@@ -374,15 +374,14 @@ def tfw_to_transform(tfw: np.ndarray, order: str) -> np.ndarray:
     raise ValueError(f"unknown tfw order {order!r}")
 
 
-def read_geo(f: h5py.File, info: GeoInfo, a: int, b: int) -> list[s2s.Geo]:
-    """Geolocation of rows [a, b) of the image file."""
+def _geo_arrays(f: h5py.File, info: GeoInfo, a: int, b: int) -> dict:
+    """Geolocation of rows [a, b) as arrays: epsg, transform, tfw, utm, pixel (or None), city."""
     m = b - a
     epsg = _read(f["epsg"], a, b, info.path).reshape(m, -1)[:, 0]
     if not np.all(np.isfinite(epsg)) or not np.all(np.asarray(epsg) == np.round(epsg)):
         raise So2SatInputError(f"{info.path}: dataset 'epsg' {_rows(a, b)}: EPSG codes must be integers")
-    epsg = np.asarray(epsg).astype(np.int64)
-    tfw = _read(f["tfw"], a, b, info.path).astype(np.float64).reshape(m, 6)
-    transform = tfw_to_transform(tfw, info.tfw_order)
+    tfw = np.ascontiguousarray(_read(f["tfw"], a, b, info.path).reshape(m, 6), "<f8")
+    transform = np.ascontiguousarray(tfw_to_transform(tfw, info.tfw_order), "<f8")
     if info.has_coord:
         coord = _read(f["coord"], a, b, info.path).astype(np.float64).reshape(m, 6)
         utm = coord[:, :2]
@@ -396,8 +395,26 @@ def read_geo(f: h5py.File, info: GeoInfo, a: int, b: int) -> list[s2s.Geo]:
     if info.city_key:
         raw = _read(f[info.city_key], a, b, info.path).reshape(m)
         cities = [c.decode("utf-8", "replace").strip() if isinstance(c, bytes) else str(c).strip() for c in raw]
-    return [s2s.Geo(int(epsg[i]), tuple(transform[i].tolist()), tuple(tfw[i].tolist()), tuple(utm[i].tolist()),
-                    tuple(pixel[i].tolist()) if pixel is not None else (), cities[i]) for i in range(m)]
+    return {"epsg": np.asarray(epsg).astype(np.int64), "transform": transform, "tfw": tfw,
+            "utm": np.ascontiguousarray(utm, "<f8"), "pixel": pixel, "city": cities}
+
+
+def read_geo(f: h5py.File, info: GeoInfo, a: int, b: int) -> list[s2s.Geo]:
+    """Geolocation of rows [a, b) of the image file, one Geo per row."""
+    g = _geo_arrays(f, info, a, b)
+    pixel = g["pixel"].tolist() if g["pixel"] is not None else [()] * (b - a)
+    return [s2s.Geo(e, tuple(t), tuple(w), tuple(u), tuple(p), c) for e, t, w, u, p, c in zip(
+        g["epsg"].tolist(), g["transform"].tolist(), g["tfw"].tolist(), g["utm"].tolist(), pixel, g["city"])]
+
+
+def geo_feature_rows(f: h5py.File, info: GeoInfo, a: int, b: int) -> list[dict]:
+    """The ``geo/*`` feature values of rows [a, b) (the fast path of read_geo + geo_values)."""
+    g = _geo_arrays(f, info, a, b)
+    pixel = g["pixel"].tolist() if g["pixel"] is not None else [[]] * (b - a)
+    t, w, u = g["transform"], g["tfw"], g["utm"]
+    return [{"geo/epsg": [e], "geo/utm": [u[i].tobytes()], "geo/transform": [t[i].tobytes()],
+             "geo/tfw": [w[i].tobytes()], "geo/pixel": pixel[i], "geo/city": [g["city"][i].encode()]}
+            for i, e in enumerate(g["epsg"].tolist())]
 
 
 def produce(items: Sequence[tuple[int, int]], sources: Sequence[Source], dtype: str = "float32",
@@ -419,39 +436,63 @@ def _handle(path: str, handles: dict) -> h5py.File:
     return handles[path]
 
 
+STATS_ROWS = 8  # rows per statistics update: 8 x 1024 float64 pixels stay below malloc's mmap threshold
+
+
 def _produce_rows(src: Source, start: int, stop: int, dtype: str, read_rows: int, handles: dict):
     f = _handle(src.path, handles)
     g = _handle(src.geo.path, handles) if src.geo else None
     out = np.dtype("<f4" if dtype == "float32" else "<f8")
     d1, d2, dl = (_dataset(f, k, src.path) for k in ("sen1", "sen2", "label"))
+    no_geo = s2s.geo_values(None)
+    read_rows = -(-read_rows // STATS_ROWS) * STATS_ROWS  # whole statistics groups per chunk
+    k = min(read_rows, stop - start)
+    # Buffers reused for every chunk: memory stays at about read_rows x 0.3 MB whatever the file size.
+    b1 = np.empty((k,) + EXPECTED["sen1"], d1.dtype)
+    b2 = np.empty((k,) + EXPECTED["sen2"], d2.dtype)
+    x = np.empty((k, len(s2s.BAND_NAMES)) + s2s.PATCH, out)  # (rows, 18, 32, 32): sen1 then sen2
     for a in range(start, stop, read_rows):
         b = min(stop, a + read_rows)
         m = b - a
-        s1 = _read(d1, a, b, src.path)
-        s2 = _read(d2, a, b, src.path)
-        cls = label_indices(_read(dl, a, b, src.path), src.path, a)
-        geos = read_geo(g, src.geo, a, b) if g is not None else [None] * m
+        s1 = _read_into(d1, b1, a, b, src.path)
+        s2 = _read_into(d2, b2, a, b, src.path)
+        cls = label_indices(_read(dl, a, b, src.path), src.path, a).tolist()
+        geos = geo_feature_rows(g, src.geo, a, b) if g is not None else [no_geo] * m
+        xc = x[:m]
         with np.errstate(over="ignore", invalid="ignore"):
-            x1 = np.ascontiguousarray(s1.transpose(0, 3, 1, 2), dtype=out)  # (m, 8, 32, 32)
-            x2 = np.ascontiguousarray(s2.transpose(0, 3, 1, 2), dtype=out)  # (m, 10, 32, 32)
-        bad = ~(np.isfinite(x1).all(axis=(1, 2, 3)) & np.isfinite(x2).all(axis=(1, 2, 3)))
+            np.copyto(xc[:, :8], s1.transpose(0, 3, 1, 2), casting="unsafe")
+            np.copyto(xc[:, 8:], s2.transpose(0, 3, 1, 2), casting="unsafe")
+        good = np.isfinite(xc).all(axis=(1, 2, 3))
+        # Statistics take the good rows STATS_ROWS at a time (the same pixels as row by row, several
+        # times faster): each group's pixels ride on the group's first Record, the others carry none.
+        # Groups are aligned to the run's first row, so the statistics do not depend on --read_rows.
+        carry = {}
+        for j in range(0, m, STATS_ROWS):
+            idx = np.flatnonzero(good[j:j + STATS_ROWS]) + j
+            if len(idx):
+                block = xc[j:j + STATS_ROWS] if len(idx) == min(STATS_ROWS, m - j) else xc[idx]
+                carry[int(idx[0])] = {name: block[:, c] for c, name in enumerate(s2s.BAND_NAMES)}
         for i in range(m):
             row = a + i
             key = f"{src.name}:{row}"
-            if bad[i]:
+            if not good[i]:
                 yield shards.Skip(key, _bad_pixels_reason(src.path, row, s1[i], s2[i]))
                 continue
-            raw, px = {}, {}
-            for c, name in enumerate(s2s.SEN1_BANDS):
-                p = x1[i, c]
-                px[name] = p
-                raw[name] = p.tobytes()
-            for c, name in enumerate(s2s.SEN2_BANDS):
-                p = x2[i, c]
-                px[name] = p
-                raw[name] = p.tobytes()
-            label = int(cls[i])
-            yield shards.Record(key, s2s.record_values(raw, label, src.name, row, geos[i]), px, [label])
+            xi = xc[i]
+            raw = {name: xi[c].tobytes() for c, name in enumerate(s2s.BAND_NAMES)}
+            label = cls[i]
+            yield shards.Record(key, s2s.record_values(raw, label, src.name, row, geos[i]), carry.get(i, {}),
+                                [label])
+
+
+def _read_into(ds: h5py.Dataset, buf: np.ndarray, a: int, b: int, path: str) -> np.ndarray:
+    """Rows [a, b) of ``ds`` into the start of ``buf`` (no new allocation); returns that view."""
+    try:
+        ds.read_direct(buf, np.s_[a:b], np.s_[0:b - a])
+    except (OSError, RuntimeError, ValueError, TypeError) as e:
+        raise So2SatInputError(f"{path}: dataset '{ds.name.lstrip('/')}' {_rows(a, b)}: read failed "
+                               f"(truncated or damaged file?): {e}") from None
+    return buf[:b - a]
 
 
 def _bad_pixels_reason(path: str, row: int, s1: np.ndarray, s2: np.ndarray) -> str:

@@ -191,7 +191,12 @@ def test_same_shards_for_any_worker_count_and_resume(v2, v2_out, tmp_path):
                         workers=2)
     m1 = json.load(open(os.path.join(v2_out, "manifest.json")))
     assert m2["splits"] == m1["splits"]
+    assert m2["statistics"] == m1["statistics"]
     assert shard_bytes(out2) == shard_bytes(v2_out)
+    # the read size changes neither the shards nor the statistics
+    out3 = str(tmp_path / "r64")
+    m3 = so2sat.prepare([v2["training"], v2["validation"], v2["testing"]], out3, shard_size_mb=1.0, read_rows=64)
+    assert shard_bytes(out3) == shard_bytes(v2_out) and m3["statistics"] == m1["statistics"]
     # a rerun after losing a shard rewrites it identically
     first = m2["splits"]["train"]["shards"][1]["file"]
     os.remove(os.path.join(out2, first))
@@ -349,7 +354,7 @@ def test_non_finite_pixels_fail_or_skip(tmp_path):
     p = synth.write_file(str(tmp_path / "testing.h5"), 12, geo=False)["h5"]
     with h5py.File(p, "a") as f:
         f["sen1"][5, 0, 0, 0] = np.nan
-        f["sen2"][9, 1, 1, 1] = 1e300  # beyond float32
+        f["sen2"][9, 1, 1, 1] = 1e39  # beyond float32
     with pytest.raises(shards.PrepError, match=r"testing\.h5: dataset 'sen1' row 5: 1 non-finite"):
         so2sat.prepare([p], str(tmp_path / "a"))
     m = so2sat.prepare([p], str(tmp_path / "b"), on_error="skip")
@@ -384,6 +389,13 @@ def test_cli_convert_and_geotiff(v2, tmp_path):
 
 
 def test_synthetic_cli(tmp_path):
-    assert synth.main(["--out", str(tmp_path), "--version", "3", "--rows", "3", "--geo_layout", "city"]) == 0
-    assert (tmp_path / "culture_10" / "testing_geo.h5").exists()
-    assert synth._size_arg("1.5GB") == int(1.5e9 // ((32 * 32 * 18 + 17) * 8))
+    from prep.synthetic.__main__ import COMMANDS
+
+    assert COMMANDS["so2sat"] == "prep.synthetic.so2sat"
+    cmd = [sys.executable, "-m", "prep.synthetic", "so2sat", "--out", str(tmp_path), "--release", "3", "--rows", "3",
+           "--geo_layout", "city"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "culture_10" / "testing_geo.h5") as g:
+        assert sorted(g) == ["city", "epsg", "tfw"] and g["tfw"].shape == (3, 6)
+    assert synth._size_arg("1.5GB") * (32 * 32 * 18 + 17) * 8 >= 1.5e9 and synth._size_arg("12") == 12

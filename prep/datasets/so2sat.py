@@ -179,14 +179,15 @@ def geo_values(geo: Geo | None) -> dict:
             "geo/city": [geo.city.encode()]}
 
 
-def record_values(bands: dict[str, bytes], label: int, source: str, row: int, geo: Geo | None) -> dict:
-    """Feature values of the compact schema; ``bands`` maps every band name to its raw LE bytes."""
+def record_values(bands: dict[str, bytes], label: int, source: str, row: int, geo: Geo | dict | None) -> dict:
+    """Feature values of the compact schema; ``bands`` maps every band name to its raw LE bytes,
+    ``geo`` is a Geo, the ``geo/*`` values already built (``geo_values``), or None."""
     v = {f"bands/{n}": [bands[n]] for n in BAND_NAMES}
     v["label/index"] = [int(label)]
     v["patch_id"] = [f"{source}:{row}".encode()]
     v["meta/source"] = [source.encode()]
     v["meta/row"] = [int(row)]
-    v.update(geo_values(geo))
+    v.update(geo if isinstance(geo, dict) else geo_values(geo))
     return v
 
 

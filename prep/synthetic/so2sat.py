@@ -17,9 +17,7 @@ integer DN / 10000 like the real files; the class shifts a few bands so a model 
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
 import h5py
 import numpy as np
@@ -131,39 +129,49 @@ def _size_arg(text: str) -> int:
     for unit, mult in (("GB", 1e9), ("MB", 1e6)):
         if t.endswith(unit):
             row_bytes = (32 * 32 * 18 + s2s.NUM_CLASSES) * 8
-            return max(1, int(float(t[:-len(unit)]) * mult // row_bytes))
+            return max(1, -int(-float(t[:-len(unit)]) * mult // row_bytes))  # at least that size
     return int(t)
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="python -m prep.synthetic so2sat", description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--version", type=int, default=2, choices=(2, 3),
-                   help="2: training/validation/testing.h5; 3: random|block|culture_10/training|testing.h5")
-    p.add_argument("--rows", type=_size_arg, default=None,
-                   help="rows per file, or a data size per file such as 1.5GB (default 64)")
-    p.add_argument("--training_rows", type=_size_arg, default=None,
-                   help="rows (or size) of the training files only, overriding --rows")
-    p.add_argument("--geo_layout", choices=("coord", "city"), default="coord",
-                   help="*_geo.h5 layout: 'coord' (coord/epsg/tfw) or 'city' (city/epsg/tfw, 2026 release)")
-    p.add_argument("--no_geo", action="store_true", help="do not write the *_geo.h5 files")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
-    return p
+def define_flags() -> None:
+    """Declare the command's absl flags (``python -m prep.synthetic so2sat``)."""
+    from absl import flags
+
+    flags.DEFINE_string("out", None, "Output folder.")
+    flags.DEFINE_enum("release", "2", ["2", "3"], "2: training/validation/testing.h5; "
+                      "3: random|block|culture_10/training|testing.h5.")
+    flags.DEFINE_string("rows", "64", "Rows per file, or a float64 data size per file such as 1.5GB or 200MB.")
+    flags.DEFINE_string("training_rows", None, "Rows (or size) of the training files only, overriding --rows.")
+    flags.DEFINE_enum("geo_layout", "coord", ["coord", "city"], "*_geo.h5 layout: 'coord' (coord/epsg/tfw) or "
+                      "'city' (city/epsg/tfw in world-file order, the 2026 release).")
+    flags.DEFINE_bool("geo", True, "Write the *_geo.h5 geolocation files.")
+    flags.DEFINE_integer("seed", 0, "Random seed (same seed, same files).")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    sizes = {}
-    if args.rows is not None:
-        sizes = {"training": args.rows, "validation": args.rows, "testing": args.rows}
-    if args.training_rows is not None:
-        sizes["training"] = args.training_rows
-    paths = write_release(args.out, args.version, sizes, seed=args.seed, geo=not args.no_geo,
-                          geo_layout=args.geo_layout)
+def main(argv) -> int:
+    from absl import app, flags
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.out:
+        raise app.UsageError("--out is required")
+    try:
+        rows = _size_arg(FLAGS.rows)
+        sizes = {"training": rows, "validation": rows, "testing": rows}
+        if FLAGS.training_rows:
+            sizes["training"] = _size_arg(FLAGS.training_rows)
+    except ValueError as e:
+        raise app.UsageError(f"--rows/--training_rows: {e}") from None
+    paths = write_release(FLAGS.out, int(FLAGS.release), sizes, seed=FLAGS.seed, geo=FLAGS.geo,
+                          geo_layout=FLAGS.geo_layout)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from absl import app
+
+    define_flags()
+    app.run(main)
