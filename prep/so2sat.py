@@ -93,6 +93,7 @@ _ROLE_RE = re.compile(r"(?:^|[^a-z])(training|validation|testing)(?:[^a-z]|$)")
 _SCENARIO_RE = re.compile(r"(?:^|[^a-z0-9])(random|block|culture[_-]?10)(?:[^a-z0-9]|$)")
 _SPLIT_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 LABEL_CHECK_ROWS = 65536
+H5_CHUNK_CACHE = 16 << 20  # bytes of chunk cache per open dataset
 
 
 class So2SatInputError(shards.PrepError):
@@ -110,7 +111,8 @@ def open_h5(path: str) -> h5py.File:
     if not os.path.isfile(path):
         raise So2SatInputError(f"{path}: no such file")
     try:
-        return h5py.File(path, "r")
+        # A chunk cache large enough for the chunked/compressed layouts: each chunk is decoded once.
+        return h5py.File(path, "r", rdcc_nbytes=H5_CHUNK_CACHE, rdcc_nslots=10007)
     except OSError as e:
         if "truncated" in str(e):
             raise So2SatInputError(f"{path}: truncated HDF5 file (incomplete download or copy?): {e}") from None
@@ -520,7 +522,8 @@ def prepare(h5_paths: Sequence[str], out: str, split_names: Sequence[str] | None
     splits = {s.split: [(i, r) for r in range(s.rows)] for i, s in enumerate(sources)}
     produce_fn = functools.partial(produce, sources=tuple(sources), dtype=dtype, read_rows=read_rows)
     run_flags = {
-        "h5": [s.name for s in sources], "split_names": [s.split for s in sources],
+        "h5": [s.name for s in sources], "h5_bytes": [os.path.getsize(s.path) for s in sources],
+        "split_names": [s.split for s in sources],
         "geolocation": [s.geo is not None for s in sources], "tfw_order": tfw_order,
         "keep_float64": keep_float64, "dtype": dtype, "max_rows": max_rows, "shard_size_mb": shard_size_mb,
         "records_per_shard": per_shard, "compression": compression, "on_error": on_error,

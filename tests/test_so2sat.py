@@ -204,6 +204,17 @@ def test_same_shards_for_any_worker_count_and_resume(v2, v2_out, tmp_path):
     assert shard_bytes(out2) == shard_bytes(v2_out)
 
 
+def test_chunked_compressed_input_gives_the_same_shards(v2, tmp_path):
+    chunked = synth.write_file(str(tmp_path / "in" / "testing.h5"), 17, seed=3 * 1000 + 2, chunk_rows=16,
+                               cities=s2s.VALIDATION_TESTING_CITY_EPSG, h5_chunks=True)["h5"]
+    with h5py.File(chunked) as f:
+        assert f["sen1"].chunks == (17, 32, 32, 8) and f["sen1"].compression == "gzip"
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    so2sat.prepare([v2["testing"]], a, read_rows=5)
+    so2sat.prepare([chunked], b, read_rows=5)
+    assert shard_bytes(a) == shard_bytes(b)
+
+
 def test_without_geolocation_records_are_empty_geo(v2, tmp_path):
     out = str(tmp_path / "nogeo")
     so2sat.prepare([v2["validation"]], out, geolocation=False, max_rows=3)

@@ -62,19 +62,25 @@ def _geo_rows(rows: np.ndarray, n: int, cities: dict[str, int]) -> dict[str, np.
 def write_file(path: str, n: int, *, seed: int = 0, chunk_rows: int = 512, geo: bool = True,
                geo_layout: str = "coord", cities: dict[str, int] | None = None, h5_chunks: bool = False,
                labels: bool = True) -> dict:
-    """Write ``path`` (and ``<stem>_geo.h5`` when ``geo``) with ``n`` rows; returns the paths and class counts."""
+    """Write ``path`` (and ``<stem>_geo.h5`` when ``geo``) with ``n`` rows; returns the paths and class counts.
+
+    ``h5_chunks`` stores sen1/sen2 chunked (64 rows) and gzip-compressed instead of contiguous.
+    """
     if geo_layout not in ("coord", "city"):
         raise ValueError(f"geo_layout must be 'coord' or 'city', not {geo_layout!r}")
     cities = cities or s2s.TRAINING_CITY_EPSG
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     geo_path = os.path.splitext(path)[0] + "_geo.h5"
     counts = np.zeros(s2s.NUM_CLASSES, np.int64)
-    kw = {"chunks": (min(64, max(n, 1)), 32, 32, 8)} if h5_chunks and n else {}
+    rows_per_chunk = min(64, max(n, 1))
+
+    def layout(*tail):  # chunked + gzip storage, or the contiguous default
+        return {"chunks": (rows_per_chunk,) + tail, "compression": "gzip", "compression_opts": 1} \
+            if h5_chunks and n else {}
+
     with h5py.File(path, "w") as f:
-        d1 = f.create_dataset("sen1", (n, 32, 32, 8), np.float64, **kw)
-        if kw:
-            kw = {"chunks": (kw["chunks"][0], 32, 32, 10)}
-        d2 = f.create_dataset("sen2", (n, 32, 32, 10), np.float64, **kw)
+        d1 = f.create_dataset("sen1", (n, 32, 32, 8), np.float64, **layout(32, 32, 8))
+        d2 = f.create_dataset("sen2", (n, 32, 32, 10), np.float64, **layout(32, 32, 10))
         dl = f.create_dataset("label", (n, s2s.NUM_CLASSES), np.float64) if labels else None
         for k, a in enumerate(range(0, n, chunk_rows)):
             b = min(n, a + chunk_rows)
