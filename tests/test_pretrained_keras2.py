@@ -212,3 +212,25 @@ def test_cli_fetch_and_list_use_the_cache_folder(ghs, tmp_path):
         (cache / "downloads" / "ghs-s2net-33U").iterdir())
     usage = subprocess.run(cmd + ["frobnicate"], capture_output=True, text=True)
     assert usage.returncode != 0 and "list | fetch NAME | convert NAME" in usage.stderr + usage.stdout
+
+
+def test_cli_convert_in_process(ghs, tmp_path, capsys):
+    from absl import flags
+
+    from pretrained import __main__ as cli
+
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match="python -m pretrained convert ghs-s2net-32T"):
+        pretrained.resolve("ghs-s2net-32T", cache=cache, download=False)
+    flags.FLAGS(["pretrained", f"--cache_dir={cache}", f"--url={ghs['path']}", "--noprogress"])
+    try:
+        assert cli.main(["pretrained", "convert", "MODEL_CNN_32T"]) == 0
+    finally:
+        flags.FLAGS.unparse_flags()
+    out = capsys.readouterr().out
+    weights = cache / "converted" / "ghs-s2net-32T.weights.h5"
+    assert f"weights: {weights}" in out and "24 weights" in out and "sigmoid" in out
+    assert pretrained.resolve("ghs-s2net-32T", cache=cache, download=False) == weights
+    assert pretrained.resolve(str(weights)) == weights
+    meta = json.loads((cache / "converted" / "ghs-s2net-32T.json").read_text())
+    assert meta["entry"]["url"].endswith("MODEL_CNN_32T.h5") and meta["source_sha256"]

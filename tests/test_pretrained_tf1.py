@@ -131,9 +131,9 @@ def tf1_kbranch(g: Graph, ph, num_classes=19):
         return tf.matmul(x, w) + b
 
 
-# ----------------------------------------------------------------------------------- slim VGG16
+# ------------------------------------------------------------------------------- slim VGG16/19
 
-def tf1_vgg16(g: Graph, ph, num_classes=19, fc_units=4096):
+def tf1_vgg(g: Graph, ph, num_classes=19, fc_units=4096, variant="vgg_16"):
     def conv(x, filters, k, scope, relu=True):
         with v1.variable_scope(scope):
             w = g.kernel("weights", (k, k, x.shape[-1], filters))
@@ -141,9 +141,10 @@ def tf1_vgg16(g: Graph, ph, num_classes=19, fc_units=4096):
         y = tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), b)
         return tf.nn.relu(y) if relu else y
 
-    with v1.variable_scope("vgg_16"):
+    repeats = {"vgg_16": (2, 2, 3, 3, 3), "vgg_19": (2, 2, 4, 4, 4)}[variant]
+    with v1.variable_scope(variant):
         x = ph["image"]
-        for i, (reps, filters) in enumerate(zip((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)), start=1):
+        for i, (reps, filters) in enumerate(zip(repeats, (64, 128, 256, 512, 512)), start=1):
             with v1.variable_scope(f"conv{i}"):
                 for j in range(1, reps + 1):
                     x = conv(x, filters, 3, f"conv{i}_{j}")
@@ -319,7 +320,7 @@ def test_vgg16_slim_checkpoint_matches_tf1(tmp_path):
     # fc6/fc7 narrowed from 4096 to 256 channels to keep the test small; every name and shape
     # rule is the same as for the published model
     feeds = _inputs(IMAGE_SPEC)
-    logits = run_and_save(lambda g, ph: tf1_vgg16(g, ph, fc_units=256), feeds, str(tmp_path / "vgg_16.ckpt"))
+    logits = run_and_save(lambda g, ph: tf1_vgg(g, ph, fc_units=256), feeds, str(tmp_path / "vgg_16.ckpt"))
     model = models.build("VGG16", IMAGE_SPEC, 19, "multi_label", fc_units=256)
     report = pretrained.convert_source(tmp_path, model, architecture="VGG16")
     assert report["assigned"] == 32 and report["architecture"] == "VGG16"
