@@ -148,7 +148,7 @@ def _is_path(weights) -> bool:
     if isinstance(weights, os.PathLike):
         return True
     return isinstance(weights, str) and (weights.endswith((".h5", ".keras")) or os.sep in weights
-                                         or os.path.exists(weights))
+                                         or os.path.isfile(weights))
 
 
 def load_weights(model: keras.Model, weights) -> keras.Model:
