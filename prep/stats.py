@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 PERCENTILES = (1, 2, 5, 25, 50, 75, 95, 98, 99)
-_SAMPLE_STRIDE = 97  # float bands: every 97th pixel of every record feeds the percentile sample
+_SAMPLE_STRIDE = 97
+_MAX_SAMPLE = 1 << 20  # float bands: the percentile sample is thinned to at most ~1M values  # float bands: every 97th pixel of every record feeds the percentile sample
 
 
 class BandStats:
@@ -25,6 +26,7 @@ class BandStats:
             self.min = np.inf
             self.max = -np.inf
             self.samples: list[np.ndarray] = []
+            self._sampled = 0
 
     def update(self, pixels: np.ndarray) -> None:
         a = np.asarray(pixels).reshape(-1)
@@ -38,6 +40,9 @@ class BandStats:
             self.min = min(self.min, float(a64.min()))
             self.max = max(self.max, float(a64.max()))
             self.samples.append(a64[::_SAMPLE_STRIDE].copy())
+            self._sampled += self.samples[-1].size
+            if self._sampled > 2 * _MAX_SAMPLE:
+                self._thin()
 
     # --- persistence and merging (sidecar files of finished shards) ---
     def state(self) -> dict:
@@ -59,6 +64,14 @@ class BandStats:
             self.max = max(self.max, float(st["max"]))
             if np.size(st["sample"]):
                 self.samples.append(np.asarray(st["sample"], np.float64))
+                self._sampled += self.samples[-1].size
+                if self._sampled > 2 * _MAX_SAMPLE:
+                    self._thin()
+
+    def _thin(self) -> None:
+        """Keep every other sampled value (deterministic), bounding memory on huge datasets."""
+        merged = np.concatenate(self.samples)[::2].copy()
+        self.samples, self._sampled = [merged], merged.size
 
     def summary(self) -> dict | None:
         if self.count == 0:

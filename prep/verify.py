@@ -42,8 +42,9 @@ def verify(out_dir: str, batch_size: int = 256) -> list[str]:
     desc = feature_description(schema)
     compression = manifest.get("compression", "NONE")
     problems = []
-    raw_sizes = {schema.band_keys[b.name]: b.size * np.dtype(b.dtype).itemsize for b in spec.bands} \
-        if schema.band_encoding == "raw_bytes" else {}
+    # band byte sizes from the manifest's own band table (dtype may differ from the default, e.g. float64)
+    raw_sizes = {b["feature"]: int(np.prod(b["shape"])) * np.dtype(b["dtype"]).itemsize
+                 for b in manifest["bands"]} if schema.band_encoding == "raw_bytes" else {}
     for split, s in manifest["splits"].items():
         if s["listed"] != s["written"] + s["excluded"] + s["skipped"]:
             problems.append(f"split {split}: listed {s['listed']} != written {s['written']} + excluded "
