@@ -74,10 +74,12 @@ def _save_atomic(model, paths: dict[str, Path]) -> None:
 def convert(name: str | Entry, *, cache: str | os.PathLike | None = None, url: str | None = None,
             sha256: str | None = None, source: str | os.PathLike | None = None, progress: bool = True,
             force: bool = False) -> dict:
-    """Fetches (unless ``source`` points at the unpacked checkpoint) and converts registry entry
-    ``name``; returns the conversion report with the output paths."""
+    """Fetches (unless ``source`` points at an unpacked checkpoint or a model file) and converts
+    registry entry ``name``; returns the conversion report with the output paths."""
     entry = registry.get(name) if isinstance(name, str) else name
     paths = converted_paths(entry, cache)
+    if source is not None and Path(source).is_file() and _fetch.archive_kind(source):
+        url, source = str(source), None  # an archive: unpack it into the cache first
     if source is None:
         source = _fetch.fetch(entry, cache=cache, url=url, sha256=sha256, progress=progress, force=force)
     model = build_model(entry)

@@ -25,8 +25,8 @@ flags.DEFINE_string("cache_dir", None, "Cache folder (default: $EORECORDS_CACHE,
 flags.DEFINE_string("url", None, "Fetch from this address instead of the registry's: an http(s) mirror, "
                     "a local file or a file:// URL.")
 flags.DEFINE_string("sha256", None, "Expected SHA-256 of the download (overrides the registry's).")
-flags.DEFINE_string("source", None, "convert: an already unpacked checkpoint (folder, prefix or .h5) to "
-                    "convert instead of fetching.")
+flags.DEFINE_string("source", None, "convert: a local checkpoint to convert instead of fetching: an unpacked "
+                    "folder, a checkpoint prefix, the zip itself or a Keras 2 .h5 file.")
 flags.DEFINE_boolean("force", False, "Download, unpack and convert again even if the cache has the files.")
 flags.DEFINE_boolean("all", False, "list: show every GHS-S2Net zone instead of one summary line.")
 flags.DEFINE_boolean("json", False, "list: print the registry entries as JSON.")

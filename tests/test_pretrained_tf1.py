@@ -274,6 +274,12 @@ def test_kbranch_converts_through_the_registry_and_matches_tf1(kbranch, converte
     assert pretrained.resolve("K-BranchCNN", download=False) == paths["weights"]
 
 
+def test_convert_accepts_the_zip_as_source(kbranch, tmp_path):
+    report = pretrained.convert("K-BranchCNN", cache=tmp_path, source=kbranch["zip"], progress=False)
+    assert report["assigned"] == 80
+    assert (tmp_path / "extracted" / "bigearthnet19-kbranchcnn" / "K-BranchCNN").is_dir()
+
+
 def test_load_into_for_fine_tuning_skips_only_the_new_head(kbranch, converted):
     cache, _ = converted
     model = models.build("K-BranchCNN", KBRANCH_SPEC, 43, "multi_label")
@@ -312,6 +318,11 @@ def test_conversion_fails_loudly_on_missing_unmapped_and_misshapen_variables(kbr
     wide = models.build("K-BranchCNN", KBRANCH_SPEC, 43, "multi_label")
     with pytest.raises(convert_tf1.ConversionError, match="classification/fc_layer/kernel is"):
         convert_tf1.convert(kbranch["ckpt"], wide)
+    # a 1x1-conv kernel stored as a dense matrix (or the reverse) is reshaped, nothing else is
+    assert convert_tf1._fit(np.ones((8, 3)), (1, 1, 8, 3)).shape == (1, 1, 8, 3)
+    assert convert_tf1._fit(np.ones((1, 1, 8, 3)), (8, 3)).shape == (8, 3)
+    assert convert_tf1._fit(np.ones((8, 3)), (1, 1, 3, 8)) is None
+    assert convert_tf1._fit(np.ones((2, 2, 8, 3)), (4, 8, 3)) is None
     with pytest.raises(convert_tf1.ConversionError, match="match no known architecture"):
         convert_tf1.detect_architecture(["vgg_16/conv1/conv1_1/weights", "CNN_10m_branch/x/kernel"])
 
