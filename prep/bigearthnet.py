@@ -20,32 +20,47 @@ from prep import shards
 from prep.datasets import bigearthnet as ben
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("root_folder", None, "Folder holding the raw patch folders (one folder per patch).",
-                    short_name="r")
-flags.DEFINE_string("out_folder", None, "Output folder for the shards and manifest.json.", short_name="o")
-flags.DEFINE_multi_string("splits", None, "Split CSV files (plain, .bz2 or .gz; one patch name per line); the "
-                          "split is named after the file (train.csv -> train). Default: the official "
-                          "train/val/test splits.", short_name="n")
-flags.DEFINE_enum("library", "tensorflow", ["tensorflow"], "Target library (upstream compatibility; only "
-                  "TensorFlow records are written).", short_name="l")
-flags.DEFINE_bool("update_json", False, "Also add 'BigEarthNet_19_labels' to each patch JSON (written "
-                  "atomically, other keys kept).")
-flags.DEFINE_enum("schema", "compact", ["compact", "upstream"], "Record layout: 'compact' (raw uint16 bytes "
-                  "per band at native resolution + labels + metadata) or 'upstream' (the upstream Int64List "
-                  "keys, readable by existing upstream readers).")
-flags.DEFINE_float("shard_size_mb", 150.0, "Target shard size in MB (records per shard derive from it).")
-flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
-flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes (output is identical for "
-                     "any count).")
-flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "On a bad patch: stop with its error ('fail'), or "
-                  "skip it and list it with the reason in the manifest and summary ('skip').")
-flags.DEFINE_bool("keep_excluded", False, "Keep the patches the official rules leave out (seasonal snow, "
-                  "cloud/shadow, no 19-class target).")
-flags.DEFINE_multi_string("exclusion_lists", None, "Further patch lists to leave out (CSV, one name per line, "
-                          "plain/.bz2/.gz), reported as excluded with the list's name; added to the official "
-                          "lists unless --keep_excluded.")
-flags.DEFINE_bool("overwrite", False, "Discard output of a different earlier preparation in --out_folder.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_flags_defined = False
+
+
+def define_flags() -> None:
+    """Declare the command's flags (called by run(); importing this module defines none)."""
+    global _flags_defined
+    if _flags_defined:  # run() or a test may call this more than once per process
+        return
+    _flags_defined = True
+    flags.DEFINE_string("root_folder", None, "Folder holding the raw patch folders (one folder per patch).",
+                        short_name="r")
+    flags.DEFINE_string("out_folder", None, "Output folder for the shards and manifest.json.", short_name="o")
+    flags.DEFINE_multi_string("splits", None, "Split CSV files (plain, .bz2 or .gz; one patch name per line); the "
+                              "split is named after the file (train.csv -> train). Default: the official "
+                              "train/val/test splits.", short_name="n")
+    flags.DEFINE_enum("library", "tensorflow", ["tensorflow"], "Target library (upstream compatibility; only "
+                      "TensorFlow records are written).", short_name="l")
+    flags.DEFINE_bool("update_json", False, "Also add 'BigEarthNet_19_labels' to each patch JSON (written "
+                      "atomically, other keys kept).")
+    flags.DEFINE_enum("schema", "compact", ["compact", "upstream"], "Record layout: 'compact' (raw uint16 bytes "
+                      "per band at native resolution + labels + metadata) or 'upstream' (the upstream Int64List "
+                      "keys, readable by existing upstream readers).")
+    flags.DEFINE_float("shard_size_mb", 150.0, "Target shard size in MB (records per shard derive from it).")
+    flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
+    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes (output is identical for "
+                         "any count).")
+    flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "On a bad patch: stop with its error ('fail'), or "
+                      "skip it and list it with the reason in the manifest and summary ('skip').")
+    flags.DEFINE_bool("keep_excluded", False, "Keep the patches the official rules leave out (seasonal snow, "
+                      "cloud/shadow, no 19-class target).")
+    flags.DEFINE_multi_string("exclusion_lists", None, "Further patch lists to leave out (CSV, one name per line, "
+                              "plain/.bz2/.gz), reported as excluded with the list's name; added to the official "
+                              "lists unless --keep_excluded.")
+    flags.DEFINE_bool("overwrite", False, "Discard output of a different earlier preparation in --out_folder.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_enum("runner", "local", ["local", "DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"],
+                      "'local': this machine's worker processes. A Beam runner name runs the same preparation as an "
+                      "Apache Beam pipeline (prep.beam); with the DirectRunner the records are the same as 'local'.")
+    flags.DEFINE_string("beam_options", "", "Beam pipeline options as one shell-quoted string, e.g. "
+                        "--beam_options='--project=P --region=R --temp_location=gs://B/tmp'; "
+                        "'--shard_writer=writetotfrecord' writes through beam.io.WriteToTFRecord (see prep/beam.py).")
 
 
 def expand_nargs(argv: list[str]) -> list[str]:
@@ -147,9 +162,17 @@ def main(argv):
         raise app.UsageError("--root_folder (-r) and --out_folder (-o) are required")
     t0 = time.time()
     try:
-        manifest = prepare(FLAGS.root_folder, FLAGS.out_folder, FLAGS.splits, FLAGS.schema, FLAGS.shard_size_mb,
-                           FLAGS.compression, FLAGS.workers, FLAGS.on_error, FLAGS.keep_excluded,
-                           FLAGS.update_json, FLAGS.overwrite, FLAGS.progress, FLAGS.exclusion_lists)
+        if FLAGS.runner == "local":
+            manifest = prepare(FLAGS.root_folder, FLAGS.out_folder, FLAGS.splits, FLAGS.schema, FLAGS.shard_size_mb,
+                               FLAGS.compression, FLAGS.workers, FLAGS.on_error, FLAGS.keep_excluded,
+                               FLAGS.update_json, FLAGS.overwrite, FLAGS.progress, FLAGS.exclusion_lists)
+        else:
+            from prep import beam  # imported only when asked for: Apache Beam is slow to import
+
+            manifest = beam.prepare(FLAGS.root_folder, FLAGS.out_folder, FLAGS.splits, FLAGS.schema,
+                                    FLAGS.shard_size_mb, FLAGS.compression, FLAGS.workers, FLAGS.on_error,
+                                    FLAGS.keep_excluded, FLAGS.update_json, FLAGS.overwrite, FLAGS.progress,
+                                    FLAGS.exclusion_lists, runner=FLAGS.runner, beam_options=FLAGS.beam_options)
     except shards.PrepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -159,6 +182,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main, argv=expand_nargs(sys.argv))
 
 
