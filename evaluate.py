@@ -32,32 +32,40 @@ from absl import app, flags, logging
 from models import metrics, report
 
 FLAGS = flags.FLAGS
+_flags_defined = False
 
-flags.DEFINE_string("predictions", None, "Predictions .npz (scores, targets, class_names[, task]) to evaluate "
-                    "without a model.")
-flags.DEFINE_string("model", None, "A run directory written by train.py, or a .keras model file.")
-flags.DEFINE_string("checkpoint", "best", "With a run directory: which model to load, best (best.keras) or "
-                    "final (final.keras).")
-flags.DEFINE_string("data_dir", None, "Prepared dataset directory (holds manifest.json); with --model. "
-                    "Defaults to the data_dir in the run's input_config.json.")
-flags.DEFINE_string("split", "test", "Split to evaluate with --model.")
-flags.DEFINE_string("out_dir", None, "Directory for the report files.")
-flags.DEFINE_enum("task", "auto", ["auto", metrics.MULTI_LABEL, metrics.SINGLE_LABEL],
-                  "Task; auto takes it from the manifest / input_config / predictions file, else from the "
-                  "targets' shape (N x C = multi-label, N = single-label).")
-flags.DEFINE_float("threshold", 0.5, "Score threshold for a positive multi-label decision.")
-flags.DEFINE_string("thresholds_from", None, "Per-class thresholds: a validation predictions .npz (thresholds "
-                    "maximising each class's F1 on it) or a .json list of C thresholds.")
-flags.DEFINE_string("threshold_split", None, "With --model: pick per-class F1-maximising thresholds on this "
-                    "split (e.g. val) and apply them to --split.")
-flags.DEFINE_integer("batch_size", 256, "Batch size for running the model.")
-flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0 = the whole split); for quick checks.")
-flags.DEFINE_string("bands", None, "For a bare .keras file: band preset (10m20m, all, ...) or a comma-separated "
-                    "list. Ignored when input_config.json is found.")
-flags.DEFINE_boolean("per_resolution", None, "For a bare .keras file: one input per resolution group.")
-flags.DEFINE_string("resample", None, "For a bare .keras file: resampling of coarser bands (bicubic, ...).")
-flags.DEFINE_string("normalize", None, "For a bare .keras file: manifest, upstream or none.")
-flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
+
+def define_flags() -> None:
+    """Declare the command's flags (called by run(); importing this module defines none)."""
+    global _flags_defined
+    if _flags_defined:  # run() or a test may call this more than once per process
+        return
+    _flags_defined = True
+    flags.DEFINE_string("predictions", None, "Predictions .npz (scores, targets, class_names[, task]) to evaluate "
+                        "without a model.")
+    flags.DEFINE_string("model", None, "A run directory written by train.py, or a .keras model file.")
+    flags.DEFINE_string("checkpoint", "best", "With a run directory: which model to load, best (best.keras) or "
+                        "final (final.keras).")
+    flags.DEFINE_string("data_dir", None, "Prepared dataset directory (holds manifest.json); with --model. "
+                        "Defaults to the data_dir in the run's input_config.json.")
+    flags.DEFINE_string("split", "test", "Split to evaluate with --model.")
+    flags.DEFINE_string("out_dir", None, "Directory for the report files.")
+    flags.DEFINE_enum("task", "auto", ["auto", metrics.MULTI_LABEL, metrics.SINGLE_LABEL],
+                      "Task; auto takes it from the manifest / input_config / predictions file, else from the "
+                      "targets' shape (N x C = multi-label, N = single-label).")
+    flags.DEFINE_float("threshold", 0.5, "Score threshold for a positive multi-label decision.")
+    flags.DEFINE_string("thresholds_from", None, "Per-class thresholds: a validation predictions .npz (thresholds "
+                        "maximising each class's F1 on it) or a .json list of C thresholds.")
+    flags.DEFINE_string("threshold_split", None, "With --model: pick per-class F1-maximising thresholds on this "
+                        "split (e.g. val) and apply them to --split.")
+    flags.DEFINE_integer("batch_size", 256, "Batch size for running the model.")
+    flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0 = the whole split); for quick checks.")
+    flags.DEFINE_string("bands", None, "For a bare .keras file: band preset (10m20m, all, ...) or a comma-separated "
+                        "list. Ignored when input_config.json is found.")
+    flags.DEFINE_boolean("per_resolution", None, "For a bare .keras file: one input per resolution group.")
+    flags.DEFINE_string("resample", None, "For a bare .keras file: resampling of coarser bands (bicubic, ...).")
+    flags.DEFINE_string("normalize", None, "For a bare .keras file: manifest, upstream or none.")
+    flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
 
 INPUT_CONFIG = "input_config.json"
 PREDICTIONS_NPZ = "predictions.npz"
@@ -340,6 +348,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

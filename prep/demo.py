@@ -16,12 +16,21 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", "demo_out", "Folder for the archive, records, run and report.")
-flags.DEFINE_integer("num_patches", 400, "Synthetic patches (plus the six real ones).")
-flags.DEFINE_integer("seed", 0, "Seed of the synthetic archive and of training.")
-flags.DEFINE_integer("epochs", 8, "Training epochs of the demo model.")
-flags.DEFINE_string("model", "K-BranchCNN", "Model to train (see models.names()).")
-flags.DEFINE_bool("train", True, "Train and evaluate after preparing (false: stop after the records).")
+_flags_defined = False
+
+
+def define_flags() -> None:
+    """Declare the command's flags (called by run(); importing this module defines none)."""
+    global _flags_defined
+    if _flags_defined:  # run() or a test may call this more than once per process
+        return
+    _flags_defined = True
+    flags.DEFINE_string("out", "demo_out", "Folder for the archive, records, run and report.")
+    flags.DEFINE_integer("num_patches", 400, "Synthetic patches (plus the six real ones).")
+    flags.DEFINE_integer("seed", 0, "Seed of the synthetic archive and of training.")
+    flags.DEFINE_integer("epochs", 8, "Training epochs of the demo model.")
+    flags.DEFINE_string("model", "K-BranchCNN", "Model to train (see models.names()).")
+    flags.DEFINE_bool("train", True, "Train and evaluate after preparing (false: stop after the records).")
 
 
 def _step(title: str) -> float:
@@ -77,6 +86,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

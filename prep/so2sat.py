@@ -59,32 +59,41 @@ from prep import shards
 from prep.datasets import so2sat as s2s
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("h5", None, "So2Sat HDF5 files (training.h5, validation.h5, testing.h5, or a "
-                          "version-3 scenario's training.h5/testing.h5); several may follow one --h5.")
-flags.DEFINE_string("out", None, "Output folder (shards and manifest.json), or the GeoTIFF folder for "
-                    "the 'geotiff' command.", short_name="o")
-flags.DEFINE_multi_string("split_names", None, "Split name for each --h5 file, same order (default: from "
-                          "the file names, see the module doc).")
-flags.DEFINE_multi_string("geo", None, "Geolocation file for each --h5 file, same order ('none' for a file "
-                          "without); default: <stem>_geo.h5 beside each file when it exists.")
-flags.DEFINE_bool("geolocation", True, "Read the geolocation files; --nogeolocation writes records without.")
-flags.DEFINE_enum("tfw_order", "auto", ["auto", "gdal", "worldfile"], "Order of the 6 'tfw' values: 'gdal' "
-                  "(x0, xres, 0, y0, 0, yres), 'worldfile' (A, D, B, E, C, F), or 'auto' (detected per file).")
-flags.DEFINE_bool("keep_float64", False, "Store float64 pixels as in the files (default: float32, half the "
-                  "size; see the module doc for what the cast loses).")
-flags.DEFINE_integer("read_rows", 256, "Rows read from the HDF5 at a time per worker (memory per worker is "
-                     "about read_rows x 0.3 MB).")
-flags.DEFINE_integer("max_rows", None, "Convert only the first N rows of each file (trial runs).")
-flags.DEFINE_float("shard_size_mb", 150.0, "Target shard size in MB (records per shard derive from it).")
-flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
-flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes (output is identical for "
-                     "any count).")
-flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "Rows with non-finite or out-of-range pixels: stop "
-                  "('fail') or skip and list them in the manifest ('skip'). Label and layout errors always stop.")
-flags.DEFINE_bool("overwrite", False, "Discard output of a different earlier preparation in --out.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.DEFINE_string("rows", None, "geotiff: rows to export, e.g. '0,5,10-20' (0-based, ranges inclusive).")
-flags.DEFINE_list("sensors", ["sen1", "sen2"], "geotiff: which patches to write per row (sen1, sen2).")
+_flags_defined = False
+
+
+def define_flags() -> None:
+    """Declare the command's flags (called by run(); importing this module defines none)."""
+    global _flags_defined
+    if _flags_defined:  # run() or a test may call this more than once per process
+        return
+    _flags_defined = True
+    flags.DEFINE_multi_string("h5", None, "So2Sat HDF5 files (training.h5, validation.h5, testing.h5, or a "
+                              "version-3 scenario's training.h5/testing.h5); several may follow one --h5.")
+    flags.DEFINE_string("out", None, "Output folder (shards and manifest.json), or the GeoTIFF folder for "
+                        "the 'geotiff' command.", short_name="o")
+    flags.DEFINE_multi_string("split_names", None, "Split name for each --h5 file, same order (default: from "
+                              "the file names, see the module doc).")
+    flags.DEFINE_multi_string("geo", None, "Geolocation file for each --h5 file, same order ('none' for a file "
+                              "without); default: <stem>_geo.h5 beside each file when it exists.")
+    flags.DEFINE_bool("geolocation", True, "Read the geolocation files; --nogeolocation writes records without.")
+    flags.DEFINE_enum("tfw_order", "auto", ["auto", "gdal", "worldfile"], "Order of the 6 'tfw' values: 'gdal' "
+                      "(x0, xres, 0, y0, 0, yres), 'worldfile' (A, D, B, E, C, F), or 'auto' (detected per file).")
+    flags.DEFINE_bool("keep_float64", False, "Store float64 pixels as in the files (default: float32, half the "
+                      "size; see the module doc for what the cast loses).")
+    flags.DEFINE_integer("read_rows", 256, "Rows read from the HDF5 at a time per worker (memory per worker is "
+                         "about read_rows x 0.3 MB).")
+    flags.DEFINE_integer("max_rows", None, "Convert only the first N rows of each file (trial runs).")
+    flags.DEFINE_float("shard_size_mb", 150.0, "Target shard size in MB (records per shard derive from it).")
+    flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
+    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes (output is identical for "
+                         "any count).")
+    flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "Rows with non-finite or out-of-range pixels: stop "
+                      "('fail') or skip and list them in the manifest ('skip'). Label and layout errors always stop.")
+    flags.DEFINE_bool("overwrite", False, "Discard output of a different earlier preparation in --out.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_string("rows", None, "geotiff: rows to export, e.g. '0,5,10-20' (0-based, ranges inclusive).")
+    flags.DEFINE_list("sensors", ["sen1", "sen2"], "geotiff: which patches to write per row (sen1, sen2).")
 
 EXPECTED = {"sen1": (32, 32, len(s2s.SEN1_BANDS)), "sen2": (32, 32, len(s2s.SEN2_BANDS)),
             "label": (s2s.NUM_CLASSES,)}
@@ -691,6 +700,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main, argv=expand_nargs(sys.argv))
 
 

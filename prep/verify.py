@@ -19,8 +19,17 @@ from prep import shards, tfrecord
 from prep.datasets import get
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch_size", 256, "Records parsed per batch.")
-flags.DEFINE_bool("quiet", False, "Print problems only.")
+_flags_defined = False
+
+
+def define_flags() -> None:
+    """Declare the command's flags (called by run(); importing this module defines none)."""
+    global _flags_defined
+    if _flags_defined:  # run() or a test may call this more than once per process
+        return
+    _flags_defined = True
+    flags.DEFINE_integer("batch_size", 256, "Records parsed per batch.")
+    flags.DEFINE_bool("quiet", False, "Print problems only.")
 
 
 def verify(out_dir: str, batch_size: int = 256) -> list[str]:
@@ -115,6 +124,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

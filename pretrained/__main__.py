@@ -21,17 +21,26 @@ from pretrained import fetch as fetch_lib
 from pretrained import registry
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("cache_dir", None, "Cache folder (default: $EORECORDS_CACHE, else ~/.cache/eorecords).")
-flags.DEFINE_string("url", None, "Fetch from this address instead of the registry's: an http(s) mirror, "
-                    "a local file or a file:// URL.")
-flags.DEFINE_string("sha256", None, "Expected SHA-256 of the download (overrides the registry's).")
-flags.DEFINE_string("source", None, "convert: a local checkpoint to convert instead of fetching: an unpacked "
-                    "folder, a checkpoint prefix, the zip itself or a Keras 2 .h5 file.")
-flags.DEFINE_boolean("force", False, "Download, unpack and convert again even if the cache has the files.")
-flags.DEFINE_boolean("all", False, "list: show every GHS-S2Net zone instead of one summary line.")
-flags.DEFINE_boolean("json", False, "list: print the registry entries as JSON.")
-flags.DEFINE_boolean("progress", True, "Show progress bars.")
-flags.DEFINE_integer("retries", 5, "fetch: how often to resume a cut download before giving up.")
+_flags_defined = False
+
+
+def define_flags() -> None:
+    """Declare the command's flags (called by run(); importing this module defines none)."""
+    global _flags_defined
+    if _flags_defined:  # run() or a test may call this more than once per process
+        return
+    _flags_defined = True
+    flags.DEFINE_string("cache_dir", None, "Cache folder (default: $EORECORDS_CACHE, else ~/.cache/eorecords).")
+    flags.DEFINE_string("url", None, "Fetch from this address instead of the registry's: an http(s) mirror, "
+                        "a local file or a file:// URL.")
+    flags.DEFINE_string("sha256", None, "Expected SHA-256 of the download (overrides the registry's).")
+    flags.DEFINE_string("source", None, "convert: a local checkpoint to convert instead of fetching: an unpacked "
+                        "folder, a checkpoint prefix, the zip itself or a Keras 2 .h5 file.")
+    flags.DEFINE_boolean("force", False, "Download, unpack and convert again even if the cache has the files.")
+    flags.DEFINE_boolean("all", False, "list: show every GHS-S2Net zone instead of one summary line.")
+    flags.DEFINE_boolean("json", False, "list: print the registry entries as JSON.")
+    flags.DEFINE_boolean("progress", True, "Show progress bars.")
+    flags.DEFINE_integer("retries", 5, "fetch: how often to resume a cut download before giving up.")
 
 USAGE = "usage: python -m pretrained [flags] list | fetch NAME | convert NAME"
 
@@ -110,6 +119,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console entry point (``eorecords-pretrained``)."""
+    define_flags()
     app.run(main)
 
 

@@ -68,6 +68,7 @@ def run_cli(*args):
 
 def main_with_flags(*args):
     """evaluate.main in this process with these command-line flags (restored afterwards)."""
+    evaluate.define_flags()  # outside flagsaver, which would drop flags declared inside it
     with flagsaver.flagsaver():
         evaluate.FLAGS.unparse_flags()
         evaluate.FLAGS(["evaluate.py", *args])

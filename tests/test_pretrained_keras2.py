@@ -222,6 +222,7 @@ def test_cli_convert_in_process(ghs, tmp_path, capsys):
     cache = tmp_path / "cache"
     with pytest.raises(FileNotFoundError, match="python -m pretrained convert ghs-s2net-32T"):
         pretrained.resolve("ghs-s2net-32T", cache=cache, download=False)
+    cli.define_flags()
     flags.FLAGS(["pretrained", f"--cache_dir={cache}", f"--url={ghs['path']}", "--noprogress"])
     try:
         assert cli.main(["pretrained", "convert", "MODEL_CNN_32T"]) == 0
