@@ -1,0 +1,497 @@
+"""The input pipeline: the shards of a prepared output directory -> batches of (features, targets).
+
+One module serves train.py, evaluate.py, the benchmarks and the TFDS builders. Everything it
+needs to know about the records comes from the directory's ``manifest.json`` (dataset, schema,
+bands, classes, shard files, train-split statistics) and from the dataset definition it names
+(``prep.datasets.get``): feature keys, band encodings and the label layout are never written here.
+
+Per batch (records are batched first, then parsed together with ``tf.io.parse_example``):
+
+1. parse the selected bands (raw little-endian bytes, Int64List or FloatList) and the labels;
+2. stack the bands of one native grid, apply the same random dihedral transform (flips and 90
+   degree rotations) to every grid of a sample when augmenting;
+3. normalize each band with its own (mean, std), looked up by band name;
+4. resample lower-resolution grids to the finest selected grid (bicubic as upstream, bilinear,
+   nearest, ...) and concatenate in the selected band order, or deliver one tensor per
+   resolution group (``per_resolution=True``, e.g. for K-BranchCNN).
+
+Steps 2-4 run as one XLA-compiled function per batch: resampling is done with the exact
+per-axis weights of ``tf.image.resize`` (taken by resizing an identity matrix), applied as a few
+gathers that XLA fuses with the casts, flips and normalization. ``jit_compile=False`` runs the
+same steps as plain TensorFlow ops (``tf.image.resize``); both give the same numbers.
+
+Band selections are a preset name ("10m20m", "all", ...), a comma list of band names, or
+presets joined by "+" ("10m+20m+60m" = the K-BranchCNN order B04 B03 B02 B08, B05 ... B12,
+B01 B09).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from prep import band_stats, datasets
+from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, DatasetSpec, Schema
+
+MANIFEST = "manifest.json"
+AUTOTUNE = tf.data.AUTOTUNE
+RESAMPLE_METHODS = ("bicubic", "bilinear", "nearest", "area", "lanczos3", "lanczos5", "mitchellcubic",
+                    "gaussian")
+AUGMENTATIONS = ("dihedral", "flips")
+NORMALIZATIONS = ("manifest", "upstream")
+_READ_BUFFER = 4 << 20
+
+log = logging.getLogger(__name__)
+
+
+class ReaderError(ValueError):
+    """A prepared directory or a pipeline option that cannot be read as asked."""
+
+
+# --- manifest and band layout --------------------------------------------------------------------
+
+
+def load_manifest(data_dir: str | os.PathLike) -> dict:
+    """The parsed ``manifest.json`` of a prepared output directory (clear errors when it is not one)."""
+    path = os.path.join(os.fspath(data_dir), MANIFEST)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path}: no manifest; is {os.fspath(data_dir)!r} a prepared output directory "
+            "(python -m prep.bigearthnet ...) whose preparation finished?")
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ReaderError(f"{path}: not valid JSON ({e})") from e
+    if manifest.get("format") != "eorecords-manifest":
+        raise ReaderError(f"{path}: not an eorecords manifest (format={manifest.get('format')!r})")
+    for key in ("dataset", "schema", "bands", "classes", "splits"):
+        if key not in manifest:
+            raise ReaderError(f"{path}: manifest lacks {key!r}")
+    return manifest
+
+
+def dataset_spec(manifest: Mapping) -> DatasetSpec:
+    return datasets.get(manifest["dataset"])
+
+
+def record_schema(manifest: Mapping) -> Schema:
+    return dataset_spec(manifest).schema(manifest["schema"])
+
+
+def task(manifest: Mapping) -> str:
+    return manifest.get("task") or dataset_spec(manifest).task
+
+
+def resolve_bands(spec: DatasetSpec, bands: str | Sequence[str]) -> tuple[str, ...]:
+    """Preset, comma list, presets joined by '+', or a list of names -> band names (validated)."""
+    if isinstance(bands, str) and "+" in bands:
+        names: list[str] = []
+        for part in bands.split("+"):
+            names.extend(spec.resolve_bands(part.strip()))
+        return spec.resolve_bands(names)
+    return spec.resolve_bands(bands if isinstance(bands, str) else list(bands))
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Bands that share a native grid, stacked into one tensor."""
+
+    name: str
+    bands: tuple[str, ...]
+    shape: tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where each selected band goes: its grid group, the target grid, the output order."""
+
+    bands: tuple[str, ...]
+    groups: tuple[Group, ...]
+    per_resolution: bool
+    target: tuple[int, int]
+    dtypes: Mapping[str, str]
+
+    def input_spec(self) -> dict[str, tuple[int, int, int]]:
+        if self.per_resolution:
+            return {g.name: (*g.shape, len(g.bands)) for g in self.groups}
+        return {"image": (*self.target, len(self.bands))}
+
+    @property
+    def order(self) -> list[int]:
+        """Channel permutation from the grouped concatenation to the selected band order."""
+        grouped = [b for g in self.groups for b in g.bands]
+        return [grouped.index(b) for b in self.bands]
+
+
+def layout(manifest: Mapping, bands: str | Sequence[str] = "10m20m", per_resolution: bool = False) -> Layout:
+    spec = dataset_spec(manifest)
+    names = resolve_bands(spec, bands)
+    stored = {b["name"]: b for b in manifest["bands"]}
+    missing = [n for n in names if n not in stored]
+    if missing:
+        raise ReaderError(f"bands {', '.join(missing)} are not in the records of this {manifest['dataset']} "
+                          f"output (stored: {', '.join(stored)})")
+    groups: dict[str, list[str]] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    for n in names:
+        shape = tuple(int(s) for s in stored[n]["shape"])
+        if per_resolution:
+            key = stored[n].get("group") or spec.band(n).group or f"{shape[0]}x{shape[1]}"
+            if key in shapes and shapes[key] != shape:
+                raise ReaderError(f"band {n} ({shape}) does not share the grid of group {key!r} ({shapes[key]})")
+        else:
+            key = f"{shape[0]}x{shape[1]}"
+        groups.setdefault(key, []).append(n)
+        shapes[key] = shape
+    target = max(shapes.values(), key=lambda s: (s[0] * s[1], s))
+    return Layout(
+        bands=names,
+        groups=tuple(Group(k, tuple(v), shapes[k]) for k, v in groups.items()),
+        per_resolution=per_resolution,
+        target=target,
+        dtypes={n: stored[n].get("dtype") or spec.band(n).dtype for n in names},
+    )
+
+
+def input_spec(manifest: Mapping, bands: str | Sequence[str] = "10m20m",
+               per_resolution: bool = False) -> dict[str, tuple[int, int, int]]:
+    """{input name: (H, W, C)} of the features ``make_dataset`` yields for these options."""
+    return layout(manifest, bands, per_resolution).input_spec()
+
+
+def num_examples(manifest: Mapping, split: str) -> int:
+    s = _split(manifest, split)
+    if "written" in s:
+        return int(s["written"])
+    return sum(int(sh["records"]) for sh in s["shards"])
+
+
+def steps_per_epoch(manifest: Mapping, split: str, batch_size: int, drop_remainder: bool = False) -> int:
+    n = num_examples(manifest, split)
+    return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
+def _split(manifest: Mapping, split: str) -> Mapping:
+    try:
+        return manifest["splits"][split]
+    except KeyError:
+        raise ReaderError(f"the {manifest['dataset']} output has no split {split!r} "
+                          f"(splits: {', '.join(manifest['splits'])})") from None
+
+
+def shard_files(data_dir: str | os.PathLike, manifest: Mapping, split: str) -> list[str]:
+    files = [os.path.join(os.fspath(data_dir), sh["file"]) for sh in _split(manifest, split)["shards"]]
+    for f in files:
+        if not os.path.exists(f):
+            raise FileNotFoundError(f"{f}: shard listed in the manifest is missing")
+    return files
+
+
+# --- normalization -------------------------------------------------------------------------------
+
+
+def band_statistics(manifest: Mapping, normalize, bands: Sequence[str]) -> dict[str, tuple[float, float]] | None:
+    """band name -> (mean, std) for ``normalize``: "manifest" (train-split statistics), "upstream"
+    (the published table), a {band: {"mean", "std"}} / {band: (mean, std)} mapping, a JSON file of
+    one, or None (no normalization)."""
+    if normalize in (None, False, "", "none", "None"):
+        return None
+    if normalize == "manifest":
+        stats = (manifest.get("statistics") or {}).get("train")
+        if not stats:
+            raise ReaderError(f"the {manifest['dataset']} manifest has no train-split statistics; "
+                              "use normalize='upstream' or prepare the train split")
+        table = {b: (stats[b]["mean"], stats[b]["std"]) for b in stats if stats[b]}
+        source = "the manifest's train statistics"
+    elif normalize == "upstream":
+        table = dict(band_stats.upstream(manifest["dataset"]))
+        source = "the upstream table"
+    elif isinstance(normalize, Mapping):
+        table, source = normalize, "the given table"
+    elif isinstance(normalize, str) and normalize.endswith(".json"):
+        with open(normalize, encoding="utf-8") as f:
+            table, source = json.load(f), normalize
+    else:
+        raise ReaderError(f"normalize must be one of {NORMALIZATIONS}, None, a mapping or a .json file; "
+                          f"got {normalize!r}")
+    out = {}
+    for b in bands:
+        if b not in table:
+            raise ReaderError(f"no statistics for band {b} in {source}")
+        v = table[b]
+        mean, std = (v["mean"], v["std"]) if isinstance(v, Mapping) else v
+        std = float(std)
+        if not std > 0:
+            log.warning("band %s has std %s in %s; dividing by 1 instead", b, std, source)
+            std = 1.0
+        out[b] = (float(mean), std)
+    return out
+
+
+# --- resampling ----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def resize_weights(n_in: int, n_out: int, method: str = "bicubic") -> np.ndarray:
+    """[n_out, n_in] matrix M with resize(x) == M @ x along one axis, exactly as tf.image.resize."""
+    with tf.init_scope():  # eager even when first asked for while tracing
+        eye = tf.eye(n_in, dtype=tf.float32)[:, :, None, None]  # n_in one-hot "images" of n_in x 1
+        r = tf.image.resize(eye, [n_out, 1], method=method, antialias=False)
+    return np.ascontiguousarray(r.numpy()[:, :, 0, 0].T)
+
+
+@functools.lru_cache(maxsize=None)
+def resize_taps(n_in: int, n_out: int, method: str = "bicubic") -> tuple[np.ndarray, np.ndarray]:
+    """The nonzero weights of ``resize_weights`` as (indices [n_out, K], weights [n_out, K])."""
+    m = resize_weights(n_in, n_out, method)
+    k = max(1, int((m != 0).sum(1).max()))
+    idx = np.zeros((n_out, k), np.int32)
+    w = np.zeros((n_out, k), np.float32)
+    for o in range(n_out):
+        nz = np.flatnonzero(m[o])
+        idx[o, :len(nz)] = nz
+        w[o, :len(nz)] = m[o, nz]
+    return idx, w
+
+
+def _resize_axis(x: tf.Tensor, n_out: int, axis: int, method: str) -> tf.Tensor:
+    idx, w = resize_taps(int(x.shape[axis]), n_out, method)
+    shape = [1] * len(x.shape)
+    shape[axis] = n_out
+    out = None
+    for k in range(idx.shape[1]):
+        term = tf.gather(x, idx[:, k], axis=axis) * tf.constant(w[:, k].reshape(shape))
+        out = term if out is None else out + term
+    return out
+
+
+def resize(x: tf.Tensor, size: tuple[int, int], method: str = "bicubic", taps: bool = True) -> tf.Tensor:
+    """Resize a [B, H, W, C] float tensor like tf.image.resize (``taps``: as per-axis gathers, for XLA)."""
+    if tuple(x.shape[1:3]) == tuple(size):
+        return x
+    if not taps:
+        return tf.image.resize(x, size, method=method, antialias=False)
+    if x.shape[1] != size[0]:
+        x = _resize_axis(x, size[0], 1, method)
+    if x.shape[2] != size[1]:
+        x = _resize_axis(x, size[1], 2, method)
+    return x
+
+
+# --- augmentation --------------------------------------------------------------------------------
+
+
+def dihedral(x: tf.Tensor, bits: tf.Tensor, rotations: bool = True) -> tf.Tensor:
+    """Per-sample flips (bits[:, 0] left-right, bits[:, 1] up-down) and, on square grids, a
+    transpose (bits[:, 2]); together the 8 flips/90-degree rotations, for any number of bands."""
+    def sel(k):
+        return tf.reshape(bits[:, k], [-1, 1, 1, 1])
+    x = tf.where(sel(0), tf.reverse(x, [2]), x)
+    x = tf.where(sel(1), tf.reverse(x, [1]), x)
+    if rotations and x.shape[1] == x.shape[2]:
+        x = tf.where(sel(2), tf.transpose(x, [0, 2, 1, 3]), x)
+    return x
+
+
+# --- the dataset ---------------------------------------------------------------------------------
+
+
+def _feature_spec(schema: Schema, lay: Layout, manifest: Mapping) -> dict:
+    desc = {}
+    for n in lay.bands:
+        key = schema.band_keys[n]
+        if schema.band_encoding == "raw_bytes":
+            desc[key] = tf.io.FixedLenFeature([], tf.string)
+        else:
+            size = int(np.prod([int(s) for s in next(b["shape"] for b in manifest["bands"] if b["name"] == n)]))
+            dt = tf.int64 if schema.band_encoding == "int64_list" else tf.float32
+            desc[key] = tf.io.FixedLenFeature([size], dt)
+    field = schema.field(schema.label_key)
+    dt = {"int64": tf.int64, "float": tf.float32}.get(field.kind)
+    if dt is None:
+        raise ReaderError(f"label feature {field.key!r} has kind {field.kind!r}; int64 or float expected")
+    desc[field.key] = tf.io.FixedLenFeature([field.length], dt) if field.length else tf.io.VarLenFeature(dt)
+    return desc
+
+
+def _targets(value, manifest: Mapping, schema: Schema) -> tf.Tensor:
+    num_classes = len(manifest["classes"])
+    if isinstance(value, tf.SparseTensor):
+        value = tf.sparse.to_dense(value, default_value=-1)
+    kind = task(manifest)
+    if kind == MULTI_LABEL:
+        if schema.label_encoding == "multi_hot":
+            return tf.cast(value, tf.float32)
+        hot = tf.one_hot(tf.cast(value, tf.int32), num_classes, dtype=tf.float32)  # -1 -> zeros
+        return tf.minimum(tf.reduce_sum(hot, axis=1), 1.0)
+    if kind == SINGLE_LABEL:
+        if schema.label_encoding == "multi_hot":
+            return tf.cast(tf.argmax(value, axis=-1), tf.int32)
+        return tf.cast(value[:, 0], tf.int32)
+    raise ReaderError(f"unknown task {kind!r}")
+
+
+def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None, resample: str,
+                   jit_compile: bool = True):
+    """The per-batch function ({band: [B, h*w]}, bits [B, 3] or None) -> features dict.
+
+    Each grid group (stack, dihedral transform, normalization, resampling) is one XLA cluster;
+    the concatenation of the groups runs outside XLA, where it is faster on CPU.
+    """
+    rotations = all(g.shape[0] == g.shape[1] for g in lay.groups)
+    order = lay.order
+
+    def group_fn(g: Group):
+        h, w = g.shape
+        if stats is not None:
+            mean = np.array([stats[b][0] for b in g.bands], np.float32)
+            std = np.array([stats[b][1] for b in g.bands], np.float32)
+        if not lay.per_resolution and g.shape != lay.target:
+            for n_in, n_out in zip(g.shape, lay.target):
+                resize_taps(n_in, n_out, resample)  # computed eagerly, before tracing
+
+        def fn(values, bits):
+            x = tf.stack([tf.reshape(tf.cast(v, tf.float32), [-1, h, w]) for v in values], axis=-1)
+            if bits is not None:
+                x = dihedral(x, bits, rotations)
+            if stats is not None:
+                x = (x - mean) / std
+            if not lay.per_resolution:
+                x = resize(x, lay.target, resample, taps=jit_compile)
+            return x
+
+        return tf.function(fn, jit_compile=True) if jit_compile else fn
+
+    fns = {g.name: group_fn(g) for g in lay.groups}
+
+    def transform(flat, bits):
+        parts = {g.name: fns[g.name]([flat[b] for b in g.bands], bits) for g in lay.groups}
+        if lay.per_resolution:
+            return parts
+        x = tf.concat([parts[g.name] for g in lay.groups], axis=-1) if len(parts) > 1 else parts[lay.groups[0].name]
+        if order != list(range(len(order))):
+            x = tf.gather(x, order, axis=-1)
+        return {"image": x}
+
+    return transform
+
+
+def _jit_default() -> bool:
+    return os.environ.get("EORECORDS_READER_JIT", "1") not in ("0", "false", "no")
+
+
+def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequence[str] = "10m20m",
+                 per_resolution: bool = False, resample: str = "bicubic", normalize="manifest",
+                 batch_size: int = 32, training: bool = False, shuffle_buffer: int = 10_000,
+                 seed: int | None = None, deterministic: bool = False, cache: bool | str = False,
+                 drop_remainder: bool = False, augment: str | bool | None = None, skip_batches: int = 0,
+                 cycle_length: int = 8, jit_compile: bool | None = None,
+                 manifest: Mapping | None = None) -> tf.data.Dataset:
+    """Batches of (features, targets) from ``split`` of the prepared directory ``data_dir``.
+
+    features: {"image": float32 [B, H, W, C]} with the bands in the selected order, or with
+    ``per_resolution`` one float32 tensor per resolution group ({"10m": .., "20m": .., "60m": ..}).
+    targets: float32 multi-hot [B, num_classes] (multi-label) or int32 class index [B] (single-label).
+
+    Without ``training`` the batches keep the record order of the manifest's shards.
+    ``training`` shuffles the shard order and the records (``shuffle_buffer``), interleaves the
+    shards and augments (``augment``: "dihedral" by default when training, "flips", or False).
+    ``deterministic`` with a ``seed`` gives identical batches run to run (a new order each pass
+    over the dataset, the same sequence of orders every run; default seed 0). ``skip_batches``
+    skips that many batches before parsing (resuming mid-epoch). ``cache``: True keeps the
+    serialized records in memory after the first pass, a path caches them to that file.
+    """
+    data_dir = os.fspath(data_dir)
+    manifest = manifest or load_manifest(data_dir)
+    schema = record_schema(manifest)
+    if resample not in RESAMPLE_METHODS:
+        raise ReaderError(f"resample must be one of {', '.join(RESAMPLE_METHODS)}; got {resample!r}")
+    if augment is None:
+        augment = "dihedral" if training else False
+    if augment is True:
+        augment = "dihedral"
+    if augment and augment not in AUGMENTATIONS:
+        raise ReaderError(f"augment must be one of {', '.join(AUGMENTATIONS)} or False; got {augment!r}")
+    if batch_size < 1:
+        raise ReaderError(f"batch_size must be positive, got {batch_size}")
+    if jit_compile is None:
+        jit_compile = _jit_default()
+    if deterministic and seed is None:
+        seed = 0
+    lay = layout(manifest, bands, per_resolution)
+    stats = band_statistics(manifest, normalize, lay.bands)
+    files = shard_files(data_dir, manifest, split)
+    compression = "GZIP" if manifest.get("compression") == "GZIP" else ""
+    seeds = (None, None, None) if seed is None else (int(seed), int(seed) + 1, int(seed) + 2)
+
+    if training and len(files) > 1:
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        ds = ds.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
+        ds = ds.interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression, _READ_BUFFER),
+            cycle_length=min(len(files), cycle_length), block_length=1, num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic)
+    else:
+        ds = tf.data.TFRecordDataset(files, compression, _READ_BUFFER)
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+    if training and shuffle_buffer and shuffle_buffer > 1:
+        ds = ds.shuffle(int(shuffle_buffer), seed=seeds[1], reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if augment:
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seeds[2], rerandomize_each_iteration=True)))
+    if skip_batches:
+        ds = ds.skip(int(skip_batches))
+
+    desc = _feature_spec(schema, lay, manifest)
+    transform = make_transform(lay, stats, resample, jit_compile)
+    raw = schema.band_encoding == "raw_bytes"
+    label_key = schema.label_key
+
+    def parse(serialized, rnd=None):
+        p = tf.io.parse_example(serialized, desc)
+        flat = {}
+        for n in lay.bands:
+            v = p[schema.band_keys[n]]
+            flat[n] = tf.io.decode_raw(v, tf.as_dtype(lay.dtypes[n]), little_endian=True) if raw else v
+        bits = None
+        if rnd is not None:
+            u = tf.random.stateless_uniform([tf.shape(serialized)[0], 3], tf.stack([rnd, tf.constant(7, tf.int64)]))
+            bits = u < 0.5
+            if augment == "flips":
+                bits = tf.concat([bits[:, :2], tf.zeros_like(bits[:, 2:])], axis=1)
+        return transform(flat, bits), _targets(p[label_key], manifest, schema)
+
+    ordered = bool(deterministic or not training)  # evaluation keeps the record order
+    ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=ordered)
+    ds = ds.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = ordered
+    return ds.with_options(options)
+
+
+def input_config(data_dir: str | os.PathLike, manifest: Mapping, bands, per_resolution: bool, resample: str,
+                 normalize) -> dict:
+    """What a trained model expects of its input (RUN/input_config.json), with the statistics used."""
+    lay = layout(manifest, bands, per_resolution)
+    stats = band_statistics(manifest, normalize, lay.bands)
+    return {
+        "data_dir": os.path.abspath(os.fspath(data_dir)),
+        "dataset": manifest["dataset"],
+        "schema": manifest["schema"],
+        "task": task(manifest),
+        "bands": list(lay.bands),
+        "per_resolution": bool(per_resolution),
+        "resample": resample,
+        "normalize": normalize if isinstance(normalize, (str, type(None))) else "table",
+        "classes": list(manifest["classes"]),
+        "input_spec": {k: list(v) for k, v in lay.input_spec().items()},
+        "statistics": None if stats is None else {b: {"mean": m, "std": s} for b, (m, s) in stats.items()},
+    }
