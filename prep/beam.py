@@ -43,7 +43,6 @@ import os
 import re
 import shlex
 import shutil
-import sys
 import tempfile
 import threading
 from typing import Callable, Iterator, Mapping, Sequence
@@ -54,6 +53,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import splits as official
+from prep import bigearthnet as cli
 from prep import raw_bigearthnet as raw
 from prep import shards, tfrecord
 from prep.datasets import bigearthnet as ben
@@ -437,27 +437,12 @@ def _run(options, tasks_path, todo, splits, produce, spec, schema, compression, 
 
 # --- BigEarthNet ----------------------------------------------------------------------------------
 
-def _command_module():
-    """prep.bigearthnet (for its split-list reader) without importing it twice.
-
-    Under ``python -m prep.bigearthnet`` the command is ``__main__``; importing it again by name
-    would declare its absl flags a second time.
-    """
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "prep.bigearthnet":
-        return main
-    from prep import bigearthnet
-
-    return bigearthnet
-
-
 def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: str = "compact",
             shard_size_mb: float = 150.0, compression: str = "NONE", workers: int = 1,
             on_error: str = "fail", keep_excluded: bool = False, update_json: bool = False,
             overwrite: bool = False, progress: bool = False, exclusion_lists: list[str] | None = None,
             runner: str = "DirectRunner", beam_options: str = "") -> dict:
     """``prep.bigearthnet.prepare`` on Beam (same arguments, plus the runner and its options)."""
-    cli = _command_module()
     if runner not in RUNNERS:
         raise shards.PrepError(f"unknown runner {runner!r}; runners: {', '.join(RUNNERS)}")
     remote_root = is_remote(root)

@@ -166,6 +166,16 @@ def test_missing_patch_folders_stop_the_build_with_advice(s2_examples):
         b19.plan(s2_examples)
 
 
+def test_archive_folder_inside_the_manual_folder_is_found(tmp_path):
+    """Manual folder = where the tarball was extracted (BigEarthNet-v1.0/ inside), CSVs beside it."""
+    exp = synthetic_archive(tmp_path / b19.ARCHIVE_FOLDER, n=12, seed=2)
+    for f in ("train.csv", "val.csv", "test.csv", *LISTS):
+        shutil.move(tmp_path / b19.ARCHIVE_FOLDER / f, tmp_path / f)
+    root, items, excluded = b19.plan(tmp_path)
+    assert root == tmp_path / b19.ARCHIVE_FOLDER
+    assert items == exp and sorted(e["reason"] for e in excluded) == sorted(f"listed in {f}" for f in LISTS)
+
+
 def test_tfds_load_by_name_with_manual_dir(tmp_path):
     """The documented call: tfds.load by name, manual folder through DownloadConfig."""
     manual = tmp_path / "manual"

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from prep import so2sat as reader
 from prep.datasets import so2sat as s2s
 from prep.shards import Skip
 
@@ -136,9 +137,6 @@ class So2satLcz42(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(path) for split, path in files.items()}
 
     def _generate_examples(self, path):
-        # Imported here: prep.so2sat is also a command-line module (absl flags).
-        from prep import so2sat as reader
-
         (source,) = reader.plan_sources([path], split_names=["rows"])
         items = [(0, r) for r in range(source.rows)]
         for result in reader.produce(items, (source,), dtype=s2s.SPEC.bands[0].dtype, read_rows=READ_ROWS):
