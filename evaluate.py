@@ -22,6 +22,7 @@ the PNG plots (see models/report.py), and prints a table.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -32,15 +33,11 @@ from absl import app, flags, logging
 from models import metrics, report
 
 FLAGS = flags.FLAGS
-_flags_defined = False
 
 
+@functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    global _flags_defined
-    if _flags_defined:  # run() or a test may call this more than once per process
-        return
-    _flags_defined = True
     flags.DEFINE_string("predictions", None, "Predictions .npz (scores, targets, class_names[, task]) to evaluate "
                         "without a model.")
     flags.DEFINE_string("model", None, "A run directory written by train.py, or a .keras model file.")

@@ -52,7 +52,6 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-import splits as official
 from prep import bigearthnet as cli
 from prep import raw_bigearthnet as raw
 from prep import shards, tfrecord
@@ -454,33 +453,19 @@ def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: s
     if runner == "DirectRunner":  # the local job service relays every worker's INFO lines
         for name in ("apache_beam.runners.portability.local_job_service", "apache_beam.runners.worker"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    split_lists = cli.read_split_lists(split_paths)
-    exclusions = {} if keep_excluded else {raw.EXCLUSION_REASONS[k]: official.exclusion(k)
-                                            for k in official.EXCLUSIONS}
-    for path in (exclusion_lists or []) if not keep_excluded else []:
-        if not os.path.isfile(path):
-            raise shards.PrepError(f"exclusion list {path}: not found")
-        exclusions[f"listed in {os.path.basename(path)}"] = frozenset(official.read_names(path))
-    items, excluded, skipped = raw.plan_splits(split_lists, exclusions)
+    p = cli.plan(split_paths, schema, shard_size_mb, compression, on_error, keep_excluded, update_json,
+                 exclusion_lists)
     spec = ben.SPEC
-    per_shard = shards.records_per_shard(spec, spec.schema(schema), shard_size_mb)
     if remote_root:
         produce = functools.partial(produce_remote, root=root.rstrip("/"), schema_name=schema,
                                     keep_excluded=keep_excluded)
     else:
         produce = functools.partial(raw.produce, root=os.path.abspath(root), schema_name=schema,
                                     keep_excluded=keep_excluded, write_json=update_json)
-    run_flags = {  # as prep.bigearthnet.prepare records them (a test compares the two manifests)
-        "splits": [official.split_name(p) for p in split_paths] if split_paths else "official",
-        "schema": schema, "shard_size_mb": shard_size_mb, "records_per_shard": per_shard,
-        "compression": compression, "on_error": on_error, "keep_excluded": keep_excluded,
-        "update_json": update_json,
-        "exclusion_lists": [os.path.basename(p) for p in exclusion_lists or []],
-    }
     extra = {"beam": {"runner": runner, "shard_writer": options.view_as(PrepOptions).shard_writer}}
     if runner == "DirectRunner":  # only these: other options may hold account or project names
         opts = options.get_all_options()
         extra["beam"].update({k: opts[k] for k in ("direct_num_workers", "direct_running_mode")})
-    return write_dataset(out, spec, schema, items, produce, per_shard, options, compression=compression,
-                         flags=run_flags, excluded=excluded, skipped=skipped, extra=extra, on_error=on_error,
+    return write_dataset(out, spec, schema, p.items, produce, p.records_per_shard, options, compression=compression,
+                         flags=p.flags, excluded=p.excluded, skipped=p.skipped, extra=extra, on_error=on_error,
                          overwrite=overwrite, progress=progress)

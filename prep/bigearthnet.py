@@ -7,6 +7,7 @@ bigearthnet-common package are used.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -20,15 +21,11 @@ from prep import shards
 from prep.datasets import bigearthnet as ben
 
 FLAGS = flags.FLAGS
-_flags_defined = False
 
 
+@functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    global _flags_defined
-    if _flags_defined:  # run() or a test may call this more than once per process
-        return
-    _flags_defined = True
     flags.DEFINE_string("root_folder", None, "Folder holding the raw patch folders (one folder per patch).",
                         short_name="r")
     flags.DEFINE_string("out_folder", None, "Output folder for the shards and manifest.json.", short_name="o")
@@ -108,6 +105,29 @@ def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: s
     """Python API of the command: returns the manifest."""
     if not os.path.isdir(root):
         raise shards.PrepError(f"root folder {root}: not a folder")
+    p = plan(split_paths, schema, shard_size_mb, compression, on_error, keep_excluded, update_json,
+             exclusion_lists)
+    produce = functools.partial(raw.produce, root=os.path.abspath(root), schema_name=schema,
+                                keep_excluded=keep_excluded, write_json=update_json)
+    return shards.write_dataset(out, ben.SPEC, schema, p.items, produce, p.records_per_shard, workers=workers,
+                                compression=compression, flags=p.flags, excluded=p.excluded, skipped=p.skipped,
+                                on_error=on_error, overwrite=overwrite, progress=progress)
+
+
+@dataclasses.dataclass
+class Plan:
+    """What to write: items per split, what was left out while planning, shard size, recorded flags."""
+
+    items: dict[str, list[str]]
+    excluded: list[dict]
+    skipped: list[dict]
+    records_per_shard: int
+    flags: dict
+
+
+def plan(split_paths: list[str] | None, schema: str, shard_size_mb: float, compression: str, on_error: str,
+         keep_excluded: bool, update_json: bool, exclusion_lists: list[str] | None) -> Plan:
+    """Split lists and exclusions -> the plan shared by the local and the Beam paths."""
     split_lists = read_split_lists(split_paths)
     exclusions = {} if keep_excluded else {raw.EXCLUSION_REASONS[k]: official.exclusion(k)
                                             for k in official.EXCLUSIONS}
@@ -116,20 +136,15 @@ def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: s
             raise shards.PrepError(f"exclusion list {path}: not found")
         exclusions[f"listed in {os.path.basename(path)}"] = frozenset(official.read_names(path))
     items, excluded, skipped = raw.plan_splits(split_lists, exclusions)
-    spec = ben.SPEC
-    per_shard = shards.records_per_shard(spec, spec.schema(schema), shard_size_mb)
-    produce = functools.partial(raw.produce, root=os.path.abspath(root), schema_name=schema,
-                                keep_excluded=keep_excluded, write_json=update_json)
-    run_flags = {
+    per_shard = shards.records_per_shard(ben.SPEC, ben.SPEC.schema(schema), shard_size_mb)
+    flags_used = {  # the output-affecting flags (not --workers, --progress, --overwrite)
         "splits": [official.split_name(p) for p in split_paths] if split_paths else "official",
         "schema": schema, "shard_size_mb": shard_size_mb, "records_per_shard": per_shard,
         "compression": compression, "on_error": on_error, "keep_excluded": keep_excluded,
         "update_json": update_json,
         "exclusion_lists": [os.path.basename(p) for p in exclusion_lists or []],
     }
-    return shards.write_dataset(out, spec, schema, items, produce, per_shard, workers=workers,
-                                compression=compression, flags=run_flags, excluded=excluded, skipped=skipped,
-                                on_error=on_error, overwrite=overwrite, progress=progress)
+    return Plan(items, excluded, skipped, per_shard, flags_used)
 
 
 def summary(manifest: dict, seconds: float | None = None) -> str:

@@ -8,6 +8,7 @@ Everything lands in ``--out`` (default ``demo_out/``); rerunning reuses what is 
 """
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -16,15 +17,11 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-_flags_defined = False
 
 
+@functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    global _flags_defined
-    if _flags_defined:  # run() or a test may call this more than once per process
-        return
-    _flags_defined = True
     flags.DEFINE_string("out", "demo_out", "Folder for the archive, records, run and report.")
     flags.DEFINE_integer("num_patches", 400, "Synthetic patches (plus the six real ones).")
     flags.DEFINE_integer("seed", 0, "Seed of the synthetic archive and of training.")

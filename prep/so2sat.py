@@ -59,15 +59,11 @@ from prep import shards
 from prep.datasets import so2sat as s2s
 
 FLAGS = flags.FLAGS
-_flags_defined = False
 
 
+@functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    global _flags_defined
-    if _flags_defined:  # run() or a test may call this more than once per process
-        return
-    _flags_defined = True
     flags.DEFINE_multi_string("h5", None, "So2Sat HDF5 files (training.h5, validation.h5, testing.h5, or a "
                               "version-3 scenario's training.h5/testing.h5); several may follow one --h5.")
     flags.DEFINE_string("out", None, "Output folder (shards and manifest.json), or the GeoTIFF folder for "

@@ -7,6 +7,7 @@ and that the counts reconcile (listed = written + excluded + skipped). Exits 1 o
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,15 +20,11 @@ from prep import shards, tfrecord
 from prep.datasets import get
 
 FLAGS = flags.FLAGS
-_flags_defined = False
 
 
+@functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    global _flags_defined
-    if _flags_defined:  # run() or a test may call this more than once per process
-        return
-    _flags_defined = True
     flags.DEFINE_integer("batch_size", 256, "Records parsed per batch.")
     flags.DEFINE_bool("quiet", False, "Print problems only.")
 

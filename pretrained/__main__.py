@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -21,15 +22,11 @@ from pretrained import fetch as fetch_lib
 from pretrained import registry
 
 FLAGS = flags.FLAGS
-_flags_defined = False
 
 
+@functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    global _flags_defined
-    if _flags_defined:  # run() or a test may call this more than once per process
-        return
-    _flags_defined = True
     flags.DEFINE_string("cache_dir", None, "Cache folder (default: $EORECORDS_CACHE, else ~/.cache/eorecords).")
     flags.DEFINE_string("url", None, "Fetch from this address instead of the registry's: an http(s) mirror, "
                         "a local file or a file:// URL.")
