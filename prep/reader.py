@@ -338,13 +338,26 @@ def _targets(value, manifest: Mapping, schema: Schema) -> tf.Tensor:
     raise ReaderError(f"unknown task {kind!r}")
 
 
+_TRANSFORMS: dict = {}
+
+
 def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None, resample: str,
                    jit_compile: bool = True):
     """The per-batch function ({band: [B, h*w]}, bits [B, 3] or None) -> features dict.
 
     Each grid group (stack, dihedral transform, normalization, resampling) is one XLA cluster;
-    the concatenation of the groups runs outside XLA, where it is faster on CPU.
+    the concatenation of the groups runs outside XLA, where it is faster on CPU. Functions are
+    kept per configuration, so a new dataset with the same options (e.g. one per epoch) reuses
+    the compiled clusters.
     """
+    key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())),
+           None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile))
+    if key not in _TRANSFORMS:
+        _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile)
+    return _TRANSFORMS[key]
+
+
+def _make_transform(lay, stats, resample, jit_compile):
     rotations = all(g.shape[0] == g.shape[1] for g in lay.groups)
     order = lay.order
 

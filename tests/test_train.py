@@ -1,0 +1,264 @@
+"""train.py: a small K-BranchCNN learns, resume equivalence, run directory, flag files, losses.
+
+To stay fast on one core the training runs use a "mini" BigEarthNet: the same bands, presets,
+classes and compact schema with every grid 5x smaller (24/12/4 px), written by the real shard
+writer from the synthetic archive's pixels (block-averaged). K-BranchCNN builds for it as is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train
+from prep import datasets, reader, shards
+from prep.datasets import bigearthnet as ben
+from prep.datasets.spec import Band, DatasetSpec
+from prep.synthetic import bigearthnet as synth
+
+FACTOR = 5
+MINI = DatasetSpec(
+    name="bigearthnet19_mini",
+    version="1.0.0",
+    task=ben.SPEC.task,
+    bands=tuple(Band(b.name, (b.shape[0] // FACTOR, b.shape[1] // FACTOR), b.dtype, b.resolution_m * FACTOR,
+                     b.group) for b in ben.BANDS),
+    class_names=ben.LABELS_19,
+    schemas={"compact": ben.COMPACT},
+    default_schema="compact",
+    band_presets=ben.BAND_PRESETS,
+)
+REFERENCE_CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "bigearthnet",
+                                 "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+
+
+def produce_mini(items):
+    for spec in items:
+        full = synth.synthesize_bands(spec, seed=0)
+        bands = {}
+        for b in MINI.bands:
+            h, w = b.shape
+            a = full[b.name].astype(np.float64).reshape(h, FACTOR, w, FACTOR).mean(axis=(1, 3))
+            bands[b.name] = np.rint(a).astype(np.uint16)
+        patch = {"name": spec.name, "bands": bands, "labels43": [ben.LABELS_43[i] for i in spec.labels43],
+                 "coordinates": list(spec.coordinates.values()), "epsg": spec.epsg,
+                 "acquisition_date": spec.acquisition_date, "tile_source": spec.tile_source}
+        yield shards.Record(spec.name, ben.record_values(patch, ben.COMPACT), bands, ben.indices_19(spec.labels43))
+
+
+@pytest.fixture(scope="module")
+def mini_dir(tmp_path_factory):
+    real_get = datasets.get
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(datasets, "get", lambda name: MINI if name == MINI.name else real_get(name))
+        specs = synth.plan_bigearthnet(400, seed=3, split_fractions=(0.6, 0.2, 0.2), num_no_target=0,
+                                       num_snow=0, num_cloud=0)
+        splits = {s: [sp for sp in specs if sp.split == s] for s in ("train", "val", "test")}
+        out = str(tmp_path_factory.mktemp("mini") / "records")
+        shards.write_dataset(out, MINI, "compact", splits, produce_mini, records_per_shard=64, progress=False,
+                             item_key=lambda sp: sp.name)
+        yield out
+
+
+def config(data_dir, run_dir, **kw):
+    base = dict(data_dir=data_dir, run_dir=str(run_dir), model="K-BranchCNN", epochs=2, batch_size=16,
+                learning_rate=1e-3, shuffle_buffer=256, progress=False, evaluate_test=False,
+                export_saved_model=False, checkpoint_every_steps=0, deterministic=True, seed=7)
+    base.update(kw)
+    return train.TrainConfig(**base)
+
+
+def labels(data_dir, split):
+    return np.concatenate([y.numpy() for _, y in reader.make_dataset(data_dir, split, bands="rgb", batch_size=64)])
+
+
+def best_constant_micro_f1(train_y, test_y):
+    """Micro-F1 of the best fixed label set (the k most frequent training classes, best k)."""
+    order = np.argsort(-train_y.mean(0), kind="stable")
+    best = 0.0
+    for k in range(1, len(order) + 1):
+        p = np.zeros(test_y.shape[1])
+        p[order[:k]] = 1
+        tp = float((test_y * p).sum())
+        fp = p.sum() * len(test_y) - tp
+        fn = float(test_y.sum()) - tp
+        best = max(best, 2 * tp / (2 * tp + fp + fn))
+    return best
+
+
+def test_small_kbranch_learns_and_fills_the_run_directory(mini_dir, tmp_path):
+    run = tmp_path / "run"
+    summary = train.train(config(mini_dir, run, epochs=8, learning_rate=3e-3, evaluate_test=True,
+                                 export_saved_model=True, checkpoint_every_steps=20))
+    constant = best_constant_micro_f1(labels(mini_dir, "train"), labels(mini_dir, "test"))
+    test_f1 = summary["test"]["result"]["micro_f1_score"]
+    assert test_f1 > constant + 0.1, (test_f1, constant)
+    assert summary["best_val_micro_f1"] == max(r["val_micro_f1"] for r in summary["history"])
+
+    # run directory of the contract
+    flags_json = json.loads((run / "flags.json").read_text())
+    assert flags_json["model"] == "K-BranchCNN" and flags_json["epochs"] == 8
+    assert flags_json["bands"] == "10m+20m+60m" and flags_json["per_resolution"] is True
+    cfg = json.loads((run / "input_config.json").read_text())
+    assert cfg["per_resolution"] and cfg["bands"][:4] == ["B04", "B03", "B02", "B08"]
+    assert cfg["input_spec"] == {"10m": [24, 24, 4], "20m": [12, 12, 6], "60m": [4, 4, 2]}
+    assert cfg["classes"] == list(ben.LABELS_19) and cfg["task"] == "multi_label"
+    info = json.loads((run / "run_info.json").read_text())
+    sha = hashlib.sha256(open(os.path.join(mini_dir, "manifest.json"), "rb").read()).hexdigest()
+    assert info["manifest_sha256"] == sha
+    assert info["git_commit"] and len(info["git_commit"]) == 40
+    history = train.read_history(str(run / "history.csv"))
+    assert [r["epoch"] for r in history] == list(range(8))
+    assert history[-1]["step"] == summary["steps"] == 8 * (reader.num_examples(reader.load_manifest(mini_dir),
+                                                                                 "train") // 16)
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert glob.glob(str(run / "logs" / "train" / "events.out.tfevents*"))
+    assert glob.glob(str(run / "logs" / "val" / "events.out.tfevents*"))
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith(f"ckpt-{summary['steps']}")
+    assert (run / "eval_test" / "eval_result.json").exists()
+
+    # best.keras, final.keras and the SavedModel give the same logits
+    import models
+    x, _ = next(iter(reader.make_dataset(mini_dir, "test", bands="10m+20m+60m", per_resolution=True,
+                                         batch_size=4)))
+    final = models.load_model(str(run / "final.keras"))
+    served = tf.saved_model.load(str(run / "saved_model"))
+    np.testing.assert_allclose(served.serve(x).numpy(), final(x, training=False).numpy(), rtol=1e-4, atol=1e-4)
+    assert models.load_model(str(run / "best.keras"))(x).shape == (4, 19)
+
+
+def _weights(run_dir):
+    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    reader_ = tf.train.load_checkpoint(ckpt)
+    return {n: reader_.get_tensor(n) for n, _ in tf.train.list_variables(ckpt) if "model_variables" in n
+            or "optimizer" in n}
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(mini_dir, tmp_path):
+    steps = 5
+    straight = train.train(config(mini_dir, tmp_path / "a", steps_per_epoch=steps))
+    # "killed" in the middle of the second epoch, after a mid-epoch checkpoint, then resumed
+    first = train.train(config(mini_dir, tmp_path / "b", steps_per_epoch=steps, max_steps=steps + 3,
+                               checkpoint_every_steps=2))
+    assert first["stopped"] and first["steps"] == steps + 3
+    with pytest.raises(train.RunDirError, match="--resume"):
+        train.train(config(mini_dir, tmp_path / "b"))
+    with pytest.raises(train.RunDirError, match="batch_size"):
+        train.train(config(mini_dir, tmp_path / "b", resume=True, batch_size=8))
+    resumed = train.train(config(mini_dir, tmp_path / "b", steps_per_epoch=steps, resume=True))
+    assert resumed["steps"] == straight["steps"] == 2 * steps
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys() and len(a) > 50
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    ha = train.read_history(str(tmp_path / "a" / "history.csv"))
+    hb = train.read_history(str(tmp_path / "b" / "history.csv"))
+    assert [r["epoch"] for r in hb] == [0, 1]
+    np.testing.assert_allclose([r["val_loss"] for r in ha], [r["val_loss"] for r in hb], rtol=1e-5)
+
+
+def test_single_label_training(tmp_path):
+    from prep import so2sat as prep_so2sat
+    from prep.synthetic import so2sat as synth_so2sat
+
+    files = synth_so2sat.write_release(str(tmp_path / "h5"), 2, {"training": 48, "validation": 16, "testing": 16})
+    out = str(tmp_path / "so2sat")
+    prep_so2sat.prepare(list(files.values()), out)
+    summary = train.train(config(out, tmp_path / "run", model="So2Sat-ResNet11", epochs=1, batch_size=16,
+                                 label_smoothing=0.1, class_weights="balanced"))
+    cfg = json.loads((tmp_path / "run" / "input_config.json").read_text())
+    assert cfg["task"] == "single_label" and cfg["input_spec"] == {"image": [32, 32, 10]}
+    assert cfg["bands"] == list(reader.dataset_spec(reader.load_manifest(out)).band_presets["sen2"])
+    assert summary["steps"] == 3 and np.isfinite(summary["history"][0]["loss"])
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+
+def test_flag_files_carry_the_upstream_configurations(tmp_path):
+    from absl import flags
+
+    train.define_flags()
+    expected = {  # model: (batch size, learning rate)
+        "K-BranchCNN": (1000, 1e-3), "VGG16": (1000, 1e-3), "VGG19": (1000, 1e-3),
+        "ResNet50": (500, 1e-3), "ResNet101": (500, 1e-3), "ResNet152": (256, 1e-3),
+    }
+    files = sorted(glob.glob(os.path.join(CONFIGS, "*.flags")))
+    assert len(files) == len(expected)
+    for path in files:
+        model = os.path.basename(path).split("_")[0]
+        flags.FLAGS.unparse_flags()
+        try:
+            flags.FLAGS(["train.py", f"--flagfile={path}", "--data_dir=d", "--run_dir=r"])
+            cfg = train.config_from_flags()
+        finally:
+            flags.FLAGS.unparse_flags()
+        assert (cfg.model, cfg.batch_size, cfg.learning_rate) == (model, *expected[model]), path
+        assert (cfg.epochs, cfg.shuffle_buffer, cfg.seed, cfg.optimizer) == (100, 130000, 42, "adam")
+        assert cfg.normalize == "upstream" and cfg.augment is None
+        ref = os.path.join(REFERENCE_CONFIGS, f"{model}_BigEarthNet-19_labels.json")
+        if os.path.exists(ref):  # the upstream file itself, when the reference folder is present
+            up = json.load(open(ref))
+            assert (up["model_name"], up["batch_size"], up["learning_rate"], up["nb_epoch"]) == (
+                cfg.model, cfg.batch_size, cfg.learning_rate, cfg.epochs)
+            assert up["save_checkpoint_per_iteration"] == cfg.checkpoint_every_steps
+
+
+def test_default_inputs_follow_the_model():
+    assert train.default_inputs("K-BranchCNN", ben.SPEC) == ("10m+20m+60m", True)
+    assert train.default_inputs("ResNet50", ben.SPEC) == ("10m20m", False)
+    so2sat = datasets.get("so2sat_lcz42")
+    assert train.default_inputs("Sen2LCZ-Net", so2sat) == ("sen2", False)
+
+
+def test_losses_and_class_weights():
+    import keras
+
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(size=(6, 5)), tf.float32)
+    y = tf.constant((rng.random((6, 5)) < 0.4).astype(np.float32))
+    for ls in (0.0, 0.2):
+        got = train.make_loss("multi_label", 5, ls)(y, logits).numpy().mean()
+        want = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=ls)(y, logits).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    idx = tf.constant([0, 1, 4, 2, 2, 3])
+    for ls in (0.0, 0.1):
+        got = train.make_loss("single_label", 5, ls)(idx, logits).numpy().mean()
+        want = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=ls)(
+            tf.one_hot(idx, 5), logits).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    w = np.array([1, 2, 0, 1, 1], np.float32)
+    plain = train.make_loss("single_label", 5)(idx, logits).numpy()
+    np.testing.assert_allclose(train.make_loss("single_label", 5, 0, w)(idx, logits).numpy(), plain * w[idx.numpy()],
+                               rtol=1e-6)
+    manifest = {"classes": ["a", "b", "c"], "splits": {"train": {"class_counts": {"a": 10, "b": 30, "c": 60}}}}
+    bal = train.class_weight_vector("balanced", manifest, "train")
+    np.testing.assert_allclose(bal.mean(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(bal[0] / bal[2], 6.0, rtol=1e-6)
+    np.testing.assert_allclose(train.class_weight_vector("1,2,3", manifest, "train"), [1, 2, 3])
+    assert train.class_weight_vector("none", manifest, "train") is None
+    with pytest.raises(ValueError, match="3 classes"):
+        train.class_weight_vector("1,2", manifest, "train")
+    tp, fp, fn = (float(v) for v in train.make_counts("multi_label")(
+        tf.constant([[1.0, 0.0, 1.0]]), tf.constant([[2.0, 1.0, -1.0]])))
+    assert (tp, fp, fn) == (1.0, 1.0, 1.0)
+
+
+def test_learning_rate_schedules():
+    cfg = train.TrainConfig("d", "r", epochs=10, learning_rate=0.1)
+    assert train.make_schedule(cfg, 100) == 0.1
+    step = train.make_schedule(dataclasses.replace(cfg, lr_schedule="step", lr_decay_epochs=2,
+                                                   lr_decay_factor=0.5), 100)
+    np.testing.assert_allclose([float(step(s)) for s in (0, 199, 200, 450)], [0.1, 0.1, 0.05, 0.025], rtol=1e-6)
+    cos = train.make_schedule(dataclasses.replace(cfg, lr_schedule="cosine", lr_warmup_epochs=1), 100)
+    np.testing.assert_allclose([float(cos(s)) for s in (0, 50, 100, 1000)], [0.0, 0.05, 0.1, 0.0], atol=1e-6)
+    warm = train.make_schedule(dataclasses.replace(cfg, lr_warmup_epochs=2), 100)
+    np.testing.assert_allclose([float(warm(s)) for s in (100, 200, 900)], [0.05, 0.1, 0.1], rtol=1e-6)
+    assert train.epoch_seed(42, 3) == train.epoch_seed(42, 3) != train.epoch_seed(42, 4)

@@ -1,0 +1,796 @@
+"""Train a model on prepared TFRecords.
+
+    python train.py --data_dir OUT --model K-BranchCNN --epochs 100 --batch_size 1000 \\
+        --learning_rate 1e-3 --run_dir RUN
+    python train.py --flagfile configs/K-BranchCNN_BigEarthNet-19.flags --data_dir OUT --run_dir RUN
+
+The input pipeline is ``prep.reader`` (bands, resampling and normalization by flag; by default the
+input the model was published with: K-BranchCNN gets its three resolution groups, the 120x120x10
+models B04 B03 B02 B08 + bicubic-upsampled 20 m bands), the model comes from ``models.build``.
+Loss: sigmoid cross-entropy for multi-label datasets, softmax cross-entropy for single-label ones
+(on logits), optional label smoothing and class weights; Adam by default, optional learning-rate
+schedule; mixed precision and tf.distribute strategies.
+
+The run directory RUN receives:
+
+  flags.json            every option of the run
+  run_info.json         git commit, manifest SHA-256, library versions, devices
+  input_config.json     what the model expects of its input (bands, resampling, statistics, classes)
+  checkpoints/          tf.train checkpoints every --checkpoint_every_steps and at each epoch end
+  logs/train, logs/val  TensorBoard summaries
+  history.csv           per-epoch loss, micro-F1, learning rate, validation loss and micro-F1
+  curves.png            training curves
+  best.keras            the model with the best validation micro-F1
+  final.keras           the model after the last epoch, and saved_model/ (SavedModel for serving)
+  eval_test/            the best model evaluated on the test split (evaluate.py), when asked
+
+``--resume`` continues from the latest checkpoint with the same step count, optimizer state,
+random-number state and data order: the data of epoch e come from a seed derived from (--seed, e),
+and a mid-epoch checkpoint skips the batches already seen, so with --deterministic a killed and
+resumed run ends with the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+_flags_defined = False
+
+OPTIMIZERS = ("adam", "adamw", "nadam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step", "exponential")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every option of a training run (the flags, one to one)."""
+
+    data_dir: str
+    run_dir: str
+    model: str = "K-BranchCNN"
+    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    epochs: int = 100
+    batch_size: int = 256
+    val_batch_size: int = 0
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    lr_schedule: str = "constant"
+    lr_warmup_epochs: float = 0.0
+    lr_decay_epochs: float = 5.0
+    lr_decay_factor: float = 0.5
+    label_smoothing: float = 0.0
+    class_weights: str = "none"
+    bands: str | None = None
+    per_resolution: bool | None = None
+    resample: str = "bicubic"
+    normalize: str | None = "manifest"
+    augment: str | None = "dihedral"
+    shuffle_buffer: int = 10_000
+    cache: bool = False
+    seed: int = 42
+    deterministic: bool = False
+    mixed_precision: bool = False
+    strategy: str = "default"
+    tpu: str = ""
+    jit_compile: bool = False
+    steps_per_epoch: int = 0
+    max_steps: int = 0
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    checkpoint_every_steps: int = 500
+    keep_checkpoints: int = 3
+    log_every_steps: int = 50
+    resume: bool = False
+    overwrite: bool = False
+    init_from: str | None = None
+    evaluate_test: bool = True
+    export_saved_model: bool = True
+    progress: bool = True
+
+
+# --- flags -----------------------------------------------------------------------------------------
+
+
+def define_flags() -> None:
+    """Declare the command's flags (called by run(); importing this module defines none)."""
+    global _flags_defined
+    if _flags_defined:
+        return
+    _flags_defined = True
+    d = TrainConfig("", "")
+    flags.DEFINE_string("data_dir", None, "Prepared dataset directory (holds manifest.json).")
+    flags.DEFINE_string("run_dir", None, "Run directory for checkpoints, logs, models and reports.")
+    flags.DEFINE_string("model", d.model, "Model name for models.build (K-BranchCNN, VGG16, ResNet50, "
+                        "DenseNet121, keras:<Application>, hub:<backbone>, ...).")
+    flags.DEFINE_multi_string("model_option", [], "Model builder option as key=value (value parsed as JSON "
+                              "when it can be); repeatable.")
+    flags.DEFINE_integer("epochs", d.epochs, "Number of epochs.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", d.batch_size, "Global training batch size.", lower_bound=1)
+    flags.DEFINE_integer("val_batch_size", d.val_batch_size, "Validation/test batch size (0 = --batch_size).",
+                         lower_bound=0)
+    flags.DEFINE_float("learning_rate", d.learning_rate, "Initial (peak) learning rate.")
+    flags.DEFINE_enum("optimizer", d.optimizer, OPTIMIZERS, "Optimizer.")
+    flags.DEFINE_float("weight_decay", d.weight_decay, "Decoupled weight decay (adamw, sgd, ...); 0 = none.")
+    flags.DEFINE_float("momentum", d.momentum, "Momentum of sgd / rmsprop.")
+    flags.DEFINE_enum("lr_schedule", d.lr_schedule, SCHEDULES, "Learning-rate schedule: constant, cosine "
+                      "(to 0 at the last step), step (x lr_decay_factor every lr_decay_epochs), exponential "
+                      "(the same, continuously).")
+    flags.DEFINE_float("lr_warmup_epochs", d.lr_warmup_epochs, "Linear warm-up from 0 over this many epochs "
+                       "(constant and cosine schedules).")
+    flags.DEFINE_float("lr_decay_epochs", d.lr_decay_epochs, "Epochs per decay step (step, exponential).")
+    flags.DEFINE_float("lr_decay_factor", d.lr_decay_factor, "Decay factor per lr_decay_epochs (step, exponential).")
+    flags.DEFINE_float("label_smoothing", d.label_smoothing, "Label smoothing (0 = none).")
+    flags.DEFINE_string("class_weights", d.class_weights, "Per-class loss weights: none, balanced (inverse train "
+                        "class frequency, mean 1), a comma list of one weight per class, or a JSON file "
+                        "{class name: weight}.")
+    flags.DEFINE_string("bands", d.bands, "Band preset (10m20m, all, ...), comma list of band names, or presets "
+                        "joined by '+'. Default: the input the model was published with.")
+    flags.DEFINE_boolean("per_resolution", d.per_resolution, "One input per resolution group (10m/20m/60m). "
+                         "Default: as the model's inputs (true for K-BranchCNN).")
+    flags.DEFINE_enum("resample", d.resample, ["bicubic", "bilinear", "nearest", "area", "lanczos3", "lanczos5",
+                                               "mitchellcubic", "gaussian"],
+                      "Resampling of coarser bands to the finest selected grid.")
+    flags.DEFINE_string("normalize", d.normalize, "Per-band normalization: manifest (train-split statistics), "
+                        "upstream (the published table), none, or a JSON file {band: {mean, std}}.")
+    flags.DEFINE_enum("augment", d.augment, ["dihedral", "flips", "none"], "Training augmentation: flips and "
+                      "90-degree rotations (dihedral), flips only, or none.")
+    flags.DEFINE_integer("shuffle_buffer", d.shuffle_buffer, "Shuffle buffer in records.", lower_bound=0)
+    flags.DEFINE_boolean("cache", d.cache, "Keep the serialized training records in memory after the first epoch.")
+    flags.DEFINE_integer("seed", d.seed, "Random seed (weights, data order, augmentation, dropout).")
+    flags.DEFINE_boolean("deterministic", d.deterministic, "Deterministic data order and ops (identical runs, "
+                         "exact resume); slower.")
+    flags.DEFINE_boolean("mixed_precision", d.mixed_precision, "Mixed precision (float16 with loss scaling; "
+                         "bfloat16 on TPU).")
+    flags.DEFINE_enum("strategy", d.strategy, STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_string("tpu", d.tpu, "TPU name or address for --strategy tpu ('' = local / from environment).")
+    flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
+    flags.DEFINE_integer("steps_per_epoch", d.steps_per_epoch, "Cap on training steps per epoch (0 = whole split).",
+                         lower_bound=0)
+    flags.DEFINE_integer("max_steps", d.max_steps, "Stop after this many steps in all (0 = no limit); the run "
+                         "can be continued with --resume.", lower_bound=0)
+    flags.DEFINE_string("train_split", d.train_split, "Training split.")
+    flags.DEFINE_string("val_split", d.val_split, "Validation split (best model by its micro-F1); '' = none.")
+    flags.DEFINE_string("test_split", d.test_split, "Split evaluated at the end with --evaluate_test.")
+    flags.DEFINE_integer("checkpoint_every_steps", d.checkpoint_every_steps, "Checkpoint every N steps "
+                         "(0 = at epoch ends only).", lower_bound=0)
+    flags.DEFINE_integer("keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.", lower_bound=1)
+    flags.DEFINE_integer("log_every_steps", d.log_every_steps, "TensorBoard training summaries every N steps.",
+                         lower_bound=1)
+    flags.DEFINE_boolean("resume", d.resume, "Continue from the latest checkpoint in --run_dir.")
+    flags.DEFINE_boolean("overwrite", d.overwrite, "Start afresh even if --run_dir holds checkpoints.")
+    flags.DEFINE_string("init_from", d.init_from, "Initial weights: a pretrained name or path "
+                        "(pretrained.load_into), e.g. K-BranchCNN or a run directory.")
+    flags.DEFINE_boolean("evaluate_test", d.evaluate_test, "Evaluate the best model on --test_split at the end.")
+    flags.DEFINE_boolean("export_saved_model", d.export_saved_model, "Export RUN/saved_model for serving.")
+    flags.DEFINE_boolean("progress", d.progress, "Show progress bars.")
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise app.UsageError(f"--model_option {text!r}: expected key=value")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def config_from_flags() -> TrainConfig:
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model_options"]
+    values = {n: FLAGS[n].value for n in names}
+    values["model_options"] = dict(_parse_option(t) for t in FLAGS.model_option)
+    if values["augment"] == "none":
+        values["augment"] = None
+    if isinstance(values["normalize"], str) and values["normalize"].lower() in ("none", ""):
+        values["normalize"] = None
+    return TrainConfig(**values)
+
+
+# --- pieces ----------------------------------------------------------------------------------------
+
+
+def default_inputs(model_name: str, spec) -> tuple[str, bool]:
+    """(bands, per_resolution) the model was published with, expressed for the dataset ``spec``.
+
+    A model whose default inputs are named after band presets (K-BranchCNN: 10m, 20m, 60m) gets those
+    presets per resolution; a single-image model gets the first preset with its channel count
+    (10 channels: BigEarthNet 10m20m, So2Sat sen2), else all bands.
+    """
+    import models
+
+    try:
+        default = models.default_input_spec(model_name)
+    except KeyError:
+        default = {"image": (None, None, None)}
+    keys = list(default)
+    if keys != ["image"] and all(k in spec.band_presets for k in keys):
+        return "+".join(keys), True
+    channels = default.get("image", (None, None, None))[-1] if len(keys) == 1 else None
+    for name, bands in spec.band_presets.items():
+        if len(bands) == channels:
+            return name, False
+    return "all", False
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data seed of one epoch: a function of (seed, epoch) only, so a resumed run sees the same data."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def class_weight_vector(option: str, manifest: Mapping, split: str) -> np.ndarray | None:
+    classes = list(manifest["classes"])
+    if option in (None, "", "none"):
+        return None
+    if option == "balanced":
+        counts_map = manifest["splits"][split].get("class_counts") or {}
+        counts = np.array([float(counts_map.get(c, 0)) for c in classes])
+        if not counts.any():
+            raise ValueError(f"--class_weights balanced: the manifest has no class counts for split {split!r}")
+        w = 1.0 / np.maximum(counts, 1.0)
+    elif option.endswith(".json"):
+        with open(option, encoding="utf-8") as f:
+            table = json.load(f)
+        missing = [c for c in classes if c not in table]
+        if missing:
+            raise ValueError(f"{option}: no weight for classes {missing}")
+        w = np.array([float(table[c]) for c in classes])
+    else:
+        try:
+            w = np.array([float(v) for v in option.split(",")])
+        except ValueError:
+            raise ValueError(f"--class_weights {option!r}: none, balanced, a .json file or {len(classes)} "
+                             "comma-separated numbers") from None
+        if len(w) != len(classes):
+            raise ValueError(f"--class_weights has {len(w)} values for {len(classes)} classes")
+        return w.astype(np.float32)
+    return (w / w.mean()).astype(np.float32)
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_state() -> dict:
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def make_strategy(name: str, tpu: str = ""):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown strategy {name!r}; one of {', '.join(STRATEGIES)}")
+
+
+def is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    lr = float(cfg.learning_rate)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = int(round(cfg.lr_warmup_epochs * steps_per_epoch))
+    decay_steps = max(1, int(round(cfg.lr_decay_epochs * steps_per_epoch)))
+    if warmup and cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError("--lr_warmup_epochs works with the constant and cosine schedules")
+    if cfg.lr_schedule == "constant":
+        if not warmup:
+            return lr
+        return keras.optimizers.schedules.CosineDecay(0.0, 1, alpha=1.0, warmup_target=lr, warmup_steps=warmup)
+    if cfg.lr_schedule == "cosine":
+        if not warmup:
+            return keras.optimizers.schedules.CosineDecay(lr, total)
+        return keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=lr,
+                                                      warmup_steps=warmup)
+    if cfg.lr_schedule in ("step", "exponential"):
+        return keras.optimizers.schedules.ExponentialDecay(lr, decay_steps, cfg.lr_decay_factor,
+                                                           staircase=cfg.lr_schedule == "step")
+    raise ValueError(f"unknown --lr_schedule {cfg.lr_schedule!r}")
+
+
+def make_optimizer(cfg: TrainConfig, schedule):
+    import keras
+
+    wd = cfg.weight_decay or None
+    if cfg.optimizer == "adam":
+        opt = keras.optimizers.Adam(schedule, weight_decay=wd)
+    elif cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "nadam":
+        opt = keras.optimizers.Nadam(schedule, weight_decay=wd)
+    elif cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(schedule, momentum=cfg.momentum, weight_decay=wd)
+    elif cfg.optimizer == "rmsprop":
+        opt = keras.optimizers.RMSprop(schedule, momentum=cfg.momentum, weight_decay=wd)
+    else:
+        raise ValueError(f"unknown --optimizer {cfg.optimizer!r}")
+    return opt
+
+
+def scalar_summary(name: str, value, step: int) -> None:
+    """A TensorBoard scalar (the scalars plugin's format) without needing the tensorboard package."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(name, tf.constant(float(value), tf.float32), step=step, metadata=meta)
+
+
+def current_lr(optimizer) -> float:
+    lr = optimizer.learning_rate
+    return float(np.asarray(lr))
+
+
+def read_history(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: (float(v) if k not in ("epoch", "step") else int(float(v))) if v not in ("", None) else None
+                 for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_history(path: str, rows: Sequence[Mapping]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r[k]) for k in HISTORY_FIELDS})
+    os.replace(tmp, path)
+
+
+def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "micro_f1", "micro-F1")):
+        ax.plot(epochs, [r.get(key) for r in rows], marker="o", label="train")
+        val = [r.get(f"val_{key}") for r in rows]
+        if any(v is not None for v in val):
+            ax.plot(epochs, [np.nan if v is None else v for v in val], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0, class_weights=None):
+    """(targets, logits) -> per-example loss: sigmoid cross-entropy averaged over classes (multi-label,
+    targets multi-hot) or softmax cross-entropy (single-label, targets class indices); label smoothing
+    towards 0.5 / uniform; class weights scale each class's term (multi-label) or each example by its
+    class (single-label)."""
+    import tensorflow as tf
+
+    ls = float(label_smoothing)
+    w = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
+    if task == "multi_label":
+        def loss(y, logits):
+            t = y * (1.0 - ls) + 0.5 * ls if ls else y
+            e = tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=logits)
+            if w is not None:
+                e = e * w
+            return tf.reduce_mean(e, axis=-1)
+    elif task == "single_label":
+        def loss(y, logits):
+            if ls:
+                t = tf.one_hot(y, num_classes) * (1.0 - ls) + ls / num_classes
+                e = tf.nn.softmax_cross_entropy_with_logits(labels=t, logits=logits)
+            else:
+                e = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            if w is not None:
+                e = e * tf.gather(w, y)
+            return e
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    return loss
+
+
+def make_counts(task: str):
+    """(targets, logits) -> (tp, fp, fn) for micro-F1: sigmoid >= 0.5 (logit >= 0) per class for
+    multi-label; the top-1 class for single-label (micro-F1 = accuracy)."""
+    import tensorflow as tf
+
+    def multi(y, logits):
+        pred = tf.cast(logits >= 0.0, tf.float32)
+        tp = tf.reduce_sum(pred * y)
+        return tp, tf.reduce_sum(pred) - tp, tf.reduce_sum(y) - tp
+
+    def single(y, logits):
+        right = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+        wrong = tf.cast(tf.shape(y)[0], tf.float32) - right
+        return right, wrong, wrong
+
+    return multi if task == "multi_label" else single
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+_MUST_MATCH = ("model", "bands", "per_resolution", "batch_size", "resample", "normalize", "data_dir")
+
+
+def _check_resume(run_dir: str, cfg_dict: Mapping) -> None:
+    path = os.path.join(run_dir, "flags.json")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        before = json.load(f)
+    diff = [k for k in _MUST_MATCH if k in before and before[k] != cfg_dict.get(k)]
+    if diff:
+        raise RunDirError(f"{path}: --resume with different {', '.join(diff)} "
+                          f"({', '.join(f'{k}: {before[k]!r} -> {cfg_dict.get(k)!r}' for k in diff)})")
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) training as configured; returns a summary (history, best, files, test metrics)."""
+    import keras
+    import tensorflow as tf
+
+    import models
+    from prep import reader
+
+    if not cfg.data_dir:
+        raise ValueError("--data_dir is required")
+    if not cfg.run_dir:
+        raise ValueError("--run_dir is required")
+    manifest = reader.load_manifest(cfg.data_dir)
+    spec = reader.dataset_spec(manifest)
+    task = reader.task(manifest)
+    classes = list(manifest["classes"])
+    if cfg.bands is None or cfg.per_resolution is None:
+        bands, per_res = default_inputs(cfg.model, spec)
+        cfg = dataclasses.replace(cfg, bands=cfg.bands if cfg.bands is not None else bands,
+                                  per_resolution=cfg.per_resolution if cfg.per_resolution is not None else per_res)
+    input_spec = reader.input_spec(manifest, cfg.bands, cfg.per_resolution)
+    val_split = cfg.val_split if cfg.val_split and cfg.val_split in manifest["splits"] else None
+    if cfg.val_split and val_split is None:
+        logging.warning("no split %r in %s; the best model is chosen by training micro-F1", cfg.val_split,
+                        cfg.data_dir)
+
+    run_dir = cfg.run_dir
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    has_ckpt = tf.train.latest_checkpoint(ckpt_dir) is not None
+    if has_ckpt and not cfg.resume and not cfg.overwrite:
+        raise RunDirError(f"{run_dir} already holds checkpoints: pass --resume to continue or --overwrite "
+                          "to start again")
+    cfg_dict = dataclasses.asdict(cfg)
+    cfg_dict["data_dir"] = os.path.abspath(cfg.data_dir)
+    if cfg.resume and has_ckpt:
+        _check_resume(run_dir, cfg_dict)
+    if cfg.overwrite and has_ckpt and not cfg.resume:
+        import shutil
+        shutil.rmtree(ckpt_dir)
+        has_ckpt = False
+
+    # Randomness and precision.
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(cfg.strategy, cfg.tpu)
+    chief = is_chief(strategy)
+    policy = None
+    if cfg.mixed_precision:
+        policy = "mixed_bfloat16" if cfg.strategy == "tpu" else "mixed_float16"
+        keras.mixed_precision.set_global_policy(policy)
+    os.makedirs(run_dir, exist_ok=True)
+    work_dir = run_dir if chief else os.path.join(run_dir, "workers", str(strategy.cluster_resolver.task_id))
+    os.makedirs(work_dir, exist_ok=True)
+
+    # Files describing the run.
+    in_cfg = reader.input_config(cfg.data_dir, manifest, cfg.bands, cfg.per_resolution, cfg.resample, cfg.normalize)
+    info = {
+        **git_state(),
+        "manifest_sha256": sha256_file(os.path.join(cfg.data_dir, reader.MANIFEST)),
+        "manifest": os.path.abspath(os.path.join(cfg.data_dir, reader.MANIFEST)),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "host": platform.node(),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "strategy": cfg.strategy,
+        "replicas": strategy.num_replicas_in_sync,
+        "precision_policy": policy or "float32",
+        "input_spec": {k: list(v) for k, v in input_spec.items()},
+    }
+    if chief:
+        _write_json(os.path.join(run_dir, "flags.json"), cfg_dict)
+        _write_json(os.path.join(run_dir, "input_config.json"), in_cfg)
+        runs = []
+        info_path = os.path.join(run_dir, "run_info.json")
+        if cfg.resume and os.path.exists(info_path):
+            with open(info_path, encoding="utf-8") as f:
+                old = json.load(f)
+            runs = old.get("previous", []) + [{k: old.get(k) for k in ("git_commit", "git_dirty", "started",
+                                                                        "manifest_sha256")}]
+        _write_json(info_path, {**info, "previous": runs})
+
+    # Data.
+    n_train = reader.num_examples(manifest, cfg.train_split)
+    steps = n_train // cfg.batch_size
+    if steps == 0:
+        raise ValueError(f"split {cfg.train_split!r} has {n_train} examples, fewer than one batch of "
+                         f"{cfg.batch_size}")
+    if cfg.steps_per_epoch:
+        steps = min(steps, cfg.steps_per_epoch)
+    val_bs = cfg.val_batch_size or cfg.batch_size
+    common = dict(bands=cfg.bands, per_resolution=cfg.per_resolution, resample=cfg.resample,
+                  normalize=cfg.normalize, manifest=manifest)
+
+    def train_dataset(epoch: int, skip: int):
+        ds = reader.make_dataset(cfg.data_dir, cfg.train_split, batch_size=cfg.batch_size, training=True,
+                                 shuffle_buffer=cfg.shuffle_buffer, seed=epoch_seed(cfg.seed, epoch),
+                                 deterministic=cfg.deterministic, cache=cfg.cache, drop_remainder=True,
+                                 augment=cfg.augment or False, skip_batches=skip, **common)
+        return strategy.experimental_distribute_dataset(ds)
+
+    val_ds = None
+    if val_split:
+        val_ds = reader.make_dataset(cfg.data_dir, val_split, batch_size=val_bs, training=False, **common)
+
+    # Model, optimizer, loss.
+    weights = class_weight_vector(cfg.class_weights, manifest, cfg.train_split)
+    with strategy.scope():
+        model = models.build(cfg.model, input_spec, len(classes), task, **dict(cfg.model_options))
+        names = sorted(i.name for i in model.inputs)
+        if names != sorted(input_spec):
+            raise ValueError(f"model {cfg.model} takes inputs {names}, the data give {sorted(input_spec)}; "
+                             "check --bands / --per_resolution")
+        if cfg.init_from and not (cfg.resume and has_ckpt):
+            import pretrained
+            report = pretrained.load_into(model, cfg.init_from)
+            logging.info("initial weights from %s: %s", cfg.init_from, report)
+        optimizer = make_optimizer(cfg, make_schedule(cfg, steps))
+        if policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        progress_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        progress_batch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+        best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_micro_f1")
+    checkpoint = tf.train.Checkpoint(model_variables=list(model.variables), optimizer=optimizer,
+                                     epoch=progress_epoch, batch_in_epoch=progress_batch, best=best_metric)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work_dir, "checkpoints"),
+                                         max_to_keep=cfg.keep_checkpoints)
+    if cfg.resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("resumed from %s at epoch %d, batch %d, step %d", manager.latest_checkpoint,
+                     int(progress_epoch.numpy()), int(progress_batch.numpy()), int(optimizer.iterations.numpy()))
+    elif cfg.resume:
+        logging.info("--resume: no checkpoint in %s, starting afresh", ckpt_dir)
+
+    per_example_loss = make_loss(task, len(classes), cfg.label_smoothing, weights)
+    counts = make_counts(task)
+
+    def _features(x):
+        return x["image"] if list(input_spec) == ["image"] and len(model.inputs) == 1 else x
+
+    def step_fn(x, y):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(_features(x), training=True), tf.float32)
+            loss = tf.nn.compute_average_loss(per_example_loss(y, logits), global_batch_size=cfg.batch_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = optimizer.scale_loss(loss) if policy == "mixed_float16" else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return (loss, *counts(y, logits))
+
+    def eval_fn(x, y):
+        logits = tf.cast(model(_features(x), training=False), tf.float32)
+        return (tf.reduce_sum(per_example_loss(y, logits)), *counts(y, logits))
+
+    step_inner = tf.function(step_fn, jit_compile=True) if cfg.jit_compile else step_fn
+
+    @tf.function
+    def train_step(x, y):
+        out = strategy.run(step_inner, args=(x, y))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in out]
+
+    @tf.function
+    def eval_step(x, y):
+        out = strategy.run(eval_fn, args=(x, y))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in out]
+
+    def f1(tp, fp, fn):
+        den = 2 * tp + fp + fn
+        return 2 * tp / den if den else 0.0
+
+    history_path = os.path.join(run_dir, "history.csv")
+    start_epoch = int(progress_epoch.numpy())
+    history = [r for r in read_history(history_path) if r["epoch"] < start_epoch] if cfg.resume else []
+    writers = {k: tf.summary.create_file_writer(os.path.join(work_dir, "logs", k)) for k in ("train", "val")}
+    from tqdm import tqdm
+
+    stopped = False
+    for epoch in range(start_epoch, cfg.epochs):
+        skip = int(progress_batch.numpy())
+        t0 = time.time()
+        it = iter(train_dataset(epoch, skip))
+        loss_sum, tp, fp, fn, seen = 0.0, 0.0, 0.0, 0.0, 0
+        bar = tqdm(total=steps, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (cfg.progress and chief), dynamic_ncols=True)
+        for _ in range(skip, steps):
+            try:
+                x, y = next(it)
+            except StopIteration:
+                break
+            loss, a, b, c = (float(v) for v in train_step(x, y))
+            loss_sum, tp, fp, fn, seen = loss_sum + loss, tp + a, fp + b, fn + c, seen + 1
+            progress_batch.assign_add(1)
+            step = int(optimizer.iterations.numpy())
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", micro_f1=f"{f1(tp, fp, fn):.3f}")
+            if step % cfg.log_every_steps == 0:
+                with writers["train"].as_default():
+                    scalar_summary("loss", loss, step)
+                    scalar_summary("learning_rate", current_lr(optimizer), step)
+            if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0:
+                manager.save(checkpoint_number=step)
+            if cfg.max_steps and step >= cfg.max_steps:
+                stopped = True
+                break
+        bar.close()
+        if stopped:
+            if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}"):
+                manager.save(checkpoint_number=step)
+            logging.info("stopped after %d steps (--max_steps); continue with --resume", step)
+            break
+
+        row = {"epoch": epoch, "step": int(optimizer.iterations.numpy()), "learning_rate": current_lr(optimizer),
+               "loss": loss_sum / max(seen, 1), "micro_f1": f1(tp, fp, fn), "val_loss": None,
+               "val_micro_f1": None}
+        if val_ds is not None:
+            vl, vtp, vfp, vfn, vn = 0.0, 0.0, 0.0, 0.0, 0
+            for x, y in tqdm(val_ds, desc="validation", unit="batch", leave=False,
+                             disable=not (cfg.progress and chief)):
+                loss, a, b, c = (float(v) for v in eval_step(x, y))
+                vl, vtp, vfp, vfn, vn = vl + loss, vtp + a, vfp + b, vfn + c, vn + int(y.shape[0])
+            row["val_loss"], row["val_micro_f1"] = vl / max(vn, 1), f1(vtp, vfp, vfn)
+        row["seconds"] = round(time.time() - t0, 3)
+        with writers["train"].as_default():
+            scalar_summary("epoch_loss", row["loss"], row["step"])
+            scalar_summary("epoch_micro_f1", row["micro_f1"], row["step"])
+        if val_ds is not None:
+            with writers["val"].as_default():
+                scalar_summary("epoch_loss", row["val_loss"], row["step"])
+                scalar_summary("epoch_micro_f1", row["val_micro_f1"], row["step"])
+        history.append(row)
+        score = row["val_micro_f1"] if val_ds is not None else row["micro_f1"]
+        if chief:
+            write_history(history_path, history)
+            plot_curves(os.path.join(run_dir, "curves.png"), history, f"{cfg.model} on {manifest['dataset']}")
+            if score > float(best_metric.numpy()):
+                model.save(os.path.join(run_dir, "best.keras"))
+        if score > float(best_metric.numpy()):
+            best_metric.assign(score)
+        logging.info("epoch %d: loss %.4f micro-F1 %.4f%s", epoch + 1, row["loss"], row["micro_f1"],
+                     "" if val_ds is None else f", val loss {row['val_loss']:.4f} val micro-F1 {row['val_micro_f1']:.4f}")
+        progress_epoch.assign(epoch + 1)
+        progress_batch.assign(0)
+        manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
+    for w in writers.values():
+        w.flush()
+
+    summary = {"run_dir": run_dir, "history": history, "stopped": stopped,
+               "best_val_micro_f1": float(best_metric.numpy()), "steps": int(optimizer.iterations.numpy()),
+               "test": None, "files": []}
+    if stopped or not chief:
+        return summary
+    final = os.path.join(run_dir, "final.keras")
+    model.save(final)
+    summary["files"].append(final)
+    if cfg.export_saved_model:
+        model.export(os.path.join(run_dir, "saved_model"), verbose=False)
+        summary["files"].append(os.path.join(run_dir, "saved_model"))
+    if cfg.evaluate_test:
+        summary["test"] = evaluate_best(cfg, manifest)
+    return summary
+
+
+def evaluate_best(cfg: TrainConfig, manifest: Mapping) -> dict | None:
+    """The best model on the test split through evaluate.py's function (None when there is no test split)."""
+    if cfg.test_split not in manifest["splits"]:
+        logging.warning("no split %r in %s: skipping the test evaluation", cfg.test_split, cfg.data_dir)
+        return None
+    try:
+        import evaluate
+    except ImportError as e:
+        logging.warning("evaluate.py is not available (%s): skipping the test evaluation", e)
+        return None
+    out_dir = os.path.join(cfg.run_dir, f"eval_{cfg.test_split}")
+    return evaluate.evaluate_model(cfg.run_dir, out_dir, data_dir=cfg.data_dir, split=cfg.test_split,
+                                   checkpoint="best", batch_size=cfg.val_batch_size or cfg.batch_size,
+                                   echo=logging.info)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    for name in ("data_dir", "run_dir"):
+        if not FLAGS[name].value:
+            raise app.UsageError(f"--{name} is required")
+    try:
+        summary = train(config_from_flags())
+    except (RunDirError, FileNotFoundError) as e:
+        raise app.UsageError(str(e)) from None
+    best = summary["best_val_micro_f1"]
+    print(f"\n{summary['steps']} steps; best micro-F1 {best:.4f}; run directory {summary['run_dir']}")
+    if summary["stopped"]:
+        print("stopped early (--max_steps): continue with --resume")
+
+
+def run():
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
