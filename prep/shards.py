@@ -34,12 +34,19 @@ FORMAT_VERSION = 1
 
 @dataclasses.dataclass
 class Record:
-    """One example to write: feature values per the schema, raw bands (for statistics), class indices."""
+    """One example to write: feature values per the schema, raw bands (for statistics), class indices.
+
+    A producer that encodes in bulk may give ``encoded`` (the serialized tf.train.Example; ``values``
+    is then not read and may be None) and ``band_states``: partial statistics as (band, state)
+    pairs, merged in order with ``BandStats.merge_state`` (besides any ``bands``).
+    """
 
     key: str
-    values: Mapping[str, Any]
+    values: Mapping[str, Any] | None
     bands: Mapping[str, np.ndarray]
     labels: Sequence[int]
+    encoded: bytes | None = None
+    band_states: Sequence[tuple[str, Mapping]] = ()
 
 
 @dataclasses.dataclass
@@ -160,9 +167,12 @@ def _write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: 
             elif isinstance(result, Exclude):
                 excluded.append({"split": task.split, "key": result.key, "reason": result.reason})
             else:
-                w.write(tfrecord.encode_example(schema.fields, result.values))
+                w.write(result.encoded if result.encoded is not None
+                        else tfrecord.encode_example(schema.fields, result.values))
                 for name, px in result.bands.items():
                     stats[name].update(px)
+                for name, st in result.band_states:
+                    stats[name].merge_state(st)
                 class_counts[list(result.labels)] += 1
                 written += 1
             pending += 1
