@@ -7,6 +7,10 @@ Conversion streams each file in chunks of ``--read_rows`` rows inside the worker
 memory stays bounded whatever the file size (training.h5 is about 50 GB). Every row becomes one
 record of the ``compact`` schema (prep.datasets.so2sat): raw little-endian pixels per band, the
 class index, the source file and row, and the geolocation when a ``*_geo.h5`` file is given.
+The workers cast, check and encode 32 rows at a time (prep.fastencode lays the 18 bands of all
+32 records out with numpy; only the small features are encoded row by row) and hand the writer
+encoded records and partial statistics: the same bytes as encoding each record's feature values
+with prep.tfrecord (``prepare(encode=False)``, kept as the tested reference).
 
 Split names. Each ``--h5`` file's split is named after the word in its file name:
 ``training`` -> ``train``, ``validation`` -> ``val``, ``testing`` -> ``test`` (the names the
@@ -55,8 +59,9 @@ import h5py
 import numpy as np
 from absl import app, flags
 
-from prep import shards
+from prep import fastencode, shards
 from prep.datasets import so2sat as s2s
+from prep.stats import _SAMPLE_STRIDE
 
 FLAGS = flags.FLAGS
 
@@ -425,16 +430,54 @@ def geo_feature_rows(f: h5py.File, info: GeoInfo, a: int, b: int) -> list[dict]:
 
 
 def produce(items: Sequence[tuple[int, int]], sources: Sequence[Source], dtype: str = "float32",
-            read_rows: int = 256) -> Iterator[shards.Record | shards.Skip]:
-    """One shard's (source index, row) items -> one Record (or Skip) per item, in order."""
+            read_rows: int = 256, encode: bool = False) -> Iterator[shards.Record | shards.Skip]:
+    """One shard's (source index, row) items -> one Record (or Skip) per item, in order.
+
+    ``encode=False``: Records carry the feature values (``s2s.record_values``) and the pixels for
+    the statistics (the TFDS builder reads the values). ``encode=True`` (what ``prepare`` uses):
+    Records carry the serialized Example (``Record.encoded``, encoded a chunk at a time by
+    prep.fastencode) and partial statistics (``Record.band_states``); the writer then produces the
+    same shards and manifest byte for byte, several times faster.
+    """
     handles: dict[str, h5py.File] = {}
+    scratch = _Scratch()
+    rows_fn = _encoded_rows if encode else _value_rows
     try:
         for si, start, stop in _runs(items):
             src = sources[si]
-            yield from _produce_rows(src, start, stop, dtype, read_rows, handles)
+            yield from rows_fn(src, start, stop, dtype, read_rows, handles, scratch)
     finally:
+        scratch.release()
         for h in handles.values():
             h.close()
+
+
+class _Scratch:
+    """Work buffers lent to one produce() call and kept for the next one in this process.
+
+    A worker writes shard after shard; reusing the buffers spares the page faults of touching
+    ~100 MB of fresh memory per shard.
+    """
+
+    _free: dict[tuple, object] = {}  # one free buffer per key, the most recently released kinds
+    KEEP = 8
+
+    def __init__(self):
+        self._taken: list[tuple[tuple, object]] = []
+
+    def get(self, key: tuple, make):
+        obj = self._free.pop(key, None)
+        if obj is None:
+            obj = make()
+        self._taken.append((key, obj))
+        return obj
+
+    def release(self) -> None:
+        for key, obj in self._taken:
+            self._free[key] = obj
+            while len(self._free) > self.KEEP:
+                self._free.pop(next(iter(self._free)))
+        self._taken = []
 
 
 def _handle(path: str, handles: dict) -> h5py.File:
@@ -444,32 +487,72 @@ def _handle(path: str, handles: dict) -> h5py.File:
 
 
 STATS_ROWS = 8  # rows per statistics update: 8 x 1024 float64 pixels stay below malloc's mmap threshold
+STATS_BATCH = 4  # statistics groups reduced together by the encoded path (4 x 8 rows: ~4.7 MB of float64)
+TILE_ROWS = 32  # rows cast, checked and encoded together (a multiple of STATS_ROWS; ~2.4 MB of float32)
 
 
-def _produce_rows(src: Source, start: int, stop: int, dtype: str, read_rows: int, handles: dict):
+@dataclasses.dataclass
+class _Chunk:
+    """Rows [a, a + m) of one source, read, cast and checked."""
+
+    a: int
+    m: int
+    s1: np.ndarray  # (m, 32, 32, 8) as read
+    s2: np.ndarray  # (m, 32, 32, 10)
+    cls: np.ndarray  # (m,) class index
+    x: np.ndarray  # (m, 18, 1024) output dtype, band-major per row: sen1 then sen2
+    lo: np.ndarray  # (m, 18) per row and band minimum (NaN/inf show here)
+    hi: np.ndarray  # (m, 18) maximum
+    good: np.ndarray  # (m,) bool: every pixel finite in the output dtype
+
+
+def chunk_rows(read_rows: int) -> int:
+    """Rows per chunk: read_rows rounded up to whole statistics groups."""
+    return -(-max(1, read_rows) // STATS_ROWS) * STATS_ROWS
+
+
+def _chunks(src: Source, start: int, stop: int, dtype: str, read_rows: int, handles: dict, scratch: _Scratch,
+            geo_rows=None) -> Iterator[tuple[_Chunk, object]]:
+    """Rows [start, stop) of ``src``: read read_rows at a time, handed on in tiles of TILE_ROWS rows
+    (whole statistics groups, small enough for the CPU caches), with ``geo_rows(g, info, a, b)``."""
     f = _handle(src.path, handles)
     g = _handle(src.geo.path, handles) if src.geo else None
     out = np.dtype("<f4" if dtype == "float32" else "<f8")
     d1, d2, dl = (_dataset(f, k, src.path) for k in ("sen1", "sen2", "label"))
-    no_geo = s2s.geo_values(None)
-    read_rows = -(-read_rows // STATS_ROWS) * STATS_ROWS  # whole statistics groups per chunk
-    k = min(read_rows, stop - start)
-    # Buffers reused for every chunk: memory stays at about read_rows x 0.3 MB whatever the file size.
-    b1 = np.empty((k,) + EXPECTED["sen1"], d1.dtype)
-    b2 = np.empty((k,) + EXPECTED["sen2"], d2.dtype)
-    x = np.empty((k, len(s2s.BAND_NAMES)) + s2s.PATCH, out)  # (rows, 18, 32, 32): sen1 then sen2
+    read_rows = chunk_rows(read_rows)
+    tile = min(TILE_ROWS, read_rows)
+    npix = s2s.PATCH[0] * s2s.PATCH[1]
+    # Buffers reused for every chunk: memory stays at about read_rows x 0.15 MB whatever the file size.
+    shape1, shape2 = (read_rows,) + EXPECTED["sen1"], (read_rows,) + EXPECTED["sen2"]
+    b1 = scratch.get(("sen1", shape1, d1.dtype.str), lambda: np.empty(shape1, d1.dtype))
+    b2 = scratch.get(("sen2", shape2, d2.dtype.str), lambda: np.empty(shape2, d2.dtype))
+    shape = (tile, len(s2s.BAND_NAMES)) + s2s.PATCH  # (rows, 18, 32, 32): sen1 then sen2
+    x = scratch.get(("x", shape, out.str), lambda: np.empty(shape, out))
     for a in range(start, stop, read_rows):
         b = min(stop, a + read_rows)
-        m = b - a
         s1 = _read_into(d1, b1, a, b, src.path)
         s2 = _read_into(d2, b2, a, b, src.path)
-        cls = label_indices(_read(dl, a, b, src.path), src.path, a).tolist()
-        geos = geo_feature_rows(g, src.geo, a, b) if g is not None else [no_geo] * m
-        xc = x[:m]
-        with np.errstate(over="ignore", invalid="ignore"):
-            np.copyto(xc[:, :8], s1.transpose(0, 3, 1, 2), casting="unsafe")
-            np.copyto(xc[:, 8:], s2.transpose(0, 3, 1, 2), casting="unsafe")
-        good = np.isfinite(xc).all(axis=(1, 2, 3))
+        cls = label_indices(_read(dl, a, b, src.path), src.path, a)
+        geo = geo_rows(g, src.geo, a, b) if (g is not None and geo_rows is not None) else None
+        for t in range(0, b - a, tile):
+            m = min(tile, b - a - t)
+            xc = x[:m]
+            t1, t2 = s1[t:t + m], s2[t:t + m]
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.copyto(xc[:, :8], t1.transpose(0, 3, 1, 2), casting="unsafe")
+                np.copyto(xc[:, 8:], t2.transpose(0, 3, 1, 2), casting="unsafe")
+            flat = xc.reshape(m, len(s2s.BAND_NAMES), npix)
+            lo, hi = flat.min(axis=2), flat.max(axis=2)  # NaN propagates, +-inf shows: the finiteness check
+            good = (np.isfinite(lo) & np.isfinite(hi)).all(axis=1)
+            yield _Chunk(a + t, m, t1, t2, cls[t:t + m], flat, lo, hi, good), (
+                geo[t:t + m] if geo is not None else None)
+
+
+def _value_rows(src: Source, start: int, stop: int, dtype: str, read_rows: int, handles: dict, scratch: _Scratch):
+    """Records with feature values and pixels (``produce(encode=False)``)."""
+    no_geo = s2s.geo_values(None)
+    for c, geos in _chunks(src, start, stop, dtype, read_rows, handles, scratch, geo_feature_rows):
+        xc, m, good = c.x, c.m, c.good
         # Statistics take the good rows STATS_ROWS at a time (the same pixels as row by row, several
         # times faster): each group's pixels ride on the group's first Record, the others carry none.
         # Groups are aligned to the run's first row, so the statistics do not depend on --read_rows.
@@ -478,28 +561,165 @@ def _produce_rows(src: Source, start: int, stop: int, dtype: str, read_rows: int
             idx = np.flatnonzero(good[j:j + STATS_ROWS]) + j
             if len(idx):
                 block = xc[j:j + STATS_ROWS] if len(idx) == min(STATS_ROWS, m - j) else xc[idx]
-                carry[int(idx[0])] = {name: block[:, c] for c, name in enumerate(s2s.BAND_NAMES)}
+                carry[int(idx[0])] = {name: block[:, b] for b, name in enumerate(s2s.BAND_NAMES)}
+        cls = c.cls.tolist()
         for i in range(m):
-            row = a + i
+            row = c.a + i
             key = f"{src.name}:{row}"
             if not good[i]:
-                yield shards.Skip(key, _bad_pixels_reason(src.path, row, s1[i], s2[i]))
+                yield shards.Skip(key, _bad_pixels_reason(src.path, row, c.s1[i], c.s2[i]))
                 continue
-            xi = xc[i]
-            raw = {name: xi[c].tobytes() for c, name in enumerate(s2s.BAND_NAMES)}
+            raw = {name: xc[i, b].tobytes() for b, name in enumerate(s2s.BAND_NAMES)}
+            yield shards.Record(key, s2s.record_values(raw, cls[i], src.name, row,
+                                                       geos[i] if geos is not None else no_geo),
+                                carry.get(i, {}), [cls[i]])
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder(dtype: str) -> tuple[fastencode.CompiledSchema, fastencode.BlockLayout]:
+    """The compact schema compiled, with the 18 bands as fixed-size features of ``dtype`` pixels."""
+    schema = s2s.spec_for_dtype(dtype).schema("compact")
+    cs = fastencode.CompiledSchema(schema.fields)
+    nbytes = s2s.PATCH[0] * s2s.PATCH[1] * np.dtype(dtype).itemsize
+    return cs, fastencode.BlockLayout(cs, {schema.band_keys[n]: nbytes for n in s2s.BAND_NAMES})
+
+
+def _geo_entries(cs: fastencode.CompiledSchema):
+    """geo_rows function for _chunks: the six geo/* entries of each row, joined (sorted key order)."""
+    head = {k: cs.fixed_bytes_header(k, n) for k, n in (("geo/tfw", 48), ("geo/transform", 48), ("geo/utm", 16))}
+    cities: dict[str, bytes] = {}
+    epsgs: dict[int, bytes] = {}
+    no_pixel = cs.entry("geo/pixel", [])
+    pixel_entry = cs.int64_entry("geo/pixel")
+
+    def rows(f: h5py.File, info: GeoInfo, a: int, b: int) -> list[bytes]:
+        g = _geo_arrays(f, info, a, b)
+        t, w, u = g["transform"], g["tfw"], g["utm"]
+        pixel = g["pixel"].tolist() if g["pixel"] is not None else None
+        out = []
+        for i, (e, city) in enumerate(zip(g["epsg"].tolist(), g["city"])):
+            ce = cities.get(city) or cities.setdefault(city, cs.entry("geo/city", [city.encode()]))
+            ee = epsgs.get(e) or epsgs.setdefault(e, cs.entry("geo/epsg", [e]))
+            pe = pixel_entry(pixel[i]) if pixel is not None else no_pixel
+            out.append(b"".join((ce, ee, pe, head["geo/tfw"], w[i].tobytes(), head["geo/transform"], t[i].tobytes(),
+                                 head["geo/utm"], u[i].tobytes())))
+        return out
+    return rows
+
+
+def _encoded_rows(src: Source, start: int, stop: int, dtype: str, read_rows: int, handles: dict,
+                  scratch: _Scratch):
+    """Records carrying their encoded Example and their chunk's statistics (``produce(encode=True)``)."""
+    cs, layout = _encoder(dtype)
+    no_geo = b"".join(cs.entry(k, v) for k, v in sorted(s2s.geo_values(None).items()))
+    labels = [cs.entry("label/index", [k]) for k in range(s2s.NUM_CLASSES)]
+    source = cs.entry("meta/source", [src.name.encode()])
+    row_entry, id_entry = cs.int64_entry("meta/row"), cs.bytes_entry("patch_id")
+    n = min(TILE_ROWS, chunk_rows(read_rows))
+    block = scratch.get(("block", dtype, n), lambda: layout.new_block(n))
+    columns = [block.column(f"bands/{name}") for name in s2s.BAND_NAMES]
+    shape = (STATS_BATCH, len(s2s.BAND_NAMES), STATS_ROWS * s2s.PATCH[0] * s2s.PATCH[1])
+    work = scratch.get(("stats", shape), lambda: np.empty(shape, np.float64))
+    for c, geos in _chunks(src, start, stop, dtype, read_rows, handles, scratch, _geo_entries(cs)):
+        m, good = c.m, c.good
+        for b, col in enumerate(columns):
+            col[:m] = c.x[:, b].view(np.uint8)
+        states = band_states(c.x, good, c.lo, c.hi, s2s.BAND_NAMES, work=work)
+        cls = c.cls.tolist()
+        for i in range(m):
+            row = c.a + i
+            key = f"{src.name}:{row}"
+            if not good[i]:
+                yield shards.Skip(key, _bad_pixels_reason(src.path, row, c.s1[i], c.s2[i]))
+                continue
             label = cls[i]
-            yield shards.Record(key, s2s.record_values(raw, label, src.name, row, geos[i]), carry.get(i, {}),
-                                [label])
+            enc = block.record_tail(i, (geos[i] if geos is not None else no_geo, labels[label],
+                                        row_entry((row,)), source, id_entry(key.encode())))
+            yield shards.Record(key, None, {}, (label,), encoded=enc, band_states=states)
+            states = ()  # the chunk's statistics ride on its first written record
+
+
+def band_states(x: np.ndarray, good: np.ndarray, lo: np.ndarray, hi: np.ndarray, names: Sequence[str],
+                group: int = STATS_ROWS, work: np.ndarray | None = None) -> list[tuple[str, dict]]:
+    """Statistics of the good rows of ``x`` (m, bands, pixels) as partial states, group by group.
+
+    Merging them in order (``BandStats.merge_state``) gives exactly the state of calling
+    ``BandStats.update`` with each group's good rows of each band (float64 sums in the same order),
+    which is what the values path (``_value_rows``) feeds the writer. ``lo``/``hi`` are the per row
+    and band minimum and maximum. Full groups are reduced ``STATS_BATCH`` at a time (in ``work``,
+    a float64 (STATS_BATCH, bands, group * pixels) buffer, when given).
+    """
+    m, nb, npix = x.shape
+    states: list[tuple[str, dict]] = []
+    ng = -(-m // group)
+    full = np.zeros(ng, bool)
+    whole = m // group
+    full[:whole] = good[:whole * group].reshape(whole, group).all(axis=1)
+    g = 0
+    while g < ng:
+        if not full[g]:
+            rows = np.flatnonzero(good[g * group:(g + 1) * group]) + g * group
+            if len(rows):
+                blk = x[g * group:(g + 1) * group] if len(rows) == min(group, m - g * group) else x[rows]
+                for b, name in enumerate(names):
+                    states.append((name, _exact_state(blk[:, b])))
+            g += 1
+            continue
+        g1 = g
+        while g1 < ng and full[g1] and g1 - g < STATS_BATCH:
+            g1 += 1
+        k = g1 - g
+        shape = (STATS_BATCH, nb, group * npix)
+        a64 = (work if work is not None and work.shape == shape else np.empty(shape, np.float64))[:k]
+        rows_first = x[g * group:g1 * group].reshape(k, group, nb, npix)
+        np.copyto(a64.reshape(k, nb, group, npix), rows_first.transpose(0, 2, 1, 3))  # band-major, as float64
+        sums = a64.sum(axis=2).tolist()
+        sumsq = _sumsq(a64).tolist()
+        samples = a64[:, :, ::_SAMPLE_STRIDE].copy()
+        mins = lo[g * group:g1 * group].reshape(k, group, nb).min(axis=1).tolist()
+        maxs = hi[g * group:g1 * group].reshape(k, group, nb).max(axis=1).tolist()
+        count = group * npix
+        for j in range(k):
+            mn, mx, sj, qj, pj = mins[j], maxs[j], sums[j], sumsq[j], samples[j]
+            for b, name in enumerate(names):
+                lo_b, hi_b = mn[b], mx[b]
+                if lo_b == 0:  # which zero (+0.0 or -0.0) a64.min() returns depends on its order: ask it
+                    lo_b = float(a64[j, b].min())
+                if hi_b == 0:
+                    hi_b = float(a64[j, b].max())
+                states.append((name, {"count": count, "sum": sj[b], "sumsq": qj[b], "min": lo_b, "max": hi_b,
+                                      "sample": pj[b]}))
+        g = g1
+    return states
+
+
+def _sumsq(a64: np.ndarray) -> np.ndarray:
+    """np.dot(v, v) of every last-axis vector (np.vecdot calls the same BLAS dot per vector)."""
+    if hasattr(np, "vecdot"):
+        return np.vecdot(a64, a64)
+    return np.array([[np.dot(v, v) for v in row] for row in a64])
+
+
+def _exact_state(pixels: np.ndarray) -> dict:
+    """The partial state of one BandStats.update(pixels) call, computed as update computes it."""
+    a64 = np.asarray(pixels).reshape(-1).astype(np.float64)
+    return {"count": a64.size, "sum": float(a64.sum()), "sumsq": float(np.dot(a64, a64)),
+            "min": float(a64.min()), "max": float(a64.max()), "sample": a64[::_SAMPLE_STRIDE].copy()}
 
 
 def _read_into(ds: h5py.Dataset, buf: np.ndarray, a: int, b: int, path: str) -> np.ndarray:
     """Rows [a, b) of ``ds`` into the start of ``buf`` (no new allocation); returns that view."""
+    out = buf[:b - a]
     try:
-        ds.read_direct(buf, np.s_[a:b], np.s_[0:b - a])
+        # The low-level read, with a memory space of exactly the rows read (measured 1.5x faster than
+        # read_direct with a destination selection on a page-cached file).
+        fspace = ds.id.get_space()
+        fspace.select_hyperslab((a,) + (0,) * (ds.ndim - 1), (b - a,) + ds.shape[1:])
+        ds.id.read(h5py.h5s.create_simple(out.shape), fspace, out)
     except (OSError, RuntimeError, ValueError, TypeError) as e:
         raise So2SatInputError(f"{path}: dataset '{ds.name.lstrip('/')}' {_rows(a, b)}: read failed "
                                f"(truncated or damaged file?): {e}") from None
-    return buf[:b - a]
+    return out
 
 
 def _bad_pixels_reason(path: str, row: int, s1: np.ndarray, s2: np.ndarray) -> str:
@@ -516,8 +736,12 @@ def prepare(h5_paths: Sequence[str], out: str, split_names: Sequence[str] | None
             geo_paths: Sequence[str] | None = None, geolocation: bool = True, tfw_order: str = "auto",
             keep_float64: bool = False, read_rows: int = 256, max_rows: int | None = None,
             shard_size_mb: float = 150.0, compression: str = "NONE", workers: int = 1, on_error: str = "fail",
-            overwrite: bool = False, progress: bool = False) -> dict:
-    """Python API of the command: returns the manifest."""
+            overwrite: bool = False, progress: bool = False, encode: bool = True) -> dict:
+    """Python API of the command: returns the manifest.
+
+    ``encode=False`` has the writer encode each record from its feature values (prep.tfrecord):
+    the same shards and manifest, slower; kept as the reference the fast path is tested against.
+    """
     if read_rows < 1:
         raise So2SatInputError("--read_rows must be at least 1")
     sources = plan_sources(h5_paths, split_names, geo_paths, geolocation, tfw_order, max_rows)
@@ -525,7 +749,8 @@ def prepare(h5_paths: Sequence[str], out: str, split_names: Sequence[str] | None
     spec = s2s.spec_for_dtype(dtype)
     per_shard = shards.records_per_shard(spec, spec.schema("compact"), shard_size_mb)
     splits = {s.split: [(i, r) for r in range(s.rows)] for i, s in enumerate(sources)}
-    produce_fn = functools.partial(produce, sources=tuple(sources), dtype=dtype, read_rows=read_rows)
+    produce_fn = functools.partial(produce, sources=tuple(sources), dtype=dtype, read_rows=read_rows,
+                                   encode=encode)
     run_flags = {
         "h5": [s.name for s in sources], "h5_bytes": [os.path.getsize(s.path) for s in sources],
         "split_names": [s.split for s in sources],
