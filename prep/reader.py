@@ -300,7 +300,103 @@ def dihedral(x: tf.Tensor, bits: tf.Tensor, rotations: bool = True) -> tf.Tensor
     return x
 
 
+def dihedral_packed(x: tf.Tensor, bits: tf.Tensor, rotations: bool = True) -> tf.Tensor:
+    """``dihedral`` on a [B, H, W, C] tensor of a narrow dtype with the channels of a pixel packed into
+    one 32/64-bit word (bit-exact: pixels move whole), so the per-pixel selection runs on fewer
+    elements."""
+    size = x.dtype.size
+    k = next((k for k in (8 // size, 4 // size) if k > 1 and x.shape[-1] % k == 0), 1) if size < 8 else 1
+    if k == 1:
+        return dihedral(x, bits, rotations)
+    packed_dtype = tf.uint64 if k * size == 8 else tf.uint32
+    shape = [-1, *x.shape[1:3]]
+    c = x.shape[-1]
+    p = tf.bitcast(tf.reshape(x, shape + [c // k, k]), packed_dtype)
+    p = dihedral(p, bits, rotations)
+    return tf.reshape(tf.bitcast(p, x.dtype), shape + [c])
+
+
 # --- the dataset ---------------------------------------------------------------------------------
+
+
+# --- raw-bytes bands at fixed offsets ------------------------------------------------------------
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        c = buf[pos]
+        value |= (c & 0x7F) << shift
+        pos += 1
+        shift += 7
+        if c < 0x80:
+            return value, pos
+
+
+def _fields(buf: bytes, start: int, end: int):
+    """(field number, wire type, value start, value end, field start) of one protobuf message."""
+    pos = start
+    while pos < end:
+        at = pos
+        tag, pos = _varint(buf, pos)
+        wire = tag & 7
+        if wire == 2:
+            n, pos = _varint(buf, pos)
+            yield tag >> 3, wire, pos, pos + n, at
+            pos += n
+        elif wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire == 5:
+            pos += 4
+        elif wire == 1:
+            pos += 8
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+
+
+def band_layout(record: bytes, sizes: Mapping[str, int]) -> dict[str, tuple[int, bytes, int]] | None:
+    """Where each bytes feature of ``sizes`` (key -> payload bytes) sits in a serialized Example:
+    key -> (entry offset, the entry's bytes up to the payload, payload offset); None when a key is
+    missing or is not exactly one bytes value of the expected size."""
+    try:
+        found = {}
+        for f, _, a, b, _ in _fields(record, 0, len(record)):  # Example.features
+            if f != 1:
+                continue
+            for g, _, ea, eb, at in _fields(record, a, b):  # Features.feature map entries
+                if g != 1:
+                    continue
+                key, payload = None, None
+                for h, _, va, vb, _ in _fields(record, ea, eb):
+                    if h == 1:
+                        key = record[va:vb].decode("utf-8", "replace")
+                    elif h == 2:  # Feature
+                        lists = [(k, la, lb) for k, _, la, lb, _ in _fields(record, va, vb)]
+                        if len(lists) == 1 and lists[0][0] == 1:  # bytes_list
+                            values = [(x, y) for k, _, x, y, _ in _fields(record, lists[0][1], lists[0][2])
+                                      if k == 1]
+                            payload = values[0] if len(values) == 1 else None
+                if key in sizes and payload is not None and payload[1] - payload[0] == sizes[key]:
+                    found[key] = (at, bytes(record[at:payload[0]]), payload[0])
+        return found if set(found) == set(sizes) else None
+    except (ValueError, IndexError):
+        return None
+
+
+def _band_nbytes(manifest: Mapping, band: str, dtype: str) -> int:
+    shape = next(b["shape"] for b in manifest["bands"] if b["name"] == band)
+    return int(np.prod([int(v) for v in shape])) * np.dtype(dtype).itemsize
+
+
+def _first_record(files: Sequence[str]) -> bytes | None:
+    from prep import tfrecord
+
+    for f in files:
+        for rec in tfrecord.read_records(f):
+            return rec
+    return None
 
 
 def _feature_spec(schema: Schema, lay: Layout, manifest: Mapping) -> dict:
@@ -360,38 +456,56 @@ def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None,
 def _make_transform(lay, stats, resample, jit_compile):
     rotations = all(g.shape[0] == g.shape[1] for g in lay.groups)
     order = lay.order
+    resized = [g for g in lay.groups if not lay.per_resolution and g.shape != lay.target]
+    native = [g for g in lay.groups if g not in resized]
+    for g in resized:
+        for n_in, n_out in zip(g.shape, lay.target):
+            resize_taps(n_in, n_out, resample)  # computed eagerly, before tracing
 
-    def group_fn(g: Group):
+    def group(g: Group, values, bits, pack: bool):
+        """Stack (stored dtype), transform, cast and normalize one grid group."""
         h, w = g.shape
+        x = tf.stack([tf.reshape(v, [-1, h, w]) for v in values], axis=-1)
+        if bits is not None:
+            x = dihedral_packed(x, bits, rotations) if pack else dihedral(x, bits, rotations)
+        x = tf.cast(x, tf.float32)
         if stats is not None:
-            mean = np.array([stats[b][0] for b in g.bands], np.float32)
-            std = np.array([stats[b][1] for b in g.bands], np.float32)
-        if not lay.per_resolution and g.shape != lay.target:
-            for n_in, n_out in zip(g.shape, lay.target):
-                resize_taps(n_in, n_out, resample)  # computed eagerly, before tracing
+            x = (x - np.array([stats[b][0] for b in g.bands], np.float32)) / np.array(
+                [stats[b][1] for b in g.bands], np.float32)
+        return x
 
-        def fn(values, bits):
-            x = tf.stack([tf.reshape(tf.cast(v, tf.float32), [-1, h, w]) for v in values], axis=-1)
-            if bits is not None:
-                x = dihedral(x, bits, rotations)
-            if stats is not None:
-                x = (x - mean) / std
-            if not lay.per_resolution:
-                x = resize(x, lay.target, resample, taps=jit_compile)
-            return x
-
+    def compiled(fn):
         return tf.function(fn, jit_compile=True) if jit_compile else fn
 
-    fns = {g.name: group_fn(g) for g in lay.groups}
+    if lay.per_resolution:
+        fns = {g.name: compiled(functools.partial(lambda g, values, bits: group(g, values, bits, True), g))
+               for g in lay.groups}
 
-    def transform(flat, bits):
-        parts = {g.name: fns[g.name]([flat[b] for b in g.bands], bits) for g in lay.groups}
-        if lay.per_resolution:
-            return parts
+        def transform(flat, bits):
+            return {g.name: fns[g.name]([flat[b] for b in g.bands], bits) for g in lay.groups}
+
+        return transform
+
+    # Resampled groups are materialized by their own cluster (the resampling gathers would otherwise
+    # recompute their producers); the native-grid groups are computed inside the concatenation.
+    rfns = {g.name: compiled(functools.partial(
+        lambda g, values, bits: resize(group(g, values, bits, False), lay.target, resample, taps=jit_compile), g))
+        for g in resized}
+
+    def assemble(native_values, resized_parts, bits):
+        parts = {g.name: group(g, native_values[g.name], bits, True) for g in native}
+        parts.update(resized_parts)
         x = tf.concat([parts[g.name] for g in lay.groups], axis=-1) if len(parts) > 1 else parts[lay.groups[0].name]
         if order != list(range(len(order))):
             x = tf.gather(x, order, axis=-1)
-        return {"image": x}
+        return x
+
+    final = compiled(assemble)
+
+    def transform(flat, bits):
+        resized_parts = {g.name: rfns[g.name]([flat[b] for b in g.bands], bits) for g in resized}
+        native_values = {g.name: [flat[b] for b in g.bands] for g in native}
+        return {"image": final(native_values, resized_parts, bits)}
 
     return transform
 
@@ -405,7 +519,7 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
                  batch_size: int = 32, training: bool = False, shuffle_buffer: int = 10_000,
                  seed: int | None = None, deterministic: bool = False, cache: bool | str = False,
                  drop_remainder: bool = False, augment: str | bool | None = None, skip_batches: int = 0,
-                 cycle_length: int = 8, jit_compile: bool | None = None,
+                 cycle_length: int = 8, jit_compile: bool | None = None, fixed_offsets: bool = True,
                  manifest: Mapping | None = None) -> tf.data.Dataset:
     """Batches of (features, targets) from ``split`` of the prepared directory ``data_dir``.
 
@@ -420,6 +534,9 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     over the dataset, the same sequence of orders every run; default seed 0). ``skip_batches``
     skips that many batches before parsing (resuming mid-epoch). ``cache``: True keeps the
     serialized records in memory after the first pass, a path caches them to that file.
+    ``fixed_offsets``: raw-bytes bands are sliced out of the records at the offsets found in the
+    split's first record (our writer's records share one layout), checked per record, with a fall
+    back to ``tf.io.parse_example`` for any batch that differs.
     """
     data_dir = os.fspath(data_dir)
     manifest = manifest or load_manifest(data_dir)
@@ -467,13 +584,47 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     transform = make_transform(lay, stats, resample, jit_compile)
     raw = schema.band_encoding == "raw_bytes"
     label_key = schema.label_key
+    label_desc = {label_key: desc[label_key]}
+    band_desc = {k: v for k, v in desc.items() if k != label_key}
+    dtypes = {n: tf.as_dtype(lay.dtypes[n]) for n in lay.bands}
+    offsets = None
+    if raw and fixed_offsets:
+        sizes = {schema.band_keys[n]: _band_nbytes(manifest, n, lay.dtypes[n]) for n in lay.bands}
+        first = _first_record(files)
+        offsets = band_layout(first, sizes) if first is not None else None
+
+    def parse_bands(serialized):
+        p = tf.io.parse_example(serialized, band_desc)
+        return {n: tf.io.decode_raw(p[schema.band_keys[n]], dtypes[n], little_endian=True) if raw
+                else p[schema.band_keys[n]] for n in lay.bands}
+
+    def sliced_bands(serialized):
+        out = {}
+        for n in lay.bands:
+            _, prefix, start = offsets[schema.band_keys[n]]
+            size = sizes[schema.band_keys[n]]
+            out[n] = tf.io.decode_raw(tf.strings.substr(serialized, start, size), dtypes[n], little_endian=True)
+        return out
+
+    def bands_of(serialized):
+        """Raw-bytes bands sliced at the offsets of the first record when every record of the batch
+        has the same layout there (checked on each record's feature headers), else parsed."""
+        if offsets is None:
+            return parse_bands(serialized)
+        end = max(start + sizes[k] for k, (_, _, start) in offsets.items())
+
+        def same_layout():
+            ok = [tf.reduce_all(tf.equal(tf.strings.substr(serialized, at, len(prefix)), prefix))
+                  for at, prefix, _ in offsets.values()]
+            return tf.reduce_all(tf.stack(ok))
+
+        long_enough = tf.reduce_all(tf.strings.length(serialized) >= end)
+        ok = tf.cond(long_enough, same_layout, lambda: tf.constant(False))
+        return tf.cond(ok, lambda: sliced_bands(serialized), lambda: parse_bands(serialized))
 
     def parse(serialized, rnd=None):
-        p = tf.io.parse_example(serialized, desc)
-        flat = {}
-        for n in lay.bands:
-            v = p[schema.band_keys[n]]
-            flat[n] = tf.io.decode_raw(v, tf.as_dtype(lay.dtypes[n]), little_endian=True) if raw else v
+        p = tf.io.parse_example(serialized, label_desc)
+        flat = bands_of(serialized)
         bits = None
         if rnd is not None:
             u = tf.random.stateless_uniform([tf.shape(serialized)[0], 3], tf.stack([rnd, tf.constant(7, tf.int64)]))

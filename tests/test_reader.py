@@ -334,3 +334,38 @@ def test_so2sat_float_bands_and_class_index_targets(tmp_path):
     assert xs["image"].shape[1:] == (32, 32, 2)
     with pytest.raises(KeyError, match="no upstream band statistics"):
         reader.make_dataset(out, split, bands="sen2", normalize="upstream")
+
+
+def test_fixed_offset_slicing_falls_back_when_a_record_differs(ben_dirs, tmp_path):
+    """Bands are sliced at the first record's offsets; a batch holding a record with another layout
+    (here: an extra feature sorted before the bands, as another writer might add) is parsed instead."""
+    import shutil
+
+    from prep import tfrecord
+
+    src = ben_dirs["compact"]
+    m = reader.load_manifest(src)
+    dst = tmp_path / "mixed"
+    dst.mkdir()
+    shutil.copy(os.path.join(src, "manifest.json"), dst / "manifest.json")
+    for split in m["splits"]:
+        for sh in m["splits"][split]["shards"]:
+            with tfrecord.TFRecordWriter(str(dst / sh["file"])) as w:
+                for i, rec in enumerate(tfrecord.read_records(os.path.join(src, sh["file"]))):
+                    if i % 3 == 2:
+                        ex = tf.train.Example.FromString(rec)
+                        ex.features.feature["aaa/extra"].bytes_list.value.append(b"x" * (i + 1))
+                        rec = ex.SerializeToString()
+                    w.write(rec)
+    sizes = {f"bands/{b}": 2 * ben.SPEC.band(b).size for b in ("B02", "B05")}
+    first = next(tfrecord.read_records(reader.shard_files(src, m, "train")[0]))
+    layout_ = reader.band_layout(first, sizes)
+    assert layout_ is not None and all(first[p:p + 8] for _, _, p in layout_.values())
+    assert reader.band_layout(first, {"bands/B13": 10}) is None
+    assert reader.band_layout(first, {"bands/B02": 10}) is None  # wrong size
+    want, yw = read(src, "train", bands="all", normalize=None, fixed_offsets=False)
+    got, yg = read(str(dst), "train", bands="all", normalize=None, batch_size=4)
+    np.testing.assert_array_equal(got["image"], want["image"])
+    np.testing.assert_array_equal(yg, yw)
+    fast, _ = read(src, "train", bands="all", normalize=None)
+    np.testing.assert_array_equal(fast["image"], want["image"])
