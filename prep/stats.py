@@ -92,7 +92,8 @@ class BandStats:
         mean = self.sum / n
         var = max(self.sumsq / n - mean * mean, 0.0)
         sample = np.concatenate(self.samples) if self.samples else np.array([mean])
-        pct = {str(p): float(np.percentile(sample, p, method="lower")) for p in PERCENTILES}
+        values = np.percentile(sample, PERCENTILES, method="lower")  # one partition for all of them
+        pct = {str(p): float(v) for p, v in zip(PERCENTILES, values)}
         return {"mean": mean, "std": var ** 0.5, "min": self.min, "max": self.max,
                 "percentiles": pct, "exact": False, "count": int(self.count)}
 
