@@ -152,7 +152,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("augment", d.augment, ["dihedral", "flips", "none"], "Training augmentation: flips and "
                       "90-degree rotations (dihedral), flips only, or none.")
     flags.DEFINE_integer("shuffle_buffer", d.shuffle_buffer, "Shuffle buffer in records.", lower_bound=0)
-    flags.DEFINE_boolean("cache", d.cache, "Keep the serialized training records in memory after the first epoch.")
+    flags.DEFINE_boolean("cache", d.cache, "Cache the serialized training records in a local temporary file "
+                         "during the first epoch and read them from there afterwards (for slow storage).")
     flags.DEFINE_integer("seed", d.seed, "Random seed (weights, data order, augmentation, dropout).")
     flags.DEFINE_boolean("deterministic", d.deterministic, "Deterministic data order and ops (identical runs, "
                          "exact resume); slower.")
@@ -538,7 +539,7 @@ def train(cfg: TrainConfig) -> dict:
     policy = None
     if cfg.mixed_precision:
         policy = "mixed_bfloat16" if cfg.strategy == "tpu" else "mixed_float16"
-        keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy(policy or "float32")
     os.makedirs(run_dir, exist_ok=True)
     work_dir = run_dir if chief else os.path.join(run_dir, "workers", str(strategy.cluster_resolver.task_id))
     os.makedirs(work_dir, exist_ok=True)
@@ -585,10 +586,16 @@ def train(cfg: TrainConfig) -> dict:
     common = dict(bands=cfg.bands, per_resolution=cfg.per_resolution, resample=cfg.resample,
                   normalize=cfg.normalize, manifest=manifest)
 
+    cache = False
+    if cfg.cache:  # one file cache shared by the datasets of all epochs, removed at the end
+        import tempfile
+        cache_dir = tempfile.mkdtemp(prefix="eorecords-cache-")
+        cache = os.path.join(cache_dir, "train")
+
     def train_dataset(epoch: int, skip: int):
         ds = reader.make_dataset(cfg.data_dir, cfg.train_split, batch_size=cfg.batch_size, training=True,
                                  shuffle_buffer=cfg.shuffle_buffer, seed=epoch_seed(cfg.seed, epoch),
-                                 deterministic=cfg.deterministic, cache=cfg.cache, drop_remainder=True,
+                                 deterministic=cfg.deterministic, cache=cache, drop_remainder=True,
                                  augment=cfg.augment or False, skip_batches=skip, **common)
         return strategy.experimental_distribute_dataset(ds)
 
@@ -629,8 +636,10 @@ def train(cfg: TrainConfig) -> dict:
     per_example_loss = make_loss(task, len(classes), cfg.label_smoothing, weights)
     counts = make_counts(task)
 
+    dict_inputs = isinstance(model.input, dict)
+
     def _features(x):
-        return x["image"] if list(input_spec) == ["image"] and len(model.inputs) == 1 else x
+        return x if dict_inputs or len(x) > 1 else next(iter(x.values()))
 
     def step_fn(x, y):
         with tf.GradientTape() as tape:
@@ -738,6 +747,9 @@ def train(cfg: TrainConfig) -> dict:
         manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
     for w in writers.values():
         w.flush()
+    if cache:
+        import shutil
+        shutil.rmtree(os.path.dirname(cache), ignore_errors=True)
 
     summary = {"run_dir": run_dir, "history": history, "stopped": stopped,
                "best_val_micro_f1": float(best_metric.numpy()), "steps": int(optimizer.iterations.numpy()),

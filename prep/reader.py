@@ -533,7 +533,8 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     ``deterministic`` with a ``seed`` gives identical batches run to run (a new order each pass
     over the dataset, the same sequence of orders every run; default seed 0). ``skip_batches``
     skips that many batches before parsing (resuming mid-epoch). ``cache``: True keeps the
-    serialized records in memory after the first pass, a path caches them to that file.
+    serialized records in memory after the first pass, a path caches them to that file; the shards
+    are then read in order (the cache holds the same sequence whatever the seed), then shuffled.
     ``fixed_offsets``: raw-bytes bands are sliced out of the records at the offsets found in the
     split's first record (our writer's records share one layout), checked per record, with a fall
     back to ``tf.io.parse_example`` for any batch that differs.
@@ -561,7 +562,7 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     compression = "GZIP" if manifest.get("compression") == "GZIP" else ""
     seeds = (None, None, None) if seed is None else (int(seed), int(seed) + 1, int(seed) + 2)
 
-    if training and len(files) > 1:
+    if training and len(files) > 1 and not cache:
         ds = tf.data.Dataset.from_tensor_slices(files)
         ds = ds.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
         ds = ds.interleave(
