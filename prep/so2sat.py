@@ -82,8 +82,8 @@ def define_flags() -> None:
                       "(x0, xres, 0, y0, 0, yres), 'worldfile' (A, D, B, E, C, F), or 'auto' (detected per file).")
     flags.DEFINE_bool("keep_float64", False, "Store float64 pixels as in the files (default: float32, half the "
                       "size; see the module doc for what the cast loses).")
-    flags.DEFINE_integer("read_rows", 256, "Rows read from the HDF5 at a time per worker (memory per worker is "
-                         "about read_rows x 0.3 MB).")
+    flags.DEFINE_integer("read_rows", 256, "Rows read from the HDF5 at a time per worker (buffers per worker: "
+                         "about read_rows x 0.15 MB + 15 MB).")
     flags.DEFINE_integer("max_rows", None, "Convert only the first N rows of each file (trial runs).")
     flags.DEFINE_float("shard_size_mb", 150.0, "Target shard size in MB (records per shard derive from it).")
     flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
