@@ -622,8 +622,11 @@ def train(cfg: TrainConfig) -> dict:
         progress_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         progress_batch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
         best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_micro_f1")
+        # running sums of the current epoch (loss, tp, fp, fn, batches), so a resumed epoch reports the same
+        epoch_sums = tf.Variable(tf.zeros([5], tf.float64), trainable=False, name="epoch_sums")
     checkpoint = tf.train.Checkpoint(model_variables=list(model.variables), optimizer=optimizer,
-                                     epoch=progress_epoch, batch_in_epoch=progress_batch, best=best_metric)
+                                     epoch=progress_epoch, batch_in_epoch=progress_batch, best=best_metric,
+                                     epoch_sums=epoch_sums)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(work_dir, "checkpoints"),
                                          max_to_keep=cfg.keep_checkpoints)
     if cfg.resume and manager.latest_checkpoint:
@@ -683,7 +686,10 @@ def train(cfg: TrainConfig) -> dict:
         skip = int(progress_batch.numpy())
         t0 = time.time()
         it = iter(train_dataset(epoch, skip))
-        loss_sum, tp, fp, fn, seen = 0.0, 0.0, 0.0, 0.0, 0
+        if not skip:
+            epoch_sums.assign(tf.zeros([5], tf.float64))
+        loss_sum, tp, fp, fn, seen = (float(v) for v in epoch_sums.numpy())
+        seen = int(seen)
         bar = tqdm(total=steps, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not (cfg.progress and chief), dynamic_ncols=True)
         for _ in range(skip, steps):
@@ -694,6 +700,7 @@ def train(cfg: TrainConfig) -> dict:
             loss, a, b, c = (float(v) for v in train_step(x, y))
             loss_sum, tp, fp, fn, seen = loss_sum + loss, tp + a, fp + b, fn + c, seen + 1
             progress_batch.assign_add(1)
+            epoch_sums.assign([loss_sum, tp, fp, fn, seen])
             step = int(optimizer.iterations.numpy())
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", micro_f1=f"{f1(tp, fp, fn):.3f}")
