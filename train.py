@@ -614,7 +614,9 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.init_from and not (cfg.resume and has_ckpt):
             import pretrained
             report = pretrained.load_into(model, cfg.init_from)
-            logging.info("initial weights from %s: %s", cfg.init_from, report)
+            skipped = report.get("skipped") or [] if isinstance(report, dict) else []
+            logging.info("initial weights from %s: %s tensors loaded, %d layers skipped %s", cfg.init_from,
+                         report.get("loaded") if isinstance(report, dict) else "?", len(skipped), skipped[:5])
         optimizer = make_optimizer(cfg, make_schedule(cfg, steps))
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
