@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from prep import tfrecord
+from prep.fastencode import CompiledSchema
 from prep.datasets.spec import DatasetSpec, Schema
 from prep.stats import BandStats, load_states, save_states
 
@@ -180,6 +181,7 @@ def _write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: 
     """Write one shard to a temporary file, rename it, then write its sidecar. Returns the sidecar."""
     parts = os.path.join(os.path.dirname(task.path), PARTS)
     tmp = os.path.join(parts, task.name + ".incomplete")
+    encoder = CompiledSchema(schema.fields)  # the bytes of tfrecord.encode_example, faster
     stats = {b.name: BandStats(b.dtype) for b in spec.bands}
     class_counts = np.zeros(spec.num_classes, np.int64)
     written, skipped, excluded, pending = 0, [], [], 0
@@ -195,8 +197,7 @@ def _write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: 
             elif isinstance(result, Exclude):
                 excluded.append({"split": task.split, "key": result.key, "reason": result.reason})
             else:
-                w.write(result.encoded if result.encoded is not None
-                        else tfrecord.encode_example(schema.fields, result.values))
+                w.write(result.encoded if result.encoded is not None else encoder.encode(result.values))
                 for name, px in result.bands.items():
                     stats[name].update(px)
                 for name, st in result.band_states:

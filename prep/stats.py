@@ -32,7 +32,8 @@ class BandStats:
         a = np.asarray(pixels).reshape(-1)
         self.count += a.size
         if self.exact:
-            self.hist += np.bincount(a, minlength=self.hist.size)
+            counts = np.bincount(a)  # up to the largest value only: far cheaper than the full 65,536 bins
+            self.hist[: counts.size] += counts
         elif a.size:
             a64 = a.astype(np.float64)
             self.sum += float(a64.sum())
