@@ -35,7 +35,6 @@ import csv
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import platform
 import subprocess
