@@ -212,6 +212,9 @@ def input_settings(config: dict | None, overrides: dict) -> dict:
         settings["bands"] = [b.strip() for b in settings["bands"].split(",") if b.strip()]
     if isinstance(settings["normalize"], str) and settings["normalize"].lower() == "none":
         settings["normalize"] = None
+    if config and config.get("statistics") and settings["normalize"] is not None:
+        # the exact per-band (mean, std) the model was trained with, whatever data folder is evaluated
+        settings["normalize"] = config["statistics"]
     return settings
 
 

@@ -282,3 +282,13 @@ def test_model_classes_must_match_manifest(tmp_path, monkeypatch):
     (run / "input_config.json").write_text(json.dumps({"data_dir": "d", "classes": ["b", "a"]}))
     with pytest.raises(ValueError, match="classes"):
         evaluate.evaluate_model(str(run), str(tmp_path / "o"), echo=None)
+
+
+def test_input_settings_use_the_training_statistics():
+    stats = {"B04": {"mean": 1.0, "std": 2.0}, "B03": {"mean": 3.0, "std": 4.0}}
+    config = {"bands": ["B04", "B03"], "per_resolution": False, "resample": "bilinear", "normalize": "manifest",
+              "statistics": stats}
+    s = evaluate.input_settings(config, {"bands": "all"})
+    assert s["normalize"] == stats and s["bands"] == ["B04", "B03"] and s["resample"] == "bilinear"
+    assert evaluate.input_settings({**config, "normalize": "none"}, {})["normalize"] is None
+    assert evaluate.input_settings(None, {"bands": "B04,B03"})["bands"] == ["B04", "B03"]
