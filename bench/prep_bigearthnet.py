@@ -19,17 +19,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import rasterio  # noqa: E402
-
+# Only light imports at the top: the spawned preparation workers import this script again.
 from prep import bigearthnet as cli  # noqa: E402
 from prep import raw_bigearthnet as raw  # noqa: E402
 from prep.datasets import bigearthnet as ben  # noqa: E402
-from prep.synthetic.bigearthnet import generate_bigearthnet  # noqa: E402
 
 RAW_BYTES = ben.PIXELS_PER_PATCH * 2
 
 
 def archive(work: str, n: int) -> tuple[str, list[str]]:
+    from prep.synthetic.bigearthnet import generate_bigearthnet
+
     root = os.path.join(work, f"ben{n}")
     if not os.path.exists(os.path.join(root, ".complete")):
         shutil.rmtree(root, ignore_errors=True)
@@ -43,6 +43,8 @@ def archive(work: str, n: int) -> tuple[str, list[str]]:
 
 
 def rate_rasterio(root, names):
+    import rasterio
+
     t = time.perf_counter()
     for n in names:
         for b in ben.BAND_NAMES:

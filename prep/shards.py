@@ -17,6 +17,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -326,18 +327,19 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
             finally:
                 _init_worker(None)
         else:
-            ctx = mp.get_context("spawn")
+            ctx = mp.get_context(start_method())
             q = ctx.Queue()
             stop = threading.Event()
-            listener = threading.Thread(target=_drain, args=(q, bar, stop), daemon=True)
-            listener.start()
-            try:
-                with ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(q,)) as pool:
+            # the pool starts before the progress thread, so forked workers copy no running thread
+            with ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(q,)) as pool:
+                listener = threading.Thread(target=_drain, args=(q, bar, stop), daemon=True)
+                listener.start()
+                try:
                     for side in pool.imap_unordered(_write_shard_star, args):
                         done[side["file"]] = side
-            finally:
-                stop.set()
-                listener.join()
+                finally:
+                    stop.set()
+                    listener.join()
     finally:
         if bar is not None:
             bar.close()
@@ -346,6 +348,12 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                                   extra)
     _atomic_json(manifest_path, manifest)
     return manifest
+
+
+def start_method() -> str:
+    """How worker processes start: "fork" (no re-import, starts in milliseconds) unless TensorFlow is
+    loaded in this process (its thread pools do not survive a fork), then "spawn"."""
+    return "spawn" if "tensorflow" in sys.modules else "fork"
 
 
 class _InlineQueue:

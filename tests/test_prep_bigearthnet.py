@@ -117,6 +117,12 @@ def test_determinism_across_worker_counts_and_gzip(tmp_path, archive):
     assert per == 4 and len(a) == 6 and a == b  # 24 patches, 4 per shard
     ma, mb = (open(os.path.join(o, "manifest.json")).read() for o in (outs[1], outs[2]))
     assert ma == mb
+    # the command line in a fresh process (no TensorFlow loaded) forks its workers: same bytes again
+    forked = str(tmp_path / "forked")
+    subprocess.run([sys.executable, "-m", "prep.bigearthnet", "-r", str(root), "-o", forked, "-n", split,
+                    "--shard_size_mb=0.8", "--keep_excluded", "--workers=2", "--noprogress"], check=True,
+                   stdout=subprocess.DEVNULL)
+    assert shard_bytes(forked) == a
     gz = str(tmp_path / "gz")
     cli.prepare(str(root), gz, [split], shard_size_mb=0.8, compression="GZIP", keep_excluded=True)
     assert verify(gz) == []
