@@ -180,7 +180,7 @@ class _ShardFn(beam.DoFn):
         else:
             run = task
         try:
-            side = shards._write_shard(run, self.produce, self.spec, self.schema, self.compression, self.on_error)
+            side = shards.write_shard(run, self.produce, self.spec, self.schema, self.compression, self.on_error)
             self.written.inc(side["records"])
             self.skipped.inc(len(side["skipped"]))
             self.excluded.inc(len(side["excluded"]))
@@ -218,13 +218,13 @@ class _Books:
 
     def check_plan(self, plan: dict, overwrite: bool) -> None:
         if not self.remote:
-            shards._check_plan(self.out, plan, overwrite)
+            shards.check_plan(self.out, plan, overwrite)
             return
         os.makedirs(self.parts, exist_ok=True)
         remote_plan = self.remote_parts("plan.json")
         if FileSystems.exists(remote_plan):
             _download(remote_plan, os.path.join(self.parts, "plan.json"))
-        shards._check_plan(self.local, plan, overwrite)  # same comparison and message
+        shards.check_plan(self.local, plan, overwrite)  # same comparison and message
         if overwrite:
             old = [p for pat in ("*.tfrecord", "*.tfrecord.gz", shards.MANIFEST) for p in _sizes(_join(self.out, pat))]
             old += list(_sizes(self.remote_parts("*")))
@@ -240,7 +240,7 @@ class _Books:
     def finished(self, tasks: Sequence[shards.ShardTask]) -> dict[str, dict]:
         """Sidecars of shards already complete (shard present with the recorded size)."""
         if not self.remote:
-            return {t.name: s for t in tasks if (s := shards._finished_sidecar(t)) is not None}
+            return {t.name: s for t in tasks if (s := shards.finished_sidecar(t)) is not None}
         sizes = _sizes(_join(self.out, "*.tfrecord*"))
         sides = _sizes(self.remote_parts("*.json"))
         done = {}
@@ -273,7 +273,7 @@ class _Books:
         return path
 
     def write_manifest(self, manifest: dict) -> None:
-        shards._atomic_json(os.path.join(self.local, shards.MANIFEST), manifest)
+        shards.write_json_atomic(os.path.join(self.local, shards.MANIFEST), manifest)
         if self.remote:
             _upload(os.path.join(self.local, shards.MANIFEST), _join(self.out, shards.MANIFEST))
 
@@ -365,7 +365,7 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
     tasks = shards.plan_shards(out_dir, splits, records_per_shard, compression)
     books = _Books(out_dir)
     try:
-        books.check_plan(shards._fingerprint(spec, schema, compression, tasks, flags), overwrite)
+        books.check_plan(shards.plan_fingerprint(spec, schema, compression, tasks, flags), overwrite)
         books.remove([_join(out_dir, shards.MANIFEST)])  # rewritten at the end
         if writer == "planned":
             done = books.finished(tasks)

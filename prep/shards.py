@@ -125,7 +125,9 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _atomic_json(path: str, obj) -> None:
+def write_json_atomic(path: str, obj) -> None:
+    """Write ``obj`` as JSON (indent 1) to ``path`` through a synced temporary file and a rename, so a
+    reader sees the old file or the whole new one, never a partial one."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=False)
@@ -177,9 +179,15 @@ def _report(n: int) -> None:
         _progress_queue.put(n)
 
 
-def _write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: Schema,
+def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: Schema,
                  compression: str | None, on_error: str) -> dict:
-    """Write one shard to a temporary file, rename it, then write its sidecar. Returns the sidecar."""
+    """Write one shard to a temporary file, rename it, then write its sidecar. Returns the sidecar.
+
+    The worker side of ``write_dataset`` (and of prep.beam's shard-writing step): ``produce`` gets
+    ``task.items``; a ``Skip`` stops with PrepError when ``on_error == "fail"``. The partial band
+    statistics go to ``OUT/.parts/<shard>.stats.npz``, the sidecar (counts, size, sha256) to
+    ``OUT/.parts/<shard>.json``, written last: it marks the shard finished.
+    """
     parts = os.path.join(os.path.dirname(task.path), PARTS)
     tmp = os.path.join(parts, task.name + ".incomplete")
     encoder = CompiledSchema(schema.fields)  # the bytes of tfrecord.encode_example, faster
@@ -219,17 +227,19 @@ def _write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: 
             "bytes": os.path.getsize(task.path),
             "sha256": writer.sha256.hexdigest() if isinstance(writer, _HashingWriter) else _sha256(task.path),
             "listed": len(task.items), "skipped": skipped, "excluded": excluded, "class_counts": class_counts.tolist()}
-    _atomic_json(os.path.join(parts, task.name + ".json"), side)
+    write_json_atomic(os.path.join(parts, task.name + ".json"), side)
     return side
 
 
 def _write_shard_star(args):
-    return _write_shard(*args)
+    return write_shard(*args)
 
 
 # --- the driver -------------------------------------------------------------------------------
 
-def _finished_sidecar(task: ShardTask) -> dict | None:
+def finished_sidecar(task: ShardTask) -> dict | None:
+    """The sidecar of a shard an earlier run finished (sidecar present, shard of the recorded size), else
+    None: such a shard is kept on resume."""
     side_path = os.path.join(os.path.dirname(task.path), PARTS, task.name + ".json")
     if not (os.path.exists(side_path) and os.path.exists(task.path)):
         return None
@@ -240,7 +250,9 @@ def _finished_sidecar(task: ShardTask) -> dict | None:
     return side
 
 
-def _fingerprint(spec, schema, compression, tasks, flags) -> dict:
+def plan_fingerprint(spec, schema, compression, tasks, flags) -> dict:
+    """What makes a preparation's output what it is (dataset, schema, compression, flags and a hash of
+    every shard's items): saved as ``OUT/.parts/plan.json`` and compared by ``check_plan``."""
     h = hashlib.sha256()
     for t in tasks:
         h.update(f"{t.name}\n".encode())
@@ -252,7 +264,9 @@ def _fingerprint(spec, schema, compression, tasks, flags) -> dict:
             "flags": flags, "plan_sha256": h.hexdigest()}
 
 
-def _check_plan(out_dir: str, plan: dict, overwrite: bool) -> None:
+def check_plan(out_dir: str, plan: dict, overwrite: bool) -> None:
+    """Refuse an output folder holding a different preparation (PrepError naming what differs) unless
+    ``overwrite``, which removes its shards, manifest and sidecars; then save ``plan`` as plan.json."""
     parts = os.path.join(out_dir, PARTS)
     plan_path = os.path.join(parts, "plan.json")
     if os.path.exists(plan_path) and not overwrite:
@@ -274,7 +288,7 @@ def _check_plan(out_dir: str, plan: dict, overwrite: bool) -> None:
             for name in os.listdir(parts):
                 os.remove(os.path.join(parts, name))
     os.makedirs(parts, exist_ok=True)
-    _atomic_json(plan_path, plan)
+    write_json_atomic(plan_path, plan)
 
 
 def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Mapping[str, Sequence],
@@ -305,12 +319,12 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
         raise PrepError(f"{first['key']}: {first['reason']}{more}")
     os.makedirs(out_dir, exist_ok=True)
     tasks = plan_shards(out_dir, splits, records_per_shard, compression)
-    _check_plan(out_dir, _fingerprint(spec, schema, compression, tasks, flags), overwrite)
+    check_plan(out_dir, plan_fingerprint(spec, schema, compression, tasks, flags), overwrite)
     manifest_path = os.path.join(out_dir, MANIFEST)
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # rewritten at the end; its absence marks an unfinished run
 
-    done = {t.name: s for t in tasks if (s := _finished_sidecar(t)) is not None}
+    done = {t.name: s for t in tasks if (s := finished_sidecar(t)) is not None}
     todo = [t for t in tasks if t.name not in done]
     total = sum(len(t.items) for t in tasks)
     resumed = total - sum(len(t.items) for t in todo)
@@ -346,7 +360,7 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
 
     manifest = assemble_manifest(out_dir, spec, schema, compression, tasks, done, flags, excluded, skipped,
                                   extra)
-    _atomic_json(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest)
     return manifest
 
 
