@@ -16,6 +16,7 @@ import time
 from absl import app, flags
 
 import splits as official
+from prep import cli
 from prep import raw_bigearthnet as raw
 from prep import shards
 from prep.datasets import bigearthnet as ben
@@ -60,25 +61,12 @@ def define_flags() -> None:
                         "'--shard_writer=writetotfrecord' writes through beam.io.WriteToTFRecord (see prep/beam.py).")
 
 
+SPLITS_SPELLINGS = {"-n": "--splits", "--splits": "--splits", "--n": "--splits"}
+
+
 def expand_nargs(argv: list[str]) -> list[str]:
-    """Rewrite upstream-style ``-n a b c`` / ``--splits a b c`` into repeated ``-n`` flags."""
-    out, i = [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a in ("-n", "--splits", "--n"):
-            i += 1
-            vals = []
-            while i < len(argv) and not argv[i].startswith("-"):
-                vals.append(argv[i])
-                i += 1
-            if not vals:
-                out.append(a)
-            for v in vals:
-                out += ["--splits", v]
-            continue
-        out.append(a)
-        i += 1
-    return out
+    """Rewrite upstream-style ``-n a b c`` / ``--splits a b c`` into repeated ``--splits`` flags."""
+    return cli.expand_nargs(argv, SPLITS_SPELLINGS)
 
 
 def read_split_lists(paths: list[str] | None) -> dict[str, list[str]]:

@@ -59,7 +59,7 @@ import h5py
 import numpy as np
 from absl import app, flags
 
-from prep import fastencode, shards
+from prep import cli, fastencode, shards
 from prep.datasets import so2sat as s2s
 from prep.stats import _SAMPLE_STRIDE
 
@@ -867,25 +867,12 @@ def export_geotiffs(h5_path: str, rows: str | Iterable[int], out_dir: str, geo_p
 
 # --- CLI ---------------------------------------------------------------------------------------------
 
+MULTI_VALUE_FLAGS = {f: f for f in ("--h5", "--split_names", "--geo")}
+
+
 def expand_nargs(argv: list[str]) -> list[str]:
     """``--h5 a b c`` (and --split_names, --geo) -> repeated flags, as absl expects."""
-    multi = {"--h5", "--split_names", "--geo"}
-    out, i = [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a in multi:
-            i += 1
-            vals = []
-            while i < len(argv) and not argv[i].startswith("-"):
-                vals.append(argv[i])
-                i += 1
-            if not vals:
-                out.append(a)
-            out += [f"{a}={v}" for v in vals]
-            continue
-        out.append(a)
-        i += 1
-    return out
+    return cli.expand_nargs(argv, MULTI_VALUE_FLAGS)
 
 
 def main(argv):

@@ -399,6 +399,12 @@ def test_cli_convert_and_geotiff(v2, tmp_path):
     assert r.returncode == 1 and "dataset 'label' missing" in r.stderr
 
 
+def test_cli_several_values_after_one_flag():
+    argv = ["prog", "--h5", "a.h5", "b.h5", "--geo", "none", "b_geo.h5", "--out", "o", "--split_names"]
+    assert so2sat.expand_nargs(argv) == ["prog", "--h5", "a.h5", "--h5", "b.h5", "--geo", "none", "--geo",
+                                         "b_geo.h5", "--out", "o", "--split_names"]
+
+
 def test_synthetic_cli(tmp_path):
     from prep.synthetic.__main__ import COMMANDS
 
