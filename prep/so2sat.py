@@ -59,9 +59,8 @@ import h5py
 import numpy as np
 from absl import app, flags
 
-from prep import cli, fastencode, shards
+from prep import cli, fastencode, shards, stats
 from prep.datasets import so2sat as s2s
-from prep.stats import _SAMPLE_STRIDE
 
 FLAGS = flags.FLAGS
 
@@ -624,7 +623,7 @@ def _encoded_rows(src: Source, start: int, stop: int, dtype: str, read_rows: int
         m, good = c.m, c.good
         for b, col in enumerate(columns):
             col[:m] = c.x[:, b].view(np.uint8)
-        states = band_states(c.x, good, c.lo, c.hi, s2s.BAND_NAMES, work=work)
+        states = stats.band_states(c.x, good, c.lo, c.hi, s2s.BAND_NAMES, STATS_ROWS, STATS_BATCH, work=work)
         cls = c.cls.tolist()
         for i in range(m):
             row = c.a + i
@@ -637,74 +636,6 @@ def _encoded_rows(src: Source, start: int, stop: int, dtype: str, read_rows: int
                                         row_entry((row,)), source, id_entry(key.encode())))
             yield shards.Record(key, None, {}, (label,), encoded=enc, band_states=states)
             states = ()  # the chunk's statistics ride on its first written record
-
-
-def band_states(x: np.ndarray, good: np.ndarray, lo: np.ndarray, hi: np.ndarray, names: Sequence[str],
-                group: int = STATS_ROWS, work: np.ndarray | None = None) -> list[tuple[str, dict]]:
-    """Statistics of the good rows of ``x`` (m, bands, pixels) as partial states, group by group.
-
-    Merging them in order (``BandStats.merge_state``) gives exactly the state of calling
-    ``BandStats.update`` with each group's good rows of each band (float64 sums in the same order),
-    which is what the values path (``_value_rows``) feeds the writer. ``lo``/``hi`` are the per row
-    and band minimum and maximum. Full groups are reduced ``STATS_BATCH`` at a time (in ``work``,
-    a float64 (STATS_BATCH, bands, group * pixels) buffer, when given).
-    """
-    m, nb, npix = x.shape
-    states: list[tuple[str, dict]] = []
-    ng = -(-m // group)
-    full = np.zeros(ng, bool)
-    whole = m // group
-    full[:whole] = good[:whole * group].reshape(whole, group).all(axis=1)
-    g = 0
-    while g < ng:
-        if not full[g]:
-            rows = np.flatnonzero(good[g * group:(g + 1) * group]) + g * group
-            if len(rows):
-                blk = x[g * group:(g + 1) * group] if len(rows) == min(group, m - g * group) else x[rows]
-                for b, name in enumerate(names):
-                    states.append((name, _exact_state(blk[:, b])))
-            g += 1
-            continue
-        g1 = g
-        while g1 < ng and full[g1] and g1 - g < STATS_BATCH:
-            g1 += 1
-        k = g1 - g
-        shape = (STATS_BATCH, nb, group * npix)
-        a64 = (work if work is not None and work.shape == shape else np.empty(shape, np.float64))[:k]
-        rows_first = x[g * group:g1 * group].reshape(k, group, nb, npix)
-        np.copyto(a64.reshape(k, nb, group, npix), rows_first.transpose(0, 2, 1, 3))  # band-major, as float64
-        sums = a64.sum(axis=2).tolist()
-        sumsq = _sumsq(a64).tolist()
-        samples = a64[:, :, ::_SAMPLE_STRIDE].copy()
-        mins = lo[g * group:g1 * group].reshape(k, group, nb).min(axis=1).tolist()
-        maxs = hi[g * group:g1 * group].reshape(k, group, nb).max(axis=1).tolist()
-        count = group * npix
-        for j in range(k):
-            mn, mx, sj, qj, pj = mins[j], maxs[j], sums[j], sumsq[j], samples[j]
-            for b, name in enumerate(names):
-                lo_b, hi_b = mn[b], mx[b]
-                if lo_b == 0:  # which zero (+0.0 or -0.0) a64.min() returns depends on its order: ask it
-                    lo_b = float(a64[j, b].min())
-                if hi_b == 0:
-                    hi_b = float(a64[j, b].max())
-                states.append((name, {"count": count, "sum": sj[b], "sumsq": qj[b], "min": lo_b, "max": hi_b,
-                                      "sample": pj[b]}))
-        g = g1
-    return states
-
-
-def _sumsq(a64: np.ndarray) -> np.ndarray:
-    """np.dot(v, v) of every last-axis vector (np.vecdot calls the same BLAS dot per vector)."""
-    if hasattr(np, "vecdot"):
-        return np.vecdot(a64, a64)
-    return np.array([[np.dot(v, v) for v in row] for row in a64])
-
-
-def _exact_state(pixels: np.ndarray) -> dict:
-    """The partial state of one BandStats.update(pixels) call, computed as update computes it."""
-    a64 = np.asarray(pixels).reshape(-1).astype(np.float64)
-    return {"count": a64.size, "sum": float(a64.sum()), "sumsq": float(np.dot(a64, a64)),
-            "min": float(a64.min()), "max": float(a64.max()), "sample": a64[::_SAMPLE_STRIDE].copy()}
 
 
 def _read_into(ds: h5py.Dataset, buf: np.ndarray, a: int, b: int, path: str) -> np.ndarray:

@@ -6,11 +6,13 @@ sample of pixels for the percentiles (approximate, documented in the manifest).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 PERCENTILES = (1, 2, 5, 25, 50, 75, 95, 98, 99)
-_SAMPLE_STRIDE = 97
-_MAX_SAMPLE = 1 << 20  # float bands: the percentile sample is thinned to at most ~1M values  # float bands: every 97th pixel of every record feeds the percentile sample
+SAMPLE_STRIDE = 97  # float bands: every 97th pixel of every update feeds the percentile sample
+_MAX_SAMPLE = 1 << 20  # float bands: the percentile sample is thinned to at most ~1M values
 
 
 class BandStats:
@@ -30,20 +32,12 @@ class BandStats:
 
     def update(self, pixels: np.ndarray) -> None:
         a = np.asarray(pixels).reshape(-1)
-        self.count += a.size
         if self.exact:
+            self.count += a.size
             counts = np.bincount(a)  # up to the largest value only: far cheaper than the full 65,536 bins
             self.hist[: counts.size] += counts
         elif a.size:
-            a64 = a.astype(np.float64)
-            self.sum += float(a64.sum())
-            self.sumsq += float(np.dot(a64, a64))
-            self.min = min(self.min, float(a64.min()))
-            self.max = max(self.max, float(a64.max()))
-            self.samples.append(a64[::_SAMPLE_STRIDE].copy())
-            self._sampled += self.samples[-1].size
-            if self._sampled > 2 * _MAX_SAMPLE:
-                self._thin()
+            self.merge_state(float_state(a))
 
     # --- persistence and merging (sidecar files of finished shards) ---
     def state(self) -> dict:
@@ -97,6 +91,74 @@ class BandStats:
         pct = {str(p): float(v) for p, v in zip(PERCENTILES, values)}
         return {"mean": mean, "std": var ** 0.5, "min": self.min, "max": self.max,
                 "percentiles": pct, "exact": False, "count": int(self.count)}
+
+
+def float_state(pixels: np.ndarray) -> dict:
+    """The partial state of one ``BandStats.update(pixels)`` call on a float band (``pixels`` not empty)."""
+    a64 = np.asarray(pixels).reshape(-1).astype(np.float64)
+    return {"count": a64.size, "sum": float(a64.sum()), "sumsq": float(np.dot(a64, a64)),
+            "min": float(a64.min()), "max": float(a64.max()), "sample": a64[::SAMPLE_STRIDE].copy()}
+
+
+def band_states(x: np.ndarray, good: np.ndarray, lo: np.ndarray, hi: np.ndarray, names: Sequence[str],
+                group: int, batch: int, work: np.ndarray | None = None) -> list[tuple[str, dict]]:
+    """Statistics of the good rows of ``x`` (m, bands, pixels) as partial states, group by group.
+
+    Merging them in order (``BandStats.merge_state``) gives exactly the state of calling
+    ``BandStats.update`` with each group's good rows of each band (float64 sums in the same order),
+    as So2Sat's values path does, several times faster. ``lo``/``hi`` are the per row and band
+    minimum and maximum. Full groups are reduced ``batch`` at a time (in ``work``, a float64
+    (batch, bands, group * pixels) buffer, when given).
+    """
+    m, nb, npix = x.shape
+    states: list[tuple[str, dict]] = []
+    ng = -(-m // group)
+    full = np.zeros(ng, bool)
+    whole = m // group
+    full[:whole] = good[:whole * group].reshape(whole, group).all(axis=1)
+    g = 0
+    while g < ng:
+        if not full[g]:
+            rows = np.flatnonzero(good[g * group:(g + 1) * group]) + g * group
+            if len(rows):
+                blk = x[g * group:(g + 1) * group] if len(rows) == min(group, m - g * group) else x[rows]
+                for b, name in enumerate(names):
+                    states.append((name, float_state(blk[:, b])))
+            g += 1
+            continue
+        g1 = g
+        while g1 < ng and full[g1] and g1 - g < batch:
+            g1 += 1
+        k = g1 - g
+        shape = (batch, nb, group * npix)
+        a64 = (work if work is not None and work.shape == shape else np.empty(shape, np.float64))[:k]
+        rows_first = x[g * group:g1 * group].reshape(k, group, nb, npix)
+        np.copyto(a64.reshape(k, nb, group, npix), rows_first.transpose(0, 2, 1, 3))  # band-major, as float64
+        sums = a64.sum(axis=2).tolist()
+        sumsq = _sumsq(a64).tolist()
+        samples = a64[:, :, ::SAMPLE_STRIDE].copy()
+        mins = lo[g * group:g1 * group].reshape(k, group, nb).min(axis=1).tolist()
+        maxs = hi[g * group:g1 * group].reshape(k, group, nb).max(axis=1).tolist()
+        count = group * npix
+        for j in range(k):
+            mn, mx, sj, qj, pj = mins[j], maxs[j], sums[j], sumsq[j], samples[j]
+            for b, name in enumerate(names):
+                lo_b, hi_b = mn[b], mx[b]
+                if lo_b == 0:  # which zero (+0.0 or -0.0) a64.min() returns depends on its order: ask it
+                    lo_b = float(a64[j, b].min())
+                if hi_b == 0:
+                    hi_b = float(a64[j, b].max())
+                states.append((name, {"count": count, "sum": sj[b], "sumsq": qj[b], "min": lo_b, "max": hi_b,
+                                      "sample": pj[b]}))
+        g = g1
+    return states
+
+
+def _sumsq(a64: np.ndarray) -> np.ndarray:
+    """np.dot(v, v) of every last-axis vector (np.vecdot calls the same BLAS dot per vector)."""
+    if hasattr(np, "vecdot"):
+        return np.vecdot(a64, a64)
+    return np.array([[np.dot(v, v) for v in row] for row in a64])
 
 
 def save_states(path, stats: dict[str, BandStats]) -> None:

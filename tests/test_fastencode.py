@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from prep import fastencode, so2sat, tfrecord
+from prep import fastencode, so2sat, stats, tfrecord
 from prep.datasets import bigearthnet as ben
 from prep.datasets import so2sat as s2s
 from prep.datasets.spec import Field
@@ -184,7 +184,7 @@ def test_band_states_merge_like_update():
         lo, hi = x.min(axis=2), x.max(axis=2)
         names = ("a", "b", "c")
         fast = {n: BandStats(dtype) for n in names}
-        for name, st in so2sat.band_states(x, good, lo, hi, names):
+        for name, st in stats.band_states(x, good, lo, hi, names, group=8, batch=4):
             fast[name].merge_state(st)
         ref = {n: BandStats(dtype) for n in names}
         for j in range(0, m, 8):
