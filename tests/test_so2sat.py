@@ -11,9 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from prep import shards, so2sat, tfrecord
+from prep import raw_so2sat, shards, so2sat, so2sat_geotiff, tfrecord
 from prep.datasets import get
 from prep.datasets import so2sat as s2s
+from prep.raw_so2sat import So2SatInputError
 from prep.synthetic import so2sat as synth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,21 +229,22 @@ def test_without_geolocation_records_are_empty_geo(v2, tmp_path):
 def test_version3_split_names(tmp_path):
     rel = synth.write_release(str(tmp_path / "v3"), 3, {"training": 5, "testing": 4}, geo_layout="city")
     paths = list(rel.values())
-    assert so2sat.split_names_for(paths) == ["random_train", "random_test", "block_train", "block_test",
+    assert raw_so2sat.split_names_for(paths) == ["random_train", "random_test", "block_train", "block_test",
                                              "culture_10_train", "culture_10_test"]
-    assert so2sat.split_names_for([rel["block/training"], rel["block/testing"]]) == ["train", "test"]
-    assert so2sat.split_names_for(["/x/culture10_testing.h5", "/x/random-training.h5"]) == [
+    assert raw_so2sat.split_names_for([rel["block/training"], rel["block/testing"]]) == ["train", "test"]
+    assert raw_so2sat.split_names_for(["/x/culture10_testing.h5", "/x/random-training.h5"]) == [
         "culture_10_test", "random_train"]
-    assert so2sat.split_names_for(["/d/training.h5", "/d/validation.h5", "/d/testing.h5"]) == ["train", "val", "test"]
-    assert so2sat.split_names_for(paths[:2], ["a", "b"]) == ["a", "b"]
-    with pytest.raises(so2sat.So2SatInputError, match="same split"):
-        so2sat.split_names_for([rel["random/training"], rel["block/training"]], ["x", "x"])
-    with pytest.raises(so2sat.So2SatInputError, match="same split"):
-        so2sat.split_names_for(["/a/training.h5", "/b/training.h5"])
-    with pytest.raises(so2sat.So2SatInputError, match="--split_names"):
-        so2sat.split_names_for(["/a/patches.h5"])
-    with pytest.raises(so2sat.So2SatInputError, match="2 names for 1"):
-        so2sat.split_names_for(["/a/training.h5"], ["a", "b"])
+    assert raw_so2sat.split_names_for(["/d/training.h5", "/d/validation.h5", "/d/testing.h5"]) == [
+        "train", "val", "test"]
+    assert raw_so2sat.split_names_for(paths[:2], ["a", "b"]) == ["a", "b"]
+    with pytest.raises(So2SatInputError, match="same split"):
+        raw_so2sat.split_names_for([rel["random/training"], rel["block/training"]], ["x", "x"])
+    with pytest.raises(So2SatInputError, match="same split"):
+        raw_so2sat.split_names_for(["/a/training.h5", "/b/training.h5"])
+    with pytest.raises(So2SatInputError, match="--split_names"):
+        raw_so2sat.split_names_for(["/a/patches.h5"])
+    with pytest.raises(So2SatInputError, match="2 names for 1"):
+        raw_so2sat.split_names_for(["/a/training.h5"], ["a", "b"])
 
     out = str(tmp_path / "out")
     manifest = so2sat.prepare(paths, out)
@@ -272,7 +274,7 @@ def test_geotiff_round_trip(tmp_path, layout):
     out = str(tmp_path / "out")
     so2sat.prepare([info["h5"]], out)
     recs = {int(r["meta/row"][0]): r for r in parse_all(out, "val")}
-    paths = so2sat.export_geotiffs(info["h5"], "0,3-4,29", str(tmp_path / "tif"))
+    paths = so2sat_geotiff.export_geotiffs(info["h5"], "0,3-4,29", str(tmp_path / "tif"))
     assert len(paths) == 8
     with h5py.File(info["h5"]) as f:
         for path in paths:
@@ -288,19 +290,19 @@ def test_geotiff_round_trip(tmp_path, layout):
                 assert (cx, cy) == pytest.approx(geo.utm, abs=1e-6)
                 np.testing.assert_array_equal(src.read(), f[sensor][row].transpose(2, 0, 1).astype(np.float32))
                 assert src.tags()["lcz_index"] == str(int(np.argmax(f["label"][row])))
-    with pytest.raises(so2sat.So2SatInputError, match="beyond"):
-        so2sat.export_geotiffs(info["h5"], "30", str(tmp_path / "tif"))
+    with pytest.raises(So2SatInputError, match="beyond"):
+        so2sat_geotiff.export_geotiffs(info["h5"], "30", str(tmp_path / "tif"))
     os.remove(info["geo"])
-    with pytest.raises(so2sat.So2SatInputError, match="no geolocation"):
-        so2sat.export_geotiffs(info["h5"], "0", str(tmp_path / "tif"))
+    with pytest.raises(So2SatInputError, match="no geolocation"):
+        so2sat_geotiff.export_geotiffs(info["h5"], "0", str(tmp_path / "tif"))
 
 
 def test_tfw_order_detection():
-    assert so2sat.detect_tfw_order(np.array([550335.858, 10, 0, 4183214.43, 0, 10]), "f") == "gdal"
-    assert so2sat.detect_tfw_order(np.array([10, 0, 0, -10, 550335.858, 4183214.43]), "f") == "worldfile"
-    with pytest.raises(so2sat.So2SatInputError, match="--tfw_order"):
-        so2sat.detect_tfw_order(np.zeros(6), "f")
-    t = so2sat.tfw_to_transform(np.array([[5.0, 10, 0, 7.0, 0, 10]]), "gdal")
+    assert raw_so2sat.detect_tfw_order(np.array([550335.858, 10, 0, 4183214.43, 0, 10]), "f") == "gdal"
+    assert raw_so2sat.detect_tfw_order(np.array([10, 0, 0, -10, 550335.858, 4183214.43]), "f") == "worldfile"
+    with pytest.raises(So2SatInputError, match="--tfw_order"):
+        raw_so2sat.detect_tfw_order(np.zeros(6), "f")
+    t = raw_so2sat.tfw_to_transform(np.array([[5.0, 10, 0, 7.0, 0, 10]]), "gdal")
     assert t.tolist() == [[10, 0, 5, 0, -10, 7]]
 
 
@@ -308,19 +310,19 @@ def test_tfw_order_detection():
 
 def test_missing_dataset(tmp_path):
     p = make_h5(tmp_path / "training.h5", drop=("sen2",))
-    with pytest.raises(so2sat.So2SatInputError, match=r"training\.h5: dataset 'sen2' missing"):
+    with pytest.raises(So2SatInputError, match=r"training\.h5: dataset 'sen2' missing"):
         so2sat.prepare([p], str(tmp_path / "o"))
 
 
 def test_mismatched_rows(tmp_path):
     p = make_h5(tmp_path / "training.h5", n=6, label_n=4)
-    with pytest.raises(so2sat.So2SatInputError, match=r"training\.h5: .*'label' has rows 0\.\.3.*rows 4\.\.5"):
+    with pytest.raises(So2SatInputError, match=r"training\.h5: .*'label' has rows 0\.\.3.*rows 4\.\.5"):
         so2sat.prepare([p], str(tmp_path / "o"))
 
 
 def test_wrong_patch_shape(tmp_path):
     p = make_h5(tmp_path / "training.h5", sen2=(32, 32, 13))
-    with pytest.raises(so2sat.So2SatInputError, match=r"dataset 'sen2' rows 0\.\.5 has shape \(6, 32, 32, 13\)"):
+    with pytest.raises(So2SatInputError, match=r"dataset 'sen2' rows 0\.\.5 has shape \(6, 32, 32, 13\)"):
         so2sat.prepare([p], str(tmp_path / "o"))
 
 
@@ -330,24 +332,24 @@ def test_non_one_hot_rows_are_named(tmp_path):
     labels[70] = 0  # none
     labels[71, 2] = 0.5  # soft
     p = make_h5(tmp_path / "training.h5", n=80, labels=labels)
-    with pytest.raises(so2sat.So2SatInputError, match=r"'label' rows 0\.\.79: 3 row\(s\) not one-hot.*rows 7, 70, 71"):
+    with pytest.raises(So2SatInputError, match=r"'label' rows 0\.\.79: 3 row\(s\) not one-hot.*rows 7, 70, 71"):
         so2sat.prepare([p], str(tmp_path / "o"))
     # the workers check too (e.g. when the planning check is bypassed)
-    src = so2sat.Source(p, "training.h5", "train", 80)
-    with pytest.raises(so2sat.So2SatInputError, match=r"'label' rows 64\.\.79: .*rows 70, 71"):
-        list(so2sat.produce([(0, r) for r in range(64, 80)], (src,), read_rows=16))
+    src = raw_so2sat.Source(p, "training.h5", "train", 80)
+    with pytest.raises(So2SatInputError, match=r"'label' rows 64\.\.79: .*rows 70, 71"):
+        list(raw_so2sat.produce([(0, r) for r in range(64, 80)], (src,), read_rows=16))
 
 
 def test_truncated_file(tmp_path):
     p = synth.write_file(str(tmp_path / "testing.h5"), 20, geo=False)["h5"]
     data = open(p, "rb").read()
     open(p, "wb").write(data[: len(data) // 2])
-    with pytest.raises(so2sat.So2SatInputError, match=r"testing\.h5: truncated HDF5 file"):
+    with pytest.raises(So2SatInputError, match=r"testing\.h5: truncated HDF5 file"):
         so2sat.prepare([p], str(tmp_path / "o"))
     open(p, "wb").write(b"not hdf5")
-    with pytest.raises(so2sat.So2SatInputError, match="not a readable HDF5"):
+    with pytest.raises(So2SatInputError, match="not a readable HDF5"):
         so2sat.prepare([p], str(tmp_path / "o"))
-    with pytest.raises(so2sat.So2SatInputError, match="no such file"):
+    with pytest.raises(So2SatInputError, match="no such file"):
         so2sat.prepare([str(tmp_path / "nope_testing.h5")], str(tmp_path / "o"))
 
 
@@ -356,7 +358,7 @@ def test_geo_rows_must_match(tmp_path):
     with h5py.File(info["geo"], "a") as g:
         del g["tfw"]
         g["tfw"] = np.zeros((9, 6))
-    with pytest.raises(so2sat.So2SatInputError, match=r"testing_geo\.h5: .*images: rows 0\.\.9.*'tfw': rows 0\.\.8"):
+    with pytest.raises(So2SatInputError, match=r"testing_geo\.h5: .*images: rows 0\.\.9.*'tfw': rows 0\.\.8"):
         so2sat.prepare([info["h5"]], str(tmp_path / "o"))
     so2sat.prepare([info["h5"]], str(tmp_path / "o"), geolocation=False)  # fine without
 

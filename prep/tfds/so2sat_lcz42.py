@@ -1,7 +1,7 @@
 """TFDS builder ``so2sat_lcz42``: So2Sat LCZ42 versions 2 and 3 from the published HDF5 files.
 
 Registered when ``prep.tfds`` is imported. Rows are read with the converter's reader
-(``prep.so2sat``: streaming in chunks, one-hot and layout checks, geolocation) and described by
+(``prep.raw_so2sat``: streaming in chunks, one-hot and layout checks, geolocation) and described by
 the one dataset definition (``prep.datasets.so2sat``); pixels are float32 as in the project's
 records (the float64 files cast once; see prep.so2sat for what the cast keeps).
 
@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from prep import so2sat as reader
+from prep import raw_so2sat as raw
 from prep.datasets import so2sat as s2s
 from prep.shards import Skip
 
@@ -137,9 +137,9 @@ class So2satLcz42(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(path) for split, path in files.items()}
 
     def _generate_examples(self, path):
-        (source,) = reader.plan_sources([path], split_names=["rows"])
+        (source,) = raw.plan_sources([path], split_names=["rows"])
         items = [(0, r) for r in range(source.rows)]
-        for result in reader.produce(items, (source,), dtype=s2s.SPEC.bands[0].dtype, read_rows=READ_ROWS):
+        for result in raw.produce(items, (source,), dtype=s2s.SPEC.bands[0].dtype, read_rows=READ_ROWS):
             if isinstance(result, Skip):
                 raise ValueError(f"{path}: {result.key}: {result.reason}")
             yield result.key, example(result.values, self.builder_config.bands)
