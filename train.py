@@ -31,27 +31,22 @@ resumed run ends with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 _flags_defined = False
 
+# The choices of --optimizer, --lr_schedule and --strategy. models.training implements them; train()
+# imports it (and TensorFlow) when it runs, so importing this module or --help stays light.
 OPTIMIZERS = ("adam", "adamw", "nadam", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "exponential")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds")
 
 
 @dataclasses.dataclass
@@ -203,269 +198,6 @@ def config_from_flags() -> TrainConfig:
     return TrainConfig(**values)
 
 
-# --- pieces ----------------------------------------------------------------------------------------
-
-
-def default_inputs(model_name: str, spec) -> tuple[str, bool]:
-    """(bands, per_resolution) the model was published with, expressed for the dataset ``spec``.
-
-    A model whose default inputs are named after band presets (K-BranchCNN: 10m, 20m, 60m) gets those
-    presets per resolution; a single-image model gets the first preset with its channel count
-    (10 channels: BigEarthNet 10m20m, So2Sat sen2), else all bands.
-    """
-    import models
-
-    try:
-        default = models.default_input_spec(model_name)
-    except KeyError:
-        default = {"image": (None, None, None)}
-    keys = list(default)
-    if keys != ["image"] and all(k in spec.band_presets for k in keys):
-        return "+".join(keys), True
-    channels = default.get("image", (None, None, None))[-1] if len(keys) == 1 else None
-    for name, bands in spec.band_presets.items():
-        if len(bands) == channels:
-            return name, False
-    return "all", False
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The data seed of one epoch: a function of (seed, epoch) only, so a resumed run sees the same data."""
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def class_weight_vector(option: str, manifest: Mapping, split: str) -> np.ndarray | None:
-    classes = list(manifest["classes"])
-    if option in (None, "", "none"):
-        return None
-    if option == "balanced":
-        counts_map = manifest["splits"][split].get("class_counts") or {}
-        counts = np.array([float(counts_map.get(c, 0)) for c in classes])
-        if not counts.any():
-            raise ValueError(f"--class_weights balanced: the manifest has no class counts for split {split!r}")
-        w = 1.0 / np.maximum(counts, 1.0)
-    elif option.endswith(".json"):
-        with open(option, encoding="utf-8") as f:
-            table = json.load(f)
-        missing = [c for c in classes if c not in table]
-        if missing:
-            raise ValueError(f"{option}: no weight for classes {missing}")
-        w = np.array([float(table[c]) for c in classes])
-    else:
-        try:
-            w = np.array([float(v) for v in option.split(",")])
-        except ValueError:
-            raise ValueError(f"--class_weights {option!r}: none, balanced, a .json file or {len(classes)} "
-                             "comma-separated numbers") from None
-        if len(w) != len(classes):
-            raise ValueError(f"--class_weights has {len(w)} values for {len(classes)} classes")
-        return w.astype(np.float32)
-    return (w / w.mean()).astype(np.float32)
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def git_state() -> dict:
-    here = os.path.dirname(os.path.abspath(__file__))
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def make_strategy(name: str, tpu: str = ""):
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"unknown strategy {name!r}; one of {', '.join(STRATEGIES)}")
-
-
-def is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                             and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def make_schedule(cfg: TrainConfig, steps_per_epoch: int):
-    import keras
-
-    lr = float(cfg.learning_rate)
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = int(round(cfg.lr_warmup_epochs * steps_per_epoch))
-    decay_steps = max(1, int(round(cfg.lr_decay_epochs * steps_per_epoch)))
-    if warmup and cfg.lr_schedule not in ("constant", "cosine"):
-        raise ValueError("--lr_warmup_epochs works with the constant and cosine schedules")
-    if cfg.lr_schedule == "constant":
-        if not warmup:
-            return lr
-        return keras.optimizers.schedules.CosineDecay(0.0, 1, alpha=1.0, warmup_target=lr, warmup_steps=warmup)
-    if cfg.lr_schedule == "cosine":
-        if not warmup:
-            return keras.optimizers.schedules.CosineDecay(lr, total)
-        return keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=lr,
-                                                      warmup_steps=warmup)
-    if cfg.lr_schedule in ("step", "exponential"):
-        return keras.optimizers.schedules.ExponentialDecay(lr, decay_steps, cfg.lr_decay_factor,
-                                                           staircase=cfg.lr_schedule == "step")
-    raise ValueError(f"unknown --lr_schedule {cfg.lr_schedule!r}")
-
-
-def make_optimizer(cfg: TrainConfig, schedule):
-    import keras
-
-    wd = cfg.weight_decay or None
-    if cfg.optimizer == "adam":
-        opt = keras.optimizers.Adam(schedule, weight_decay=wd)
-    elif cfg.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
-    elif cfg.optimizer == "nadam":
-        opt = keras.optimizers.Nadam(schedule, weight_decay=wd)
-    elif cfg.optimizer == "sgd":
-        opt = keras.optimizers.SGD(schedule, momentum=cfg.momentum, weight_decay=wd)
-    elif cfg.optimizer == "rmsprop":
-        opt = keras.optimizers.RMSprop(schedule, momentum=cfg.momentum, weight_decay=wd)
-    else:
-        raise ValueError(f"unknown --optimizer {cfg.optimizer!r}")
-    return opt
-
-
-def scalar_summary(name: str, value, step: int) -> None:
-    """A TensorBoard scalar (the scalars plugin's format) without needing the tensorboard package."""
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(name, tf.constant(float(value), tf.float32), step=step, metadata=meta)
-
-
-def current_lr(optimizer) -> float:
-    lr = optimizer.learning_rate
-    return float(np.asarray(lr))
-
-
-def read_history(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (float(v) if k not in ("epoch", "step") else int(float(v))) if v not in ("", None) else None
-                 for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def write_history(path: str, rows: Sequence[Mapping]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r[k]) for k in HISTORY_FIELDS})
-    os.replace(tmp, path)
-
-
-def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] + 1 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "micro_f1", "micro-F1")):
-        ax.plot(epochs, [r.get(key) for r in rows], marker="o", label="train")
-        val = [r.get(f"val_{key}") for r in rows]
-        if any(v is not None for v in val):
-            ax.plot(epochs, [np.nan if v is None else v for v in val], marker="o", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0, class_weights=None):
-    """(targets, logits) -> per-example loss: sigmoid cross-entropy averaged over classes (multi-label,
-    targets multi-hot) or softmax cross-entropy (single-label, targets class indices); label smoothing
-    towards 0.5 / uniform; class weights scale each class's term (multi-label) or each example by its
-    class (single-label)."""
-    import tensorflow as tf
-
-    ls = float(label_smoothing)
-    w = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
-    if task == "multi_label":
-        def loss(y, logits):
-            t = y * (1.0 - ls) + 0.5 * ls if ls else y
-            e = tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=logits)
-            if w is not None:
-                e = e * w
-            return tf.reduce_mean(e, axis=-1)
-    elif task == "single_label":
-        def loss(y, logits):
-            if ls:
-                t = tf.one_hot(y, num_classes) * (1.0 - ls) + ls / num_classes
-                e = tf.nn.softmax_cross_entropy_with_logits(labels=t, logits=logits)
-            else:
-                e = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            if w is not None:
-                e = e * tf.gather(w, y)
-            return e
-    else:
-        raise ValueError(f"unknown task {task!r}")
-    return loss
-
-
-def make_counts(task: str):
-    """(targets, logits) -> (tp, fp, fn) for micro-F1: sigmoid >= 0.5 (logit >= 0) per class for
-    multi-label; the top-1 class for single-label (micro-F1 = accuracy)."""
-    import tensorflow as tf
-
-    def multi(y, logits):
-        pred = tf.cast(logits >= 0.0, tf.float32)
-        tp = tf.reduce_sum(pred * y)
-        return tp, tf.reduce_sum(pred) - tp, tf.reduce_sum(y) - tp
-
-    def single(y, logits):
-        right = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
-        wrong = tf.cast(tf.shape(y)[0], tf.float32) - right
-        return right, wrong, wrong
-
-    return multi if task == "multi_label" else single
-
-
 # --- training --------------------------------------------------------------------------------------
 
 
@@ -494,6 +226,7 @@ def train(cfg: TrainConfig) -> dict:
     import tensorflow as tf
 
     import models
+    from models import training
     from prep import reader
 
     if not cfg.data_dir:
@@ -505,7 +238,7 @@ def train(cfg: TrainConfig) -> dict:
     task = reader.task(manifest)
     classes = list(manifest["classes"])
     if cfg.bands is None or cfg.per_resolution is None:
-        bands, per_res = default_inputs(cfg.model, spec)
+        bands, per_res = training.default_inputs(cfg.model, spec)
         cfg = dataclasses.replace(cfg, bands=cfg.bands if cfg.bands is not None else bands,
                                   per_resolution=cfg.per_resolution if cfg.per_resolution is not None else per_res)
     input_spec = reader.input_spec(manifest, cfg.bands, cfg.per_resolution)
@@ -533,8 +266,8 @@ def train(cfg: TrainConfig) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(cfg.strategy, cfg.tpu)
-    chief = is_chief(strategy)
+    strategy = training.make_strategy(cfg.strategy, cfg.tpu)
+    chief = training.is_chief(strategy)
     policy = None
     if cfg.mixed_precision:
         policy = "mixed_bfloat16" if cfg.strategy == "tpu" else "mixed_float16"
@@ -545,25 +278,11 @@ def train(cfg: TrainConfig) -> dict:
 
     # Files describing the run.
     in_cfg = reader.input_config(cfg.data_dir, manifest, cfg.bands, cfg.per_resolution, cfg.resample, cfg.normalize)
-    info = {
-        **git_state(),
-        "manifest_sha256": sha256_file(os.path.join(cfg.data_dir, reader.MANIFEST)),
-        "manifest": os.path.abspath(os.path.join(cfg.data_dir, reader.MANIFEST)),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": sys.argv,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "host": platform.node(),
-        "devices": [d.name for d in tf.config.list_logical_devices()],
-        "strategy": cfg.strategy,
-        "replicas": strategy.num_replicas_in_sync,
-        "precision_policy": policy or "float32",
-        "input_spec": {k: list(v) for k, v in input_spec.items()},
-    }
+    info = training.run_info(os.path.join(cfg.data_dir, reader.MANIFEST), cfg.strategy, strategy, policy or "float32",
+                             input_spec)
     if chief:
-        _write_json(os.path.join(run_dir, "flags.json"), cfg_dict)
-        _write_json(os.path.join(run_dir, "input_config.json"), in_cfg)
+        training.write_json(os.path.join(run_dir, "flags.json"), cfg_dict)
+        training.write_json(os.path.join(run_dir, "input_config.json"), in_cfg)
         runs = []
         info_path = os.path.join(run_dir, "run_info.json")
         if cfg.resume and os.path.exists(info_path):
@@ -571,7 +290,7 @@ def train(cfg: TrainConfig) -> dict:
                 old = json.load(f)
             runs = old.get("previous", []) + [{k: old.get(k) for k in ("git_commit", "git_dirty", "started",
                                                                         "manifest_sha256")}]
-        _write_json(info_path, {**info, "previous": runs})
+        training.write_json(info_path, {**info, "previous": runs})
 
     # Data.
     n_train = reader.num_examples(manifest, cfg.train_split)
@@ -593,7 +312,7 @@ def train(cfg: TrainConfig) -> dict:
 
     def train_dataset(epoch: int, skip: int):
         ds = reader.make_dataset(cfg.data_dir, cfg.train_split, batch_size=cfg.batch_size, training=True,
-                                 shuffle_buffer=cfg.shuffle_buffer, seed=epoch_seed(cfg.seed, epoch),
+                                 shuffle_buffer=cfg.shuffle_buffer, seed=training.epoch_seed(cfg.seed, epoch),
                                  deterministic=cfg.deterministic, cache=cache, drop_remainder=True,
                                  augment=cfg.augment or False, skip_batches=skip, **common)
         return strategy.experimental_distribute_dataset(ds)
@@ -603,7 +322,7 @@ def train(cfg: TrainConfig) -> dict:
         val_ds = reader.make_dataset(cfg.data_dir, val_split, batch_size=val_bs, training=False, **common)
 
     # Model, optimizer, loss.
-    weights = class_weight_vector(cfg.class_weights, manifest, cfg.train_split)
+    weights = training.class_weight_vector(cfg.class_weights, manifest, cfg.train_split)
     with strategy.scope():
         model = models.build(cfg.model, input_spec, len(classes), task, **dict(cfg.model_options))
         names = sorted(i.name for i in model.inputs)
@@ -616,7 +335,7 @@ def train(cfg: TrainConfig) -> dict:
             skipped = report.get("skipped") or [] if isinstance(report, dict) else []
             logging.info("initial weights from %s: %s tensors loaded, %d layers skipped %s", cfg.init_from,
                          report.get("loaded") if isinstance(report, dict) else "?", len(skipped), skipped[:5])
-        optimizer = make_optimizer(cfg, make_schedule(cfg, steps))
+        optimizer = training.make_optimizer(cfg, training.make_schedule(cfg, steps))
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
@@ -637,8 +356,8 @@ def train(cfg: TrainConfig) -> dict:
     elif cfg.resume:
         logging.info("--resume: no checkpoint in %s, starting afresh", ckpt_dir)
 
-    per_example_loss = make_loss(task, len(classes), cfg.label_smoothing, weights)
-    counts = make_counts(task)
+    per_example_loss = training.make_loss(task, len(classes), cfg.label_smoothing, weights)
+    counts = training.make_counts(task)
 
     dict_inputs = isinstance(model.input, dict)
 
@@ -672,13 +391,9 @@ def train(cfg: TrainConfig) -> dict:
         out = strategy.run(eval_fn, args=(x, y))
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in out]
 
-    def f1(tp, fp, fn):
-        den = 2 * tp + fp + fn
-        return 2 * tp / den if den else 0.0
-
     history_path = os.path.join(run_dir, "history.csv")
     start_epoch = int(progress_epoch.numpy())
-    history = [r for r in read_history(history_path) if r["epoch"] < start_epoch] if cfg.resume else []
+    history = [r for r in training.read_history(history_path) if r["epoch"] < start_epoch] if cfg.resume else []
     writers = {k: tf.summary.create_file_writer(os.path.join(work_dir, "logs", k)) for k in ("train", "val")}
     from tqdm import tqdm
 
@@ -704,11 +419,11 @@ def train(cfg: TrainConfig) -> dict:
             epoch_sums.assign([loss_sum, tp, fp, fn, seen])
             step = int(optimizer.iterations.numpy())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", micro_f1=f"{f1(tp, fp, fn):.3f}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", micro_f1=f"{training.micro_f1(tp, fp, fn):.3f}")
             if step % cfg.log_every_steps == 0:
                 with writers["train"].as_default():
-                    scalar_summary("loss", loss, step)
-                    scalar_summary("learning_rate", current_lr(optimizer), step)
+                    training.scalar_summary("loss", loss, step)
+                    training.scalar_summary("learning_rate", training.current_lr(optimizer), step)
             if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0:
                 manager.save(checkpoint_number=step)
             if cfg.max_steps and step >= cfg.max_steps:
@@ -721,29 +436,24 @@ def train(cfg: TrainConfig) -> dict:
             logging.info("stopped after %d steps (--max_steps); continue with --resume", step)
             break
 
-        row = {"epoch": epoch, "step": int(optimizer.iterations.numpy()), "learning_rate": current_lr(optimizer),
-               "loss": loss_sum / max(seen, 1), "micro_f1": f1(tp, fp, fn), "val_loss": None,
-               "val_micro_f1": None}
+        row = {"epoch": epoch, "step": int(optimizer.iterations.numpy()),
+               "learning_rate": training.current_lr(optimizer), "loss": loss_sum / max(seen, 1),
+               "micro_f1": training.micro_f1(tp, fp, fn), "val_loss": None, "val_micro_f1": None}
         if val_ds is not None:
             vl, vtp, vfp, vfn, vn = 0.0, 0.0, 0.0, 0.0, 0
             for x, y in tqdm(val_ds, desc="validation", unit="batch", leave=False,
                              disable=not (cfg.progress and chief)):
                 loss, a, b, c = (float(v) for v in eval_step(x, y))
                 vl, vtp, vfp, vfn, vn = vl + loss, vtp + a, vfp + b, vfn + c, vn + int(y.shape[0])
-            row["val_loss"], row["val_micro_f1"] = vl / max(vn, 1), f1(vtp, vfp, vfn)
+            row["val_loss"], row["val_micro_f1"] = vl / max(vn, 1), training.micro_f1(vtp, vfp, vfn)
         row["seconds"] = round(time.time() - t0, 3)
-        with writers["train"].as_default():
-            scalar_summary("epoch_loss", row["loss"], row["step"])
-            scalar_summary("epoch_micro_f1", row["micro_f1"], row["step"])
-        if val_ds is not None:
-            with writers["val"].as_default():
-                scalar_summary("epoch_loss", row["val_loss"], row["step"])
-                scalar_summary("epoch_micro_f1", row["val_micro_f1"], row["step"])
+        training.epoch_summaries(writers, row)
         history.append(row)
         score = row["val_micro_f1"] if val_ds is not None else row["micro_f1"]
         if chief:
-            write_history(history_path, history)
-            plot_curves(os.path.join(run_dir, "curves.png"), history, f"{cfg.model} on {manifest['dataset']}")
+            training.write_history(history_path, history)
+            title = f"{cfg.model} on {manifest['dataset']}"
+            training.plot_curves(os.path.join(run_dir, "curves.png"), history, title)
             if score > float(best_metric.numpy()):
                 model.save(os.path.join(run_dir, "best.keras"))
         if score > float(best_metric.numpy()):

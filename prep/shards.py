@@ -117,7 +117,8 @@ def plan_shards(out_dir: str, splits: Mapping[str, Sequence], per_shard: int,
     return tasks
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
+    """The SHA-256 of a file, hex (read 4 MB at a time)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -225,7 +226,7 @@ def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: S
     save_states(os.path.join(parts, task.name + ".stats.npz"), stats)
     side = {"file": task.name, "split": task.split, "index": task.index, "records": written,
             "bytes": os.path.getsize(task.path),
-            "sha256": writer.sha256.hexdigest() if isinstance(writer, _HashingWriter) else _sha256(task.path),
+            "sha256": writer.sha256.hexdigest() if isinstance(writer, _HashingWriter) else sha256_file(task.path),
             "listed": len(task.items), "skipped": skipped, "excluded": excluded, "class_counts": class_counts.tolist()}
     write_json_atomic(os.path.join(parts, task.name + ".json"), side)
     return side

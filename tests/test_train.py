@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 import train
+from models import training
 from prep import datasets, reader, shards
 from prep.datasets import bigearthnet as ben
 from prep.datasets.spec import Band, DatasetSpec
@@ -114,7 +115,7 @@ def test_small_kbranch_learns_and_fills_the_run_directory(mini_dir, tmp_path):
     sha = hashlib.sha256(open(os.path.join(mini_dir, "manifest.json"), "rb").read()).hexdigest()
     assert info["manifest_sha256"] == sha
     assert info["git_commit"] and len(info["git_commit"]) == 40
-    history = train.read_history(str(run / "history.csv"))
+    history = training.read_history(str(run / "history.csv"))
     assert [r["epoch"] for r in history] == list(range(8))
     assert history[-1]["step"] == summary["steps"] == 8 * (reader.num_examples(reader.load_manifest(mini_dir),
                                                                                  "train") // 16)
@@ -158,8 +159,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(mini_dir, tmp_path):
     assert a.keys() == b.keys() and len(a) > 50
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    ha = train.read_history(str(tmp_path / "a" / "history.csv"))
-    hb = train.read_history(str(tmp_path / "b" / "history.csv"))
+    ha = training.read_history(str(tmp_path / "a" / "history.csv"))
+    hb = training.read_history(str(tmp_path / "b" / "history.csv"))
     assert [r["epoch"] for r in hb] == [0, 1]
     for key in ("loss", "micro_f1", "step"):  # the resumed epoch's figures cover the whole epoch
         np.testing.assert_allclose([r[key] for r in ha], [r[key] for r in hb], rtol=1e-5, err_msg=key)
@@ -213,10 +214,10 @@ def test_flag_files_carry_the_upstream_configurations(tmp_path):
 
 
 def test_default_inputs_follow_the_model():
-    assert train.default_inputs("K-BranchCNN", ben.SPEC) == ("10m+20m+60m", True)
-    assert train.default_inputs("ResNet50", ben.SPEC) == ("10m20m", False)
+    assert training.default_inputs("K-BranchCNN", ben.SPEC) == ("10m+20m+60m", True)
+    assert training.default_inputs("ResNet50", ben.SPEC) == ("10m20m", False)
     so2sat = datasets.get("so2sat_lcz42")
-    assert train.default_inputs("Sen2LCZ-Net", so2sat) == ("sen2", False)
+    assert training.default_inputs("Sen2LCZ-Net", so2sat) == ("sen2", False)
 
 
 def test_losses_and_class_weights():
@@ -226,40 +227,40 @@ def test_losses_and_class_weights():
     logits = tf.constant(rng.normal(size=(6, 5)), tf.float32)
     y = tf.constant((rng.random((6, 5)) < 0.4).astype(np.float32))
     for ls in (0.0, 0.2):
-        got = train.make_loss("multi_label", 5, ls)(y, logits).numpy().mean()
+        got = training.make_loss("multi_label", 5, ls)(y, logits).numpy().mean()
         want = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=ls)(y, logits).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5)
     idx = tf.constant([0, 1, 4, 2, 2, 3])
     for ls in (0.0, 0.1):
-        got = train.make_loss("single_label", 5, ls)(idx, logits).numpy().mean()
+        got = training.make_loss("single_label", 5, ls)(idx, logits).numpy().mean()
         want = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=ls)(
             tf.one_hot(idx, 5), logits).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5)
     w = np.array([1, 2, 0, 1, 1], np.float32)
-    plain = train.make_loss("single_label", 5)(idx, logits).numpy()
-    np.testing.assert_allclose(train.make_loss("single_label", 5, 0, w)(idx, logits).numpy(), plain * w[idx.numpy()],
+    plain = training.make_loss("single_label", 5)(idx, logits).numpy()
+    np.testing.assert_allclose(training.make_loss("single_label", 5, 0, w)(idx, logits).numpy(), plain * w[idx.numpy()],
                                rtol=1e-6)
     manifest = {"classes": ["a", "b", "c"], "splits": {"train": {"class_counts": {"a": 10, "b": 30, "c": 60}}}}
-    bal = train.class_weight_vector("balanced", manifest, "train")
+    bal = training.class_weight_vector("balanced", manifest, "train")
     np.testing.assert_allclose(bal.mean(), 1.0, rtol=1e-6)
     np.testing.assert_allclose(bal[0] / bal[2], 6.0, rtol=1e-6)
-    np.testing.assert_allclose(train.class_weight_vector("1,2,3", manifest, "train"), [1, 2, 3])
-    assert train.class_weight_vector("none", manifest, "train") is None
+    np.testing.assert_allclose(training.class_weight_vector("1,2,3", manifest, "train"), [1, 2, 3])
+    assert training.class_weight_vector("none", manifest, "train") is None
     with pytest.raises(ValueError, match="3 classes"):
-        train.class_weight_vector("1,2", manifest, "train")
-    tp, fp, fn = (float(v) for v in train.make_counts("multi_label")(
+        training.class_weight_vector("1,2", manifest, "train")
+    tp, fp, fn = (float(v) for v in training.make_counts("multi_label")(
         tf.constant([[1.0, 0.0, 1.0]]), tf.constant([[2.0, 1.0, -1.0]])))
     assert (tp, fp, fn) == (1.0, 1.0, 1.0)
 
 
 def test_learning_rate_schedules():
     cfg = train.TrainConfig("d", "r", epochs=10, learning_rate=0.1)
-    assert train.make_schedule(cfg, 100) == 0.1
-    step = train.make_schedule(dataclasses.replace(cfg, lr_schedule="step", lr_decay_epochs=2,
+    assert training.make_schedule(cfg, 100) == 0.1
+    step = training.make_schedule(dataclasses.replace(cfg, lr_schedule="step", lr_decay_epochs=2,
                                                    lr_decay_factor=0.5), 100)
     np.testing.assert_allclose([float(step(s)) for s in (0, 199, 200, 450)], [0.1, 0.1, 0.05, 0.025], rtol=1e-6)
-    cos = train.make_schedule(dataclasses.replace(cfg, lr_schedule="cosine", lr_warmup_epochs=1), 100)
+    cos = training.make_schedule(dataclasses.replace(cfg, lr_schedule="cosine", lr_warmup_epochs=1), 100)
     np.testing.assert_allclose([float(cos(s)) for s in (0, 50, 100, 1000)], [0.0, 0.05, 0.1, 0.0], atol=1e-6)
-    warm = train.make_schedule(dataclasses.replace(cfg, lr_warmup_epochs=2), 100)
+    warm = training.make_schedule(dataclasses.replace(cfg, lr_warmup_epochs=2), 100)
     np.testing.assert_allclose([float(warm(s)) for s in (100, 200, 900)], [0.05, 0.1, 0.1], rtol=1e-6)
-    assert train.epoch_seed(42, 3) == train.epoch_seed(42, 3) != train.epoch_seed(42, 4)
+    assert training.epoch_seed(42, 3) == training.epoch_seed(42, 3) != training.epoch_seed(42, 4)

@@ -1,0 +1,324 @@
+"""The reusable pieces of a training run (train.py): inputs, strategy, learning rate, optimizer,
+loss, micro-F1 counts, history and curves, run-directory files.
+
+Flag-free: train.py turns its flags into a ``TrainConfig`` and calls these. ``make_schedule`` and
+``make_optimizer`` read the named attributes of that config (any object with them will do).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+import models
+from prep.shards import sha256_file
+
+HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds")
+
+
+# --- inputs and data ------------------------------------------------------------------------------
+
+def default_inputs(model_name: str, spec) -> tuple[str, bool]:
+    """(bands, per_resolution) the model was published with, expressed for the dataset ``spec``.
+
+    A model whose default inputs are named after band presets (K-BranchCNN: 10m, 20m, 60m) gets those
+    presets per resolution; a single-image model gets the first preset with its channel count
+    (10 channels: BigEarthNet 10m20m, So2Sat sen2), else all bands.
+    """
+    try:
+        default = models.default_input_spec(model_name)
+    except KeyError:
+        default = {"image": (None, None, None)}
+    keys = list(default)
+    if keys != ["image"] and all(k in spec.band_presets for k in keys):
+        return "+".join(keys), True
+    channels = default.get("image", (None, None, None))[-1] if len(keys) == 1 else None
+    for name, bands in spec.band_presets.items():
+        if len(bands) == channels:
+            return name, False
+    return "all", False
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data seed of one epoch: a function of (seed, epoch) only, so a resumed run sees the same data."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def class_weight_vector(option: str, manifest: Mapping, split: str) -> np.ndarray | None:
+    """Per-class loss weights (mean 1), or None, from the --class_weights option: "none", "balanced"
+    (inverse class frequency of ``split`` in the manifest), a JSON file {class name: weight} or one
+    comma-separated weight per class (taken as given)."""
+    classes = list(manifest["classes"])
+    if option in (None, "", "none"):
+        return None
+    if option == "balanced":
+        counts_map = manifest["splits"][split].get("class_counts") or {}
+        counts = np.array([float(counts_map.get(c, 0)) for c in classes])
+        if not counts.any():
+            raise ValueError(f"--class_weights balanced: the manifest has no class counts for split {split!r}")
+        w = 1.0 / np.maximum(counts, 1.0)
+    elif option.endswith(".json"):
+        with open(option, encoding="utf-8") as f:
+            table = json.load(f)
+        missing = [c for c in classes if c not in table]
+        if missing:
+            raise ValueError(f"{option}: no weight for classes {missing}")
+        w = np.array([float(table[c]) for c in classes])
+    else:
+        try:
+            w = np.array([float(v) for v in option.split(",")])
+        except ValueError:
+            raise ValueError(f"--class_weights {option!r}: none, balanced, a .json file or {len(classes)} "
+                             "comma-separated numbers") from None
+        if len(w) != len(classes):
+            raise ValueError(f"--class_weights has {len(w)} values for {len(classes)} classes")
+        return w.astype(np.float32)
+    return (w / w.mean()).astype(np.float32)
+
+
+# --- distribution ---------------------------------------------------------------------------------
+
+def make_strategy(name: str, tpu: str = ""):
+    """The tf.distribute strategy named by --strategy (``tpu``: the TPU name or address, '' = local)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown strategy {name!r}; one of default, mirrored, multi_worker, tpu")
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run directory (the chief, or worker 0 of a chief-less cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+# --- learning rate and optimizer ------------------------------------------------------------------
+
+def make_schedule(cfg, steps_per_epoch: int):
+    """The learning rate (a float, or a Keras schedule over steps) of ``cfg.lr_schedule`` with its warm-up."""
+    lr = float(cfg.learning_rate)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = int(round(cfg.lr_warmup_epochs * steps_per_epoch))
+    decay_steps = max(1, int(round(cfg.lr_decay_epochs * steps_per_epoch)))
+    if warmup and cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError("--lr_warmup_epochs works with the constant and cosine schedules")
+    if cfg.lr_schedule == "constant":
+        if not warmup:
+            return lr
+        return keras.optimizers.schedules.CosineDecay(0.0, 1, alpha=1.0, warmup_target=lr, warmup_steps=warmup)
+    if cfg.lr_schedule == "cosine":
+        if not warmup:
+            return keras.optimizers.schedules.CosineDecay(lr, total)
+        return keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=lr,
+                                                      warmup_steps=warmup)
+    if cfg.lr_schedule in ("step", "exponential"):
+        return keras.optimizers.schedules.ExponentialDecay(lr, decay_steps, cfg.lr_decay_factor,
+                                                           staircase=cfg.lr_schedule == "step")
+    raise ValueError(f"unknown --lr_schedule {cfg.lr_schedule!r}")
+
+
+def make_optimizer(cfg, schedule):
+    """The Keras optimizer of ``cfg.optimizer`` with its weight decay and momentum."""
+    wd = cfg.weight_decay or None
+    if cfg.optimizer == "adam":
+        opt = keras.optimizers.Adam(schedule, weight_decay=wd)
+    elif cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "nadam":
+        opt = keras.optimizers.Nadam(schedule, weight_decay=wd)
+    elif cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(schedule, momentum=cfg.momentum, weight_decay=wd)
+    elif cfg.optimizer == "rmsprop":
+        opt = keras.optimizers.RMSprop(schedule, momentum=cfg.momentum, weight_decay=wd)
+    else:
+        raise ValueError(f"unknown --optimizer {cfg.optimizer!r}")
+    return opt
+
+
+def current_lr(optimizer) -> float:
+    """The optimizer's learning rate at its current step."""
+    lr = optimizer.learning_rate
+    return float(np.asarray(lr))
+
+
+# --- loss and micro-F1 ----------------------------------------------------------------------------
+
+def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0, class_weights=None):
+    """(targets, logits) -> per-example loss: sigmoid cross-entropy averaged over classes (multi-label,
+    targets multi-hot) or softmax cross-entropy (single-label, targets class indices); label smoothing
+    towards 0.5 / uniform; class weights scale each class's term (multi-label) or each example by its
+    class (single-label)."""
+    ls = float(label_smoothing)
+    w = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
+    if task == "multi_label":
+        def loss(y, logits):
+            t = y * (1.0 - ls) + 0.5 * ls if ls else y
+            e = tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=logits)
+            if w is not None:
+                e = e * w
+            return tf.reduce_mean(e, axis=-1)
+    elif task == "single_label":
+        def loss(y, logits):
+            if ls:
+                t = tf.one_hot(y, num_classes) * (1.0 - ls) + ls / num_classes
+                e = tf.nn.softmax_cross_entropy_with_logits(labels=t, logits=logits)
+            else:
+                e = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            if w is not None:
+                e = e * tf.gather(w, y)
+            return e
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    return loss
+
+
+def make_counts(task: str):
+    """(targets, logits) -> (tp, fp, fn) for micro-F1: sigmoid >= 0.5 (logit >= 0) per class for
+    multi-label; the top-1 class for single-label (micro-F1 = accuracy)."""
+
+    def multi(y, logits):
+        pred = tf.cast(logits >= 0.0, tf.float32)
+        tp = tf.reduce_sum(pred * y)
+        return tp, tf.reduce_sum(pred) - tp, tf.reduce_sum(y) - tp
+
+    def single(y, logits):
+        right = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+        wrong = tf.cast(tf.shape(y)[0], tf.float32) - right
+        return right, wrong, wrong
+
+    return multi if task == "multi_label" else single
+
+
+def micro_f1(tp: float, fp: float, fn: float) -> float:
+    """Micro-F1 from summed counts (0 when there is nothing to count)."""
+    den = 2 * tp + fp + fn
+    return 2 * tp / den if den else 0.0
+
+
+# --- run directory --------------------------------------------------------------------------------
+
+def git_state() -> dict:
+    """The commit of the project's checkout and whether tracked files differ from it (None outside git)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder of train.py
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def run_info(manifest_path: str, strategy_name: str, strategy, precision_policy: str, input_spec: Mapping) -> dict:
+    """run_info.json: the code (git), the data (manifest SHA-256), the command, library versions, devices."""
+    return {
+        **git_state(),
+        "manifest_sha256": sha256_file(manifest_path),
+        "manifest": os.path.abspath(manifest_path),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "host": platform.node(),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "strategy": strategy_name,
+        "replicas": strategy.num_replicas_in_sync,
+        "precision_policy": precision_policy,
+        "input_spec": {k: list(v) for k, v in input_spec.items()},
+    }
+
+
+def write_json(path: str, obj) -> None:
+    """``obj`` as indented JSON (non-JSON values as str) to ``path``, through a temporary file and a rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_history(path: str) -> list[dict]:
+    """The rows of history.csv (epoch and step as int, the rest float or None); [] when absent."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: (float(v) if k not in ("epoch", "step") else int(float(v))) if v not in ("", None) else None
+                 for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_history(path: str, rows: Sequence[Mapping]) -> None:
+    """history.csv: one row per epoch, the columns of HISTORY_FIELDS (None as empty)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r[k]) for k in HISTORY_FIELDS})
+    os.replace(tmp, path)
+
+
+def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
+    """curves.png: loss and micro-F1 per epoch, training and (when present) validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "micro_f1", "micro-F1")):
+        ax.plot(epochs, [r.get(key) for r in rows], marker="o", label="train")
+        val = [r.get(f"val_{key}") for r in rows]
+        if any(v is not None for v in val):
+            ax.plot(epochs, [np.nan if v is None else v for v in val], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def scalar_summary(name: str, value, step: int) -> None:
+    """A TensorBoard scalar (the scalars plugin's format) without needing the tensorboard package."""
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(name, tf.constant(float(value), tf.float32), step=step, metadata=meta)
+
+
+def epoch_summaries(writers: Mapping, row: Mapping) -> None:
+    """An epoch's history row to TensorBoard: epoch_loss and epoch_micro_f1 under ``writers["train"]``,
+    and under ``writers["val"]`` when the row has validation values."""
+    for kind, prefix in (("train", ""), ("val", "val_")):
+        if row.get(f"{prefix}loss") is None:
+            continue
+        with writers[kind].as_default():
+            scalar_summary("epoch_loss", row[f"{prefix}loss"], row["step"])
+            scalar_summary("epoch_micro_f1", row[f"{prefix}micro_f1"], row["step"])
