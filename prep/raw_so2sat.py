@@ -100,6 +100,8 @@ def _same_rows(path: str, counts: dict[str, int]) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class GeoInfo:
+    """A checked geolocation file: the order of its ``tfw`` rows and which optional datasets it holds."""
+
     path: str
     tfw_order: str  # "gdal" | "worldfile"
     has_coord: bool
