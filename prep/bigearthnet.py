@@ -135,27 +135,7 @@ def plan(split_paths: list[str] | None, schema: str, shard_size_mb: float, compr
     return Plan(items, excluded, skipped, per_shard, flags_used)
 
 
-def summary(manifest: dict, seconds: float | None = None) -> str:
-    """A console table of counts per split, then every skipped patch with its reason."""
-    rows = [f"{'split':<10}{'listed':>10}{'written':>10}{'excluded':>10}{'skipped':>10}{'shards':>8}"]
-    for name, s in manifest["splits"].items():
-        rows.append(f"{name:<10}{s['listed']:>10}{s['written']:>10}{s['excluded']:>10}{s['skipped']:>10}"
-                    f"{len(s['shards']):>8}")
-    t = manifest["totals"]
-    rows.append(f"{'total':<10}{t['listed']:>10}{t['written']:>10}{t['excluded']:>10}{t['skipped']:>10}")
-    reasons: dict[str, int] = {}
-    for e in manifest["excluded"]:
-        reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
-    for r, n in sorted(reasons.items()):
-        rows.append(f"excluded {n:>7}: {r}")
-    for s in manifest["skipped"][:50]:
-        rows.append(f"skipped  [{s['split']}] {s['key']}: {s['reason']}")
-    if len(manifest["skipped"]) > 50:
-        rows.append(f"... and {len(manifest['skipped']) - 50} more skipped (see manifest.json)")
-    if seconds:
-        done = t["listed"]
-        rows.append(f"{done} patches in {seconds:.1f} s ({done / max(seconds, 1e-9):.0f} patches/s)")
-    return "\n".join(rows)
+summary = cli.summary  # the end-of-run table, shared with prep.so2sat
 
 
 def main(argv):

@@ -136,21 +136,7 @@ def prepare(h5_paths: Sequence[str], out: str, split_names: Sequence[str] | None
                                 overwrite=overwrite, progress=progress)
 
 
-def summary(manifest: dict, seconds: float | None = None, input_bytes: int | None = None) -> str:
-    rows = [f"{'split':<18}{'listed':>10}{'written':>10}{'skipped':>10}{'shards':>8}"]
-    for name, s in manifest["splits"].items():
-        rows.append(f"{name:<18}{s['listed']:>10}{s['written']:>10}{s['skipped']:>10}{len(s['shards']):>8}")
-    for s in manifest["skipped"][:50]:
-        rows.append(f"skipped  [{s['split']}] {s['key']}: {s['reason']}")
-    if len(manifest["skipped"]) > 50:
-        rows.append(f"... and {len(manifest['skipped']) - 50} more skipped (see manifest.json)")
-    if seconds:
-        n = sum(s["listed"] for s in manifest["splits"].values())
-        line = f"{n} patches in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} patches/s"
-        if input_bytes:
-            line += f", {input_bytes / 1e6 / max(seconds, 1e-9):.0f} MB/s of HDF5 data"
-        rows.append(line + ")")
-    return "\n".join(rows)
+summary = cli.summary  # the end-of-run table, shared with prep.bigearthnet
 
 
 def input_bytes(sources_or_manifest: dict) -> int:
