@@ -179,6 +179,17 @@ def test_single_label_training(tmp_path):
     assert cfg["task"] == "single_label" and cfg["input_spec"] == {"image": [32, 32, 10]}
     assert cfg["bands"] == list(reader.dataset_spec(reader.load_manifest(out)).band_presets["sen2"])
     assert summary["steps"] == 3 and np.isfinite(summary["history"][0]["loss"])
+    # evaluate.py on the run: the So2Sat baseline's single-label report
+    import evaluate
+
+    result = evaluate.evaluate_model(str(tmp_path / "run"), str(tmp_path / "eval"), checkpoint="final",
+                                     echo=lambda *a: None)
+    written = json.loads((tmp_path / "eval" / "eval_result.json").read_text())
+    assert 0.0 <= written["overall_accuracy"] <= 1.0 and -1.0 <= written["cohen_kappa"] <= 1.0
+    assert all(f"macro_f1_score_class{j}" in written for j in range(17))  # per-class F1 of the 17 LCZs
+    assert result is not None and any("confusion" in f for f in os.listdir(tmp_path / "eval"))
+    scores = np.load(tmp_path / "eval" / "predictions.npz")["scores"]
+    assert scores.shape == (16, 17) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)  # softmax over 17 LCZs
 
 
 # --- pieces -------------------------------------------------------------------------------------
