@@ -31,7 +31,7 @@ BANDS = (
     Band("B12", (60, 60), "uint16", 20, "20m"),
 )
 BAND_NAMES = tuple(b.name for b in BANDS)
-PIXELS_PER_PATCH = sum(b.size for b in BANDS)  # 79,600
+PIXELS_PER_PATCH = sum(b.size for b in BANDS)  # 4*14,400 + 6*3,600 + 2*400 = 80,000
 
 # Band orders of the upstream models: VGG/ResNet take 10m + upsampled 20m in this order,
 # K-BranchCNN takes the three groups in these orders.
