@@ -76,3 +76,12 @@ def test_official_splits_after_exclusions():
     assert sum(map(len, sets)) == 590326 - 71042
     # no CR survives the CRLF line ends
     assert not any("\r" in n for n in kept["train"][:1000])
+
+
+def test_band_table():
+    assert ben.BAND_NAMES == ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+    sizes = {b.name: b.shape for b in ben.BANDS}
+    assert {n for n, s in sizes.items() if s == (120, 120)} == {"B02", "B03", "B04", "B08"}
+    assert {n for n, s in sizes.items() if s == (20, 20)} == {"B01", "B09"}
+    assert ben.PIXELS_PER_PATCH == 80_000  # 4 x 14,400 + 6 x 3,600 + 2 x 400
+    assert ben.SPEC.resolve_bands("10m20m") == ("B04", "B03", "B02", "B08", "B05", "B06", "B07", "B8A", "B11", "B12")
