@@ -32,6 +32,7 @@ resumed run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -40,7 +41,6 @@ from typing import Any, Mapping
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-_flags_defined = False
 
 # The choices of --optimizer, --lr_schedule and --strategy. models.training implements them; train()
 # imports it (and TensorFlow) when it runs, so importing this module or --help stays light.
@@ -102,12 +102,9 @@ class TrainConfig:
 # --- flags -----------------------------------------------------------------------------------------
 
 
+@functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    global _flags_defined
-    if _flags_defined:
-        return
-    _flags_defined = True
     d = TrainConfig("", "")
     flags.DEFINE_string("data_dir", None, "Prepared dataset directory (holds manifest.json).")
     flags.DEFINE_string("run_dir", None, "Run directory for checkpoints, logs, models and reports.")

@@ -1,6 +1,7 @@
 """Shared fixtures: the six real BigEarthNet-S2 example patches from the bigearthnet-common wheel."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tarfile
@@ -11,6 +12,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import splits  # noqa: E402
+from absl import flags  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
@@ -58,3 +60,24 @@ def archive(tmp_path, s2_examples):
 def write_split(path: Path, names) -> str:
     path.write_text("".join(f"{n}\r\n" for n in names))
     return str(path)
+
+
+@contextlib.contextmanager
+def command_flags(module):
+    """Declare a command module's flags in this process for one test, then remove them again.
+
+    The commands declare their flags only when run (``define_flags``), and several share names
+    (--data_dir, --batch_size, --progress), so a test that runs one in-process must not leave its
+    flags behind for the next test on the same pytest worker.
+    """
+    before = set(flags.FLAGS)
+    module.define_flags.cache_clear()
+    module.define_flags()
+    try:
+        yield flags.FLAGS
+    finally:
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            if name in flags.FLAGS:
+                delattr(flags.FLAGS, name)
+        module.define_flags.cache_clear()

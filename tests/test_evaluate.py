@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 from absl import app
-from absl.testing import flagsaver
 
 import evaluate
+from tests.conftest import command_flags
 from models import metrics, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,14 +68,9 @@ def run_cli(*args):
 
 def main_with_flags(*args):
     """evaluate.main in this process with these command-line flags (restored afterwards)."""
-    evaluate.define_flags()  # outside flagsaver, which would drop flags declared inside it
-    with flagsaver.flagsaver():
-        evaluate.FLAGS.unparse_flags()
-        evaluate.FLAGS(["evaluate.py", *args])
-        try:
-            evaluate.main(["evaluate.py"])
-        finally:
-            evaluate.FLAGS.unparse_flags()
+    with command_flags(evaluate) as fv:
+        fv(["evaluate.py", *args])
+        evaluate.main(["evaluate.py"])
 
 
 def test_predictions_cli_multi_label_writes_every_file(tmp_path):

@@ -20,6 +20,7 @@ import pytest
 import models
 import pretrained
 from pretrained import convert_keras2
+from tests.conftest import command_flags
 
 TOL = 1e-5
 OFFSET = 12  # Keras 2 numbers layers per session: files from a training loop have e.g. conv2d_13
@@ -215,19 +216,14 @@ def test_cli_fetch_and_list_use_the_cache_folder(ghs, tmp_path):
 
 
 def test_cli_convert_in_process(ghs, tmp_path, capsys):
-    from absl import flags
-
     from pretrained import __main__ as cli
 
     cache = tmp_path / "cache"
     with pytest.raises(FileNotFoundError, match="python -m pretrained convert ghs-s2net-32T"):
         pretrained.resolve("ghs-s2net-32T", cache=cache, download=False)
-    cli.define_flags()
-    flags.FLAGS(["pretrained", f"--cache_dir={cache}", f"--url={ghs['path']}", "--noprogress"])
-    try:
+    with command_flags(cli) as fv:
+        fv(["pretrained", f"--cache_dir={cache}", f"--url={ghs['path']}", "--noprogress"])
         assert cli.main(["pretrained", "convert", "MODEL_CNN_32T"]) == 0
-    finally:
-        flags.FLAGS.unparse_flags()
     out = capsys.readouterr().out
     weights = cache / "converted" / "ghs-s2net-32T.weights.h5"
     assert f"weights: {weights}" in out and "24 weights" in out and "sigmoid" in out

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 import train
+from tests.conftest import command_flags
 from models import training
 from prep import datasets, reader, shards
 from prep.datasets import bigearthnet as ben
@@ -198,30 +199,30 @@ def test_single_label_training(tmp_path):
 def test_flag_files_carry_the_upstream_configurations(tmp_path):
     from absl import flags
 
-    train.define_flags()
-    expected = {  # model: (batch size, learning rate)
-        "K-BranchCNN": (1000, 1e-3), "VGG16": (1000, 1e-3), "VGG19": (1000, 1e-3),
-        "ResNet50": (500, 1e-3), "ResNet101": (500, 1e-3), "ResNet152": (256, 1e-3),
-    }
-    files = sorted(glob.glob(os.path.join(CONFIGS, "*.flags")))
-    assert len(files) == len(expected)
-    for path in files:
-        model = os.path.basename(path).split("_")[0]
-        flags.FLAGS.unparse_flags()
-        try:
-            flags.FLAGS(["train.py", f"--flagfile={path}", "--data_dir=d", "--run_dir=r"])
-            cfg = train.config_from_flags()
-        finally:
+    with command_flags(train):
+        expected = {  # model: (batch size, learning rate)
+            "K-BranchCNN": (1000, 1e-3), "VGG16": (1000, 1e-3), "VGG19": (1000, 1e-3),
+            "ResNet50": (500, 1e-3), "ResNet101": (500, 1e-3), "ResNet152": (256, 1e-3),
+        }
+        files = sorted(glob.glob(os.path.join(CONFIGS, "*.flags")))
+        assert len(files) == len(expected)
+        for path in files:
+            model = os.path.basename(path).split("_")[0]
             flags.FLAGS.unparse_flags()
-        assert (cfg.model, cfg.batch_size, cfg.learning_rate) == (model, *expected[model]), path
-        assert (cfg.epochs, cfg.shuffle_buffer, cfg.seed, cfg.optimizer) == (100, 130000, 42, "adam")
-        assert cfg.normalize == "upstream" and cfg.augment is None
-        ref = os.path.join(REFERENCE_CONFIGS, f"{model}_BigEarthNet-19_labels.json")
-        if os.path.exists(ref):  # the upstream file itself, when the reference folder is present
-            up = json.load(open(ref))
-            assert (up["model_name"], up["batch_size"], up["learning_rate"], up["nb_epoch"]) == (
-                cfg.model, cfg.batch_size, cfg.learning_rate, cfg.epochs)
-            assert up["save_checkpoint_per_iteration"] == cfg.checkpoint_every_steps
+            try:
+                flags.FLAGS(["train.py", f"--flagfile={path}", "--data_dir=d", "--run_dir=r"])
+                cfg = train.config_from_flags()
+            finally:
+                flags.FLAGS.unparse_flags()
+            assert (cfg.model, cfg.batch_size, cfg.learning_rate) == (model, *expected[model]), path
+            assert (cfg.epochs, cfg.shuffle_buffer, cfg.seed, cfg.optimizer) == (100, 130000, 42, "adam")
+            assert cfg.normalize == "upstream" and cfg.augment is None
+            ref = os.path.join(REFERENCE_CONFIGS, f"{model}_BigEarthNet-19_labels.json")
+            if os.path.exists(ref):  # the upstream file itself, when the reference folder is present
+                up = json.load(open(ref))
+                assert (up["model_name"], up["batch_size"], up["learning_rate"], up["nb_epoch"]) == (
+                    cfg.model, cfg.batch_size, cfg.learning_rate, cfg.epochs)
+                assert up["save_checkpoint_per_iteration"] == cfg.checkpoint_every_steps
 
 
 def test_default_inputs_follow_the_model():
