@@ -287,7 +287,9 @@ def evaluate_model(model_path: str, out_dir: str, *, data_dir=None, split="test"
     if task not in (metrics.MULTI_LABEL, metrics.SINGLE_LABEL):
         raise ValueError(f"{data_dir}: cannot tell the task (manifest task is {manifest.get('task')!r}); pass --task")
     settings = input_settings(config, overrides or {})
-    logging.info("evaluating %s on %s/%s with %s", model_file, data_dir, split, settings)
+    shown = {k: ("the training statistics" if k == "normalize" and isinstance(v, dict) else v)
+             for k, v in settings.items()}
+    logging.info("evaluating %s on %s/%s with %s", model_file, data_dir, split, shown)
     model = load_model(model_file)
     os.makedirs(out_dir, exist_ok=True)
 

@@ -32,6 +32,7 @@ resumed run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import logging as pylogging  # the standard library's, for TensorFlow's logger
 import functools
 import json
 import os
@@ -498,12 +499,29 @@ def evaluate_best(cfg: TrainConfig, manifest: Mapping) -> dict | None:
                                    echo=logging.info)
 
 
+class _TensorFlowChatter(pylogging.Filter):
+    """Drops TensorFlow's own INFO lines (checkpoint sharding, SavedModel signatures) and its warning,
+    on every trace, that input names like "10m" become "arg_10m"; keeps everything else."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        if "is not a valid tf.function parameter name" in record.getMessage():
+            return False
+        return record.levelno >= pylogging.WARNING or f"{os.sep}tensorflow{os.sep}" not in record.pathname
+
+
+def _quiet_tf_logging() -> None:
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().addFilter(_TensorFlowChatter())
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     for name in ("data_dir", "run_dir"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
+    _quiet_tf_logging()
     try:
         summary = train(config_from_flags())
     except (RunDirError, FileNotFoundError) as e:
