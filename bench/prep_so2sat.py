@@ -37,7 +37,7 @@ ROW_BYTES = (32 * 32 * 18 + 17) * 8
 
 
 def dataset_file(work: str, size: str) -> tuple[str, int]:
-    rows = synth._size_arg(size)
+    rows = synth.size_arg(size)
     path = os.path.join(work, f"rows{rows}", "training.h5")
     done = path + ".complete"
     if not os.path.exists(done):

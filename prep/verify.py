@@ -8,7 +8,6 @@ and that the counts reconcile (listed = written + excluded + skipped). Exits 1 o
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import sys
@@ -65,12 +64,9 @@ def verify(out_dir: str, batch_size: int = 256) -> list[str]:
             size = os.path.getsize(file)
             if size != sh["bytes"]:
                 problems.append(f"{file}: {size} bytes, manifest says {sh['bytes']}")
-            h = hashlib.sha256()
-            with open(file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    h.update(block)
-            if h.hexdigest() != sh["sha256"]:
-                problems.append(f"{file}: SHA-256 {h.hexdigest()} != manifest {sh['sha256']}")
+            digest = shards.sha256_file(file)
+            if digest != sh["sha256"]:
+                problems.append(f"{file}: SHA-256 {digest} != manifest {sh['sha256']}")
             n, batch = 0, []
             try:
                 for rec in tfrecord.read_records(file, compression):

@@ -417,4 +417,4 @@ def test_synthetic_cli(tmp_path):
     assert r.returncode == 0, r.stderr
     with h5py.File(tmp_path / "culture_10" / "testing_geo.h5") as g:
         assert sorted(g) == ["city", "epsg", "tfw"] and g["tfw"].shape == (3, 6)
-    assert synth._size_arg("1.5GB") * (32 * 32 * 18 + 17) * 8 >= 1.5e9 and synth._size_arg("12") == 12
+    assert synth.size_arg("1.5GB") * (32 * 32 * 18 + 17) * 8 >= 1.5e9 and synth.size_arg("12") == 12

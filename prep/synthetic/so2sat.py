@@ -129,7 +129,7 @@ def write_release(out_dir: str, version: int = 2, sizes: dict[str, int] | None =
     return out
 
 
-def _size_arg(text: str) -> int:
+def size_arg(text: str) -> int:
     """'1000' rows, or a size like '1.5GB' / '200MB' of sen1+sen2+label float64 data -> rows."""
     t = text.strip().upper()
     for unit, mult in (("GB", 1e9), ("MB", 1e6)):
@@ -163,10 +163,10 @@ def main(argv) -> int:
     if not FLAGS.out:
         raise app.UsageError("--out is required")
     try:
-        rows = _size_arg(FLAGS.rows)
+        rows = size_arg(FLAGS.rows)
         sizes = {"training": rows, "validation": rows, "testing": rows}
         if FLAGS.training_rows:
-            sizes["training"] = _size_arg(FLAGS.training_rows)
+            sizes["training"] = size_arg(FLAGS.training_rows)
     except ValueError as e:
         raise app.UsageError(f"--rows/--training_rows: {e}") from None
     paths = write_release(FLAGS.out, int(FLAGS.release), sizes, seed=FLAGS.seed, geo=FLAGS.geo,
