@@ -40,7 +40,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("schema", "compact", ["compact", "upstream"], "Record layout: 'compact' (raw uint16 bytes "
                       "per band at native resolution + labels + metadata) or 'upstream' (the upstream Int64List "
                       "keys, readable by existing upstream readers).")
-    flags.DEFINE_float("shard_size_mb", 150.0, "Target shard size in MB (records per shard derive from it).")
+    flags.DEFINE_float("shard_size_mb", 150.0, "Largest shard size in MB: each split is cut into as few shards "
+                      "of equal record counts as keep under it (counts derive from an estimated record size).")
     flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
     flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes (output is identical for "
                          "any count).")

@@ -107,13 +107,19 @@ def records_per_shard(spec: DatasetSpec, schema: Schema, shard_size_mb: float) -
 
 def plan_shards(out_dir: str, splits: Mapping[str, Sequence], per_shard: int,
                 compression: str | None) -> list[ShardTask]:
+    """Each split in ``ceil(n / per_shard)`` shards of equal record counts (the first ``n % shards`` one
+    more), in item order: no short last shard, so workers finish together and readers interleave
+    evenly. ``per_shard`` is the most a shard holds."""
     tasks = []
     for split, items in splits.items():
         n = max(1, math.ceil(len(items) / per_shard))
+        small, extra = divmod(len(items), n)
+        start = 0
         for i in range(n):
-            chunk = tuple(items[i * per_shard:(i + 1) * per_shard])
+            stop = start + small + (i < extra)
             path = os.path.join(out_dir, shard_filename(split, i, n, compression))
-            tasks.append(ShardTask(split, i, n, chunk, path))
+            tasks.append(ShardTask(split, i, n, tuple(items[start:stop]), path))
+            start = stop
     return tasks
 
 

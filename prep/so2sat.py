@@ -83,7 +83,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("read_rows", 256, "Rows read from the HDF5 at a time per worker (buffers per worker: "
                          "about read_rows x 0.15 MB + 15 MB).")
     flags.DEFINE_integer("max_rows", None, "Convert only the first N rows of each file (trial runs).")
-    flags.DEFINE_float("shard_size_mb", 150.0, "Target shard size in MB (records per shard derive from it).")
+    flags.DEFINE_float("shard_size_mb", 150.0, "Largest shard size in MB: each split is cut into as few shards "
+                      "of equal record counts as keep under it (counts derive from an estimated record size).")
     flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
     flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes (output is identical for "
                          "any count).")
