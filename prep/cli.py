@@ -1,7 +1,8 @@
 """Command-line helpers shared by the preparation commands (prep.bigearthnet, prep.so2sat).
 
-``summary`` prints the end-of-run table of a manifest. absl takes one value per occurrence of a multi-value flag (``--h5 a --h5 b``); the upstream
-scripts and our docs also accept several values after one flag (``-n a.csv b.csv``).
+``summary`` prints the end-of-run table of a manifest. absl takes one value per occurrence of a
+multi-value flag (``--h5 a --h5 b``); the upstream scripts and our docs also accept several values
+after one flag (``-n a.csv b.csv``).
 ``expand_nargs`` rewrites the second form into the first before absl parses the command line.
 """
 from __future__ import annotations
