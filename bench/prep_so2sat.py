@@ -1,23 +1,33 @@
 """Benchmark So2Sat preparation: HDF5 -> TFRecord MB/s and peak memory against a bare h5py read.
 
-    python bench/prep_so2sat.py [--size 1.5GB] [--work /tmp/eorecords-bench/so2sat] [--workers 2]
+    python bench/prep_so2sat.py [--size 1.5GB] [--work /tmp/eorecords-bench/so2sat] [--workers 2] [--repeats 3]
 
 Generates (once, cached, outside the repository) a synthetic ``training.h5`` in the real layout
-(float64 sen1/sen2/label, at least ``--size`` of data, plus ``training_geo.h5``), then measures:
-  * a bare chunked h5py read of sen1, sen2 and label (``--read_rows`` rows at a time),
+(float64 sen1/sen2/label, at least ``--size`` of data, plus ``training_geo.h5``), then measures,
+``--repeats`` times each, printing the median and the range:
+  * a bare chunked h5py read of sen1, sen2 and label (``--read_rows`` rows at a time), the target's
+    reference;
+  * the device read: the file read with O_DIRECT in 4 MB blocks (no page cache at all: what the
+    disk, or the host behind a virtual disk, delivers);
+  * the floor: the least any conversion to float32 files does (the bare read, the float32 cast,
+    a buffered write and fsync of the cast pixels; no checks, statistics, encoding or checksums) in
+    ``--workers`` processes over contiguous row ranges;
   * ``python -m prep.so2sat`` on the same file (run as a child process: planning with the label
     check, conversion in the workers, statistics, manifest),
-each once with the file evicted from the page cache (posix_fadvise DONTNEED on this file only:
-the disk is read) and once warm (the file in the page cache). MB/s count the float64 HDF5 bytes
-of sen1 + sen2 + label. Peak RSS: the largest single process (getrusage of the children) and the
-largest sum over the process tree sampled every 50 ms. Targets: peak RSS < 1 GB, conversion
-within 1.5x of the bare read. MB per CPU-second (user + system time of all processes) are also
-printed: on a shared machine they say more than wall-clock rates.
+each with the file evicted from the page cache (``cold``: posix_fadvise DONTNEED on this file
+only, so the disk, or the host's cache of it, is read) and with the file in the page cache
+(``warm``: the bare read is then a memory copy). MB/s count the float64 HDF5 bytes of sen1 +
+sen2 + label. Peak RSS: the largest single process (getrusage of the children) and the largest
+sum over the process tree sampled every 50 ms. Targets: peak RSS < 1 GB, conversion within 1.5x
+of the bare read. MB per CPU-second (user + system time of all processes) are also printed: on a
+shared machine they say more than wall-clock rates.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import mmap
+import multiprocessing
 import os
 import resource
 import shutil
@@ -30,6 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import h5py  # noqa: E402
+import numpy as np  # noqa: E402
 
 from prep.synthetic import so2sat as synth  # noqa: E402
 
@@ -69,6 +80,61 @@ def bare_read(path: str, read_rows: int) -> tuple[float, float, int]:
             for name in ("sen1", "sen2", "label"):
                 nbytes += f[name][a:a + read_rows].nbytes
     return time.perf_counter() - t, time.process_time() - c, nbytes
+
+
+def device_read(path: str, block: int = 4 << 20) -> tuple[float, float, int]:
+    """Read the whole file with O_DIRECT (bypassing the page cache). Returns (wall s, CPU s, bytes)."""
+    t, c = time.perf_counter(), time.process_time()
+    buf = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT needs
+    nbytes = 0
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
+    try:
+        while True:
+            k = os.readv(fd, [buf])
+            nbytes += k
+            if k < block:
+                break
+    finally:
+        os.close(fd)
+        buf.close()
+    return time.perf_counter() - t, time.process_time() - c, nbytes
+
+
+def _floor_part(args: tuple[str, str, int, int, int]) -> float:
+    """Rows [a, b): read, cast to float32 band-major, write and fsync. Returns CPU seconds."""
+    path, out, a0, b0, read_rows = args
+    c = time.process_time()
+    with h5py.File(path, "r") as f, open(out, "wb", buffering=4 << 20) as w:
+        d1, d2, dl = f["sen1"], f["sen2"], f["label"]
+        b1 = np.empty((read_rows,) + d1.shape[1:], d1.dtype)
+        b2 = np.empty((read_rows,) + d2.shape[1:], d2.dtype)
+        x = np.empty((read_rows, 18, 32, 32), np.float32)
+        for a in range(a0, b0, read_rows):
+            m = min(b0, a + read_rows) - a
+            d1.read_direct(b1, np.s_[a:a + m], np.s_[:m])
+            d2.read_direct(b2, np.s_[a:a + m], np.s_[:m])
+            dl[a:a + m]
+            np.copyto(x[:m, :8], b1[:m].transpose(0, 3, 1, 2), casting="unsafe")
+            np.copyto(x[:m, 8:], b2[:m].transpose(0, 3, 1, 2), casting="unsafe")
+            w.write(memoryview(x[:m]).cast("B"))
+        w.flush()
+        os.fsync(w.fileno())
+    return time.process_time() - c
+
+
+def floor_convert(path: str, out: str, rows: int, workers: int, read_rows: int) -> tuple[float, float]:
+    """The floor conversion in ``workers`` processes. Returns (wall s, CPU s of the workers)."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    edges = np.linspace(0, rows, workers + 1).astype(int)
+    parts = [(path, os.path.join(out, f"part{i}.f32"), int(a), int(b), read_rows)
+             for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    t = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        cpu = sum(pool.map(_floor_part, parts))
+    dt = time.perf_counter() - t
+    shutil.rmtree(out, ignore_errors=True)
+    return dt, cpu
 
 
 def _tree_rss(pid: int) -> int:
@@ -132,53 +198,82 @@ def convert(path: str, out: str, workers: int, read_rows: int) -> tuple[float, f
     return dt, cpu, peak[0], single
 
 
+def _span(values: list[float], fmt: str = "{:,.0f}") -> str:
+    """'median (min-max)' of the repeats, or the single value."""
+    med = fmt.format(float(np.median(values)))
+    return med if len(values) == 1 else f"{med} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def measure(path: str, rows: int, mode: str, args, out: str) -> dict:
+    """One round of every measure with the file ``cold`` (evicted) or ``warm``."""
+    mb = rows * ROW_BYTES / 1e6
+    r = {}
+    prime = evict if mode == "cold" else (lambda p: bare_read(p, args.read_rows))
+    prime(path)
+    dt, dcpu, nbytes = bare_read(path, args.read_rows)
+    r["bare_mb_s"], r["bare_mb_per_cpu_s"] = nbytes / 1e6 / dt, nbytes / 1e6 / max(dcpu, 1e-9)
+    if mode == "cold":  # O_DIRECT never uses the page cache: one figure, taken with the cold round
+        dt, dcpu, nbytes = device_read(path)
+        r["device_mb_s"] = nbytes / 1e6 / dt
+    prime(path)
+    dt, fcpu = floor_convert(path, out + "-floor", rows, args.workers, args.read_rows)
+    r["floor_mb_s"], r["floor_mb_per_cpu_s"] = mb / dt, mb / max(fcpu, 1e-9)
+    prime(path)
+    ct, ccpu, tree, single = convert(path, out, args.workers, args.read_rows)
+    r["prep_mb_s"], r["prep_mb_per_cpu_s"] = mb / ct, mb / max(ccpu, 1e-9)
+    r["prep_patches_s"], r["prep_us_cpu_per_patch"] = rows / ct, ccpu / rows * 1e6
+    r["prep_peak_rss_tree_mb"], r["prep_peak_rss_process_mb"] = tree / 1e6, single / 1e6
+    r["ratio_bare_to_prep"] = r["bare_mb_s"] / r["prep_mb_s"]
+    r["ratio_floor_to_prep"] = r["floor_mb_s"] / r["prep_mb_s"]
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1.5GB", help="data size (or rows) of the generated training.h5")
     ap.add_argument("--work", default="/tmp/eorecords-bench/so2sat", help="folder for the file and the output")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="converter workers")
     ap.add_argument("--read_rows", type=int, default=256, help="rows per read, both for the bare read and prep")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of every measure (median and range printed)")
     args = ap.parse_args()
     if os.path.abspath(args.work).startswith(REPO + os.sep):
         raise SystemExit("--work must lie outside the repository")
     path, rows = dataset_file(args.work, args.size)
     size = os.path.getsize(path)
     print(f"file: {path} ({size / 1e9:.2f} GB, {rows} rows); cpus: {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}; {args.workers} workers, {args.repeats} rounds")
     out = os.path.join(args.work, "out")
-    res = {}
-    for mode in ("cold", "warm"):
-        if mode == "cold":
-            evict(path)
-        else:
-            bare_read(path, args.read_rows)  # load the page cache
-        dt, dcpu, nbytes = bare_read(path, args.read_rows)
-        res[f"bare_{mode}_mb_s"] = nbytes / 1e6 / dt
-        res[f"bare_{mode}_mb_per_cpu_s"] = nbytes / 1e6 / max(dcpu, 1e-9)
-        if mode == "cold":
-            evict(path)
-        ct, ccpu, tree, single = convert(path, out, args.workers, args.read_rows)
-        res[f"prep_{mode}_mb_s"] = rows * ROW_BYTES / 1e6 / ct
-        res[f"prep_{mode}_mb_per_cpu_s"] = rows * ROW_BYTES / 1e6 / max(ccpu, 1e-9)
-        res[f"prep_{mode}_peak_rss_tree_mb"] = tree / 1e6
-        res[f"prep_{mode}_peak_rss_process_mb"] = single / 1e6
-        print(f"{mode:>4}: bare h5py read {res[f'bare_{mode}_mb_s']:7.0f} MB/s | prep.so2sat "
-              f"({args.workers} workers) {res[f'prep_{mode}_mb_s']:7.0f} MB/s, {rows / ct:6.0f} patches/s, "
-              f"ratio {res[f'bare_{mode}_mb_s'] / res[f'prep_{mode}_mb_s']:.2f}x | peak RSS: process "
-              f"{single / 1e6:.0f} MB, all processes {tree / 1e6:.0f} MB")
-        print(f"      per CPU-second: bare read {res[f'bare_{mode}_mb_per_cpu_s']:7.0f} MB, prep.so2sat "
-              f"{res[f'prep_{mode}_mb_per_cpu_s']:7.0f} MB ({ccpu:.1f} CPU-s over all its processes, "
-              f"{ccpu / rows * 1e6:.0f} us per patch)")
+    rounds = {"cold": [], "warm": []}
+    for i in range(args.repeats):
+        for mode in rounds:
+            r = measure(path, rows, mode, args, out)
+            rounds[mode].append(r)
+            print(f"round {i + 1} {mode}: bare {r['bare_mb_s']:,.0f} MB/s, floor {r['floor_mb_s']:,.0f}, "
+                  f"prep.so2sat {r['prep_mb_s']:,.0f} (ratio to bare {r['ratio_bare_to_prep']:.2f}x)"
+                  + (f", device (O_DIRECT) {r['device_mb_s']:,.0f}" if mode == "cold" else ""), flush=True)
     m = json.load(open(os.path.join(out, "manifest.json")))
     out_bytes = sum(sh["bytes"] for s in m["splits"].values() for sh in s["shards"])
-    print(f"output: {out_bytes / 1e9:.2f} GB in {len(m['splits']['train']['shards'])} shards "
-          f"({out_bytes / rows:.0f} bytes per patch, float32)")
     shutil.rmtree(out, ignore_errors=True)
-    print(json.dumps({k: round(v, 1) for k, v in res.items()}))
-    peak = max(res["prep_cold_peak_rss_tree_mb"], res["prep_warm_peak_rss_tree_mb"])
-    print(f"so2sat HDF5->TFRecord: {res['prep_cold_mb_s']:.0f} MB/s cold, {res['prep_warm_mb_s']:.0f} MB/s warm "
-          f"(bare read {res['bare_cold_mb_s']:.0f} / {res['bare_warm_mb_s']:.0f} MB/s), "
-          f"peak RSS {peak:.0f} MB")
+    print(f"\noutput: {out_bytes / 1e9:.2f} GB in {len(m['splits']['train']['shards'])} shards "
+          f"({out_bytes / rows:.0f} bytes per patch, float32)")
+    print("MB/s of float64 input, median (range) over the rounds:")
+    print(f"{'':6}{'bare h5py read':>22}{'floor':>22}{'prep.so2sat':>22}{'bare/prep':>20}{'floor/prep':>20}")
+    for mode, rs in rounds.items():
+        col = {k: [r[k] for r in rs] for k in rs[0]}
+        print(f"{mode:6}{_span(col['bare_mb_s']):>22}{_span(col['floor_mb_s']):>22}{_span(col['prep_mb_s']):>22}"
+              f"{_span(col['ratio_bare_to_prep'], '{:.2f}x'):>20}{_span(col['ratio_floor_to_prep'], '{:.2f}x'):>20}")
+        print(f"{'':6}per CPU-second: bare {_span(col['bare_mb_per_cpu_s'])} MB, floor "
+              f"{_span(col['floor_mb_per_cpu_s'])} MB, prep.so2sat {_span(col['prep_mb_per_cpu_s'])} MB "
+              f"({_span(col['prep_us_cpu_per_patch'])} us of CPU per patch); prep "
+              f"{_span(col['prep_patches_s'])} patches/s")
+    device = [r["device_mb_s"] for r in rounds["cold"]]
+    peak = [r[k] for rs in rounds.values() for r in rs for k in ("prep_peak_rss_tree_mb",)]
+    single = [r["prep_peak_rss_process_mb"] for rs in rounds.values() for r in rs]
+    print(f"device read (O_DIRECT): {_span(device)} MB/s; peak RSS: all processes {_span(peak)} MB, "
+          f"largest process {_span(single)} MB (target < 1,000)")
+    summary = {f"{mode}_{k}": round(float(np.median([r[k] for r in rs])), 2)
+               for mode, rs in rounds.items() for k in rs[0]}
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
