@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -413,3 +415,12 @@ def test_so2sat_baseline_per_class_report():
     total = re.search(r"avg / total\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", ref["classification_report"])
     for key, published in zip(("weighted_precision", "weighted_recall", "weighted_f1_score"), total.groups()):
         assert abs(res[key] - float(published)) <= 0.005 + 1e-9, key
+
+
+def test_metrics_and_report_import_without_keras():
+    # evaluate.py --predictions needs only these two: importing them must not load Keras (seconds)
+    code = ("import sys, models.metrics, models.report; "
+            "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,178 @@
+"""The model registry behind ``models.build``/``names``/``get``/``load_model`` (see the package doc).
+
+Importing it imports Keras and every model module (which registers their custom layers for
+``.keras`` loading); ``import models`` alone does not, so ``models.metrics`` and
+``models.report`` stay free of Keras.
+"""
+
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from collections.abc import Callable, Mapping
+
+import keras
+
+from models import applications, common, ghs, hub, kbranch, slim, so2sat
+from models.common import LOGITS_LAYER, TASKS, normalize_input_spec
+
+BIGEARTHNET_SPEC = {"image": (120, 120, 10)}
+SO2SAT_SPEC = {"image": (32, 32, 10)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable
+    default_input_spec: Mapping
+    default_task: str
+    description: str
+    options: Mapping = dataclasses.field(default_factory=dict)
+    default_num_classes: int = 19
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register(name, builder, default_input_spec, description, default_task="multi_label",
+             default_num_classes=19, **options):
+    """Adds a model; ``options`` are fixed keyword arguments for ``builder``; the
+    defaults describe the published configuration (input spec, task, class count)."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = ModelInfo(name, builder, dict(default_input_spec), default_task,
+                                description, dict(options), default_num_classes)
+
+
+register("K-BranchCNN", kbranch.build_kbranch, kbranch.DEFAULT_INPUT_SPEC,
+         "BigEarthNet K-Branch CNN, one branch per resolution (TF1 upstream)")
+for _v, _n in (("vgg_16", "VGG16"), ("vgg_19", "VGG19")):
+    register(_n, slim.build_vgg, BIGEARTHNET_SPEC, f"TF-slim {_v}, SAME fc convs, global pool",
+             variant=_v)
+for _d in (50, 101, 152):
+    register(f"ResNet{_d}", slim.build_resnet_v1, BIGEARTHNET_SPEC,
+             f"TF-slim resnet_v1_{_d}, global pool", variant=f"resnet_v1_{_d}")
+for _n in applications.DENSENET_BLOCKS:
+    register(_n, applications.build_densenet, BIGEARTHNET_SPEC, f"{_n} (DenseNet-BC)", variant=_n)
+register("Sen2LCZ-Net", so2sat.build_sen2lcz, SO2SAT_SPEC,
+         "So2Sat sen2LCZ_drop: depth 17, dropout 0.2, multi-level fusion", default_task="single_label",
+         default_num_classes=17)
+for _d in (11, 20, 29):
+    register(f"So2Sat-ResNet{_d}", so2sat.build_so2sat_resnet, SO2SAT_SPEC,
+             f"So2Sat bottleneck ResNet v2, depth {_d}", default_task="single_label",
+             default_num_classes=17, depth=_d)
+register("GHS-S2Net", ghs.build_ghs_s2net, ghs.DEFAULT_INPUT_SPEC,
+         "GHS per-pixel built-up CNN on 5x5x4 windows (2 outputs)", default_num_classes=2)
+
+# keras.applications models listed by names() (any other keras.applications
+# constructor works too as "keras:<Name>").
+KERAS_LISTED = ("ResNet50", "ResNet101", "ResNet152", "ResNet50V2", "ResNet101V2", "ResNet152V2")
+PREFIXES = ("keras:", "hub:")
+
+
+def names() -> list[str]:
+    """Registered model names, plus the keras.applications ResNets as ``keras:<Name>``.
+    Any ``keras:<Application>`` and ``hub:<Backbone class or preset>`` is accepted too."""
+    return list(_REGISTRY) + [f"keras:{n}" for n in KERAS_LISTED]
+
+
+def get(name: str) -> ModelInfo:
+    """The registry entry for ``name`` (prefixed names get an entry made on the fly)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name.startswith("keras:") and len(name) > 6:
+        return ModelInfo(name, applications.build_application, BIGEARTHNET_SPEC, "multi_label",
+                         f"keras.applications.{name[6:]}", {"application": name[6:]})
+    if name.startswith("hub:") and len(name) > 4:
+        return ModelInfo(name, hub.build_hub, BIGEARTHNET_SPEC, "multi_label",
+                         f"keras-hub backbone {name[4:]}", {"backbone": name[4:]})
+    raise KeyError(f"unknown model {name!r}; known: {', '.join(names())}, "
+                   "or keras:<keras.applications name>, hub:<keras-hub backbone class or preset>")
+
+
+def default_input_spec(name: str) -> dict:
+    """The input spec the model was published with (e.g. 120x120x10 for VGG/ResNet)."""
+    return dict(get(name).default_input_spec)
+
+
+def build(name: str, input_spec: Mapping, num_classes: int, task: str = "multi_label",
+          weights=None, **kwargs) -> keras.Model:
+    """Builds model ``name`` for ``input_spec`` with ``num_classes`` logits.
+
+    task: "multi_label" or "single_label" (the output is logits either way; only
+    Sen2LCZ-Net's fusion of its heads depends on it).
+    weights: None, a ``.weights.h5``/``.keras`` path, or a registered pretrained name.
+    kwargs: model options (see the builder in the model's module).
+    """
+    info = get(name)
+    spec = normalize_input_spec(input_spec)
+    common.check_task(task)
+    num_classes = common.check_num_classes(num_classes)
+    params = inspect.signature(info.builder).parameters
+    allowed = {k for k, p in params.items() if p.kind == p.KEYWORD_ONLY} - set(info.options)
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise TypeError(f"model {name!r} has no option(s) {sorted(unknown)}; "
+                        f"its options: {sorted(allowed) or 'none'}")
+    model = info.builder(spec, num_classes, task, **info.options, **kwargs)
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+def _is_path(weights) -> bool:
+    if isinstance(weights, os.PathLike):
+        return True
+    return isinstance(weights, str) and (weights.endswith((".h5", ".keras")) or os.sep in weights
+                                         or os.path.isfile(weights))
+
+
+def load_weights(model: keras.Model, weights) -> keras.Model:
+    """Loads ``weights`` (a file path or a registered pretrained name) into ``model``."""
+    if not _is_path(weights):
+        try:
+            import pretrained
+        except ImportError as e:
+            raise ImportError(f"weights={weights!r} is not a file, and resolving it as a pretrained "
+                              f"name needs the pretrained package, which failed to import: {e}") from e
+        resolved = pretrained.resolve(weights)  # KeyError for an unknown name surfaces as is
+        if not isinstance(resolved, (str, os.PathLike)):
+            resolved = getattr(resolved, "path", resolved)
+        return load_weights(model, os.fspath(resolved))
+    path = os.fspath(weights)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if not path.endswith((".weights.h5", ".keras", ".h5")):
+        raise ValueError(f"weights file {path}: expected a .weights.h5 or .keras file")
+    try:
+        model.load_weights(path)
+    except Exception as e:
+        raise ValueError(f"weights file {path} does not fit model {model.name!r}: {e}") from e
+    return model
+
+
+def load_model(path, compile: bool = False) -> keras.Model:
+    """``keras.models.load_model`` with this package's custom layers (and keras-hub,
+    if the file holds a hub model) registered."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file {path} does not exist")
+    if _mentions_keras_hub(path):
+        import keras_hub  # noqa: F401  registers keras-hub backbones for deserialisation
+    return keras.models.load_model(path, compile=compile)
+
+
+def _mentions_keras_hub(path: str) -> bool:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        return "config.json" in names and b"keras_hub" in z.read("config.json")
+
+
+__all__ = ["build", "names", "get", "default_input_spec", "load_weights", "load_model",
+           "register", "ModelInfo", "TASKS", "LOGITS_LAYER", "normalize_input_spec"]
