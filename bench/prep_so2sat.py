@@ -233,7 +233,7 @@ def main():
     ap.add_argument("--size", default="1.5GB", help="data size (or rows) of the generated training.h5")
     ap.add_argument("--work", default="/tmp/eorecords-bench/so2sat", help="folder for the file and the output")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="converter workers")
-    ap.add_argument("--read_rows", type=int, default=256, help="rows per read, both for the bare read and prep")
+    ap.add_argument("--read_rows", type=int, default=64, help="rows per read, both for the bare read and prep")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of every measure (median and range printed)")
     args = ap.parse_args()
     if os.path.abspath(args.work).startswith(REPO + os.sep):

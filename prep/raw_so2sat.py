@@ -34,6 +34,9 @@ _SCENARIO_RE = re.compile(r"(?:^|[^a-z0-9])(random|block|culture[_-]?10)(?:[^a-z
 _SPLIT_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 LABEL_CHECK_ROWS = 65536
 H5_CHUNK_CACHE = 16 << 20  # bytes of chunk cache per open dataset
+# Rows per HDF5 read: 64 rows are 9.4 MB of float64 per dataset pair, large enough for sequential disk
+# reads; measured on a 1.5 GB file against 256 rows: 30 MB less memory per worker and a few % faster.
+DEFAULT_READ_ROWS = 64
 
 
 class So2SatInputError(shards.PrepError):
@@ -383,7 +386,7 @@ def geo_feature_rows(f: h5py.File, info: GeoInfo, a: int, b: int) -> list[dict]:
 
 
 def produce(items: Sequence[tuple[int, int]], sources: Sequence[Source], dtype: str = "float32",
-            read_rows: int = 256, encode: bool = False) -> Iterator[shards.Record | shards.Skip]:
+            read_rows: int = DEFAULT_READ_ROWS, encode: bool = False) -> Iterator[shards.Record | shards.Skip]:
     """One shard's (source index, row) items -> one Record (or Skip) per item, in order.
 
     ``encode=False``: Records carry the feature values (``s2s.record_values``) and the pixels for

@@ -80,8 +80,8 @@ def define_flags() -> None:
                       "(x0, xres, 0, y0, 0, yres), 'worldfile' (A, D, B, E, C, F), or 'auto' (detected per file).")
     flags.DEFINE_bool("keep_float64", False, "Store float64 pixels as in the files (default: float32, half the "
                       "size; see the module doc for what the cast loses).")
-    flags.DEFINE_integer("read_rows", 256, "Rows read from the HDF5 at a time per worker (buffers per worker: "
-                         "about read_rows x 0.15 MB + 15 MB).")
+    flags.DEFINE_integer("read_rows", raw.DEFAULT_READ_ROWS, "Rows read from the HDF5 at a time per worker "
+                         "(buffers per worker: about read_rows x 0.15 MB + 15 MB).")
     flags.DEFINE_integer("max_rows", None, "Convert only the first N rows of each file (trial runs).")
     flags.DEFINE_float("shard_size_mb", 150.0, "Largest shard size in MB: each split is cut into as few shards "
                       "of equal record counts as keep under it (counts derive from an estimated record size).")
@@ -100,7 +100,7 @@ def define_flags() -> None:
 
 def prepare(h5_paths: Sequence[str], out: str, split_names: Sequence[str] | None = None,
             geo_paths: Sequence[str] | None = None, geolocation: bool = True, tfw_order: str = "auto",
-            keep_float64: bool = False, read_rows: int = 256, max_rows: int | None = None,
+            keep_float64: bool = False, read_rows: int = raw.DEFAULT_READ_ROWS, max_rows: int | None = None,
             shard_size_mb: float = 150.0, compression: str = "NONE", workers: int = 1, on_error: str = "fail",
             overwrite: bool = False, progress: bool = False, encode: bool = True) -> dict:
     """Python API of the command: returns the manifest.

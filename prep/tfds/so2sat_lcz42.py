@@ -54,7 +54,7 @@ RELEASES = {
     "v2": ("", {"training": "train", "validation": "val", "testing": "test"}),
     **{f"v3_{s}": (s, {"training": "train", "testing": "test"}) for s in s2s.SCENARIOS_V3},
 }
-READ_ROWS = 256
+READ_ROWS = raw.DEFAULT_READ_ROWS
 
 
 @dataclasses.dataclass
