@@ -235,11 +235,7 @@ def load_model(model_file: str):
     """The model, through ``models.load_model`` (which registers the project's custom layers)."""
     import models
 
-    if hasattr(models, "load_model"):
-        return models.load_model(model_file, compile=False)
-    import keras
-
-    return keras.models.load_model(model_file, compile=False)
+    return models.load_model(model_file, compile=False)
 
 
 def predict_split(model, data_dir: str, split: str, settings: dict, task: str, num_classes: int,
