@@ -17,8 +17,8 @@ Generates (once, cached, outside the repository) a synthetic ``training.h5`` in 
 each with the file evicted from the page cache (``cold``: posix_fadvise DONTNEED on this file
 only, so the disk, or the host's cache of it, is read) and with the file in the page cache
 (``warm``: the bare read is then a memory copy). MB/s count the float64 HDF5 bytes of sen1 +
-sen2 + label. Peak RSS: the largest single process (getrusage of the children) and the largest
-sum over the process tree sampled every 50 ms. Targets: peak RSS < 1 GB, conversion within 1.5x
+sen2 + label. Peak RSS, sampled every 50 ms: the largest sum over the process tree, and the peak of
+its largest process (VmHWM). Targets: peak RSS < 1 GB, conversion within 1.5x
 of the bare read. MB per CPU-second (user + system time of all processes) are also printed: on a
 shared machine they say more than wall-clock rates.
 """
@@ -82,12 +82,19 @@ def bare_read(path: str, read_rows: int) -> tuple[float, float, int]:
     return time.perf_counter() - t, time.process_time() - c, nbytes
 
 
-def device_read(path: str, block: int = 4 << 20) -> tuple[float, float, int]:
-    """Read the whole file with O_DIRECT (bypassing the page cache). Returns (wall s, CPU s, bytes)."""
+def device_read(path: str, block: int = 4 << 20) -> tuple[float, float, int] | None:
+    """Read the whole file with O_DIRECT (bypassing the page cache). Returns (wall s, CPU s, bytes), or
+    None where the file system does not take O_DIRECT (tmpfs, some network file systems)."""
+    if not hasattr(os, "O_DIRECT"):
+        return None
     t, c = time.perf_counter(), time.process_time()
     buf = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT needs
     nbytes = 0
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:
+        buf.close()
+        return None
     try:
         while True:
             k = os.readv(fd, [buf])
@@ -137,8 +144,9 @@ def floor_convert(path: str, out: str, rows: int, workers: int, read_rows: int) 
     return dt, cpu
 
 
-def _tree_rss(pid: int) -> int:
-    """Sum of VmRSS (bytes) over ``pid`` and its descendants."""
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """(sum of VmRSS, largest VmHWM) in bytes over ``pid`` and its descendants: the tree's resident
+    memory now, and the peak of its largest process so far (VmHWM holds peaks between samples)."""
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -148,7 +156,7 @@ def _tree_rss(pid: int) -> int:
                 children.setdefault(ppid, []).append(int(d))
             except (OSError, IndexError, ValueError):
                 pass
-    total, todo = 0, [pid]
+    total, largest, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         todo += children.get(p, [])
@@ -157,9 +165,11 @@ def _tree_rss(pid: int) -> int:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
+                    elif line.startswith("VmHWM:"):
+                        largest = max(largest, int(line.split()[1]) * 1024)
         except OSError:
             pass
-    return total
+    return total, largest
 
 
 def _cpu_children() -> float:
@@ -173,15 +183,15 @@ def convert(path: str, out: str, workers: int, read_rows: int) -> tuple[float, f
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "prep.so2sat", "--h5", path, "--out", out, f"--workers={workers}",
            f"--read_rows={read_rows}", "--noprogress"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     cpu0 = _cpu_children()
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = [0]
+    peak = [0, 0]
 
     def sample():
         while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            tree, one = _tree_rss(proc.pid)
+            peak[0], peak[1] = max(peak[0], tree), max(peak[1], one)
             time.sleep(0.05)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -192,10 +202,7 @@ def convert(path: str, out: str, workers: int, read_rows: int) -> tuple[float, f
     th.join()
     if proc.returncode:
         raise SystemExit(f"conversion failed:\n{output}")
-    single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
-    if before * 1024 >= single:
-        single = before * 1024  # an earlier child was larger; the figure is then an upper bound
-    return dt, cpu, peak[0], single
+    return dt, cpu, peak[0], peak[1]
 
 
 def _span(values: list[float], fmt: str = "{:,.0f}") -> str:
@@ -213,8 +220,8 @@ def measure(path: str, rows: int, mode: str, args, out: str) -> dict:
     dt, dcpu, nbytes = bare_read(path, args.read_rows)
     r["bare_mb_s"], r["bare_mb_per_cpu_s"] = nbytes / 1e6 / dt, nbytes / 1e6 / max(dcpu, 1e-9)
     if mode == "cold":  # O_DIRECT never uses the page cache: one figure, taken with the cold round
-        dt, dcpu, nbytes = device_read(path)
-        r["device_mb_s"] = nbytes / 1e6 / dt
+        direct = device_read(path)
+        r["device_mb_s"] = direct[2] / 1e6 / direct[0] if direct else float("nan")
     prime(path)
     dt, fcpu = floor_convert(path, out + "-floor", rows, args.workers, args.read_rows)
     r["floor_mb_s"], r["floor_mb_per_cpu_s"] = mb / dt, mb / max(fcpu, 1e-9)
@@ -267,12 +274,13 @@ def main():
               f"({_span(col['prep_us_cpu_per_patch'])} us of CPU per patch); prep "
               f"{_span(col['prep_patches_s'])} patches/s")
     device = [r["device_mb_s"] for r in rounds["cold"]]
-    peak = [r[k] for rs in rounds.values() for r in rs for k in ("prep_peak_rss_tree_mb",)]
+    peak = [r["prep_peak_rss_tree_mb"] for rs in rounds.values() for r in rs]
     single = [r["prep_peak_rss_process_mb"] for rs in rounds.values() for r in rs]
-    print(f"device read (O_DIRECT): {_span(device)} MB/s; peak RSS: all processes {_span(peak)} MB, "
+    direct = f"{_span(device)} MB/s" if np.isfinite(device).all() else "not supported on this file system"
+    print(f"device read (O_DIRECT): {direct}; peak RSS: all processes {_span(peak)} MB, "
           f"largest process {_span(single)} MB (target < 1,000)")
-    summary = {f"{mode}_{k}": round(float(np.median([r[k] for r in rs])), 2)
-               for mode, rs in rounds.items() for k in rs[0]}
+    medians = {f"{mode}_{k}": float(np.median([r[k] for r in rs])) for mode, rs in rounds.items() for k in rs[0]}
+    summary = {k: round(v, 2) if np.isfinite(v) else None for k, v in medians.items()}
     print(json.dumps(summary))
 
 
