@@ -158,11 +158,8 @@ def main(argv):
                                     FLAGS.keep_excluded, FLAGS.update_json, FLAGS.overwrite, FLAGS.progress,
                                     FLAGS.exclusion_lists, runner=FLAGS.runner, beam_options=FLAGS.beam_options)
     except shards.PrepError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(summary(manifest, time.time() - t0))
-    print(f"manifest: {os.path.join(FLAGS.out_folder, shards.MANIFEST)}")
-    return 0
+        return cli.error(e)
+    return cli.report(manifest, FLAGS.out_folder, time.time() - t0)
 
 
 def run():

@@ -1,13 +1,18 @@
 """Command-line helpers shared by the preparation commands (prep.bigearthnet, prep.so2sat).
 
-``summary`` prints the end-of-run table of a manifest. absl takes one value per occurrence of a
+``summary`` is the end-of-run table of a manifest; ``report`` and ``error`` print a command's
+outcome and give its exit status. absl takes one value per occurrence of a
 multi-value flag (``--h5 a --h5 b``); the upstream scripts and our docs also accept several values
 after one flag (``-n a.csv b.csv``).
 ``expand_nargs`` rewrites the second form into the first before absl parses the command line.
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import Mapping, Sequence
+
+from prep.shards import MANIFEST
 
 
 def expand_nargs(argv: Sequence[str], flags: Mapping[str, str]) -> list[str]:
@@ -63,3 +68,16 @@ def summary(manifest: dict, seconds: float | None = None, input_bytes: int | Non
             line += f", {input_bytes / 1e6 / dt:.0f} MB/s of input"
         rows.append(line + ")")
     return "\n".join(rows)
+
+
+def report(manifest: dict, out_dir: str, seconds: float, input_bytes: int | None = None) -> int:
+    """Print the summary table and where the manifest is; returns the exit status 0."""
+    print(summary(manifest, seconds, input_bytes))
+    print(f"manifest: {os.path.join(out_dir, MANIFEST)}")
+    return 0
+
+
+def error(e: Exception) -> int:
+    """Print a preparation error (its message names the file and the problem); returns exit status 1."""
+    print(f"error: {e}", file=sys.stderr)
+    return 1

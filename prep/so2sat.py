@@ -181,11 +181,8 @@ def main(argv):
                            FLAGS.keep_float64, FLAGS.read_rows, FLAGS.max_rows, FLAGS.shard_size_mb,
                            FLAGS.compression, FLAGS.workers, FLAGS.on_error, FLAGS.overwrite, FLAGS.progress)
     except shards.PrepError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(summary(manifest, time.time() - t0, input_bytes(manifest)))
-    print(f"manifest: {os.path.join(FLAGS.out, shards.MANIFEST)}")
-    return 0
+        return cli.error(e)
+    return cli.report(manifest, FLAGS.out, time.time() - t0, input_bytes(manifest))
 
 
 def run():
