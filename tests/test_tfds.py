@@ -47,63 +47,58 @@ def synthetic_archive(dest, n=24, seed=7):
     return exp
 
 
-class Bigearthnet19Test(tfds.testing.DatasetBuilderTestCase):
+class _ManualDir:
+    """Mixin for the TFDS builder tests: a temporary manual folder, filled by ``fill(folder)`` before
+    the builder test case sets up, removed after it. (Not a TestCase itself, so not collected.)"""
+
+    SKIP_CHECKSUMS = True
+
+    @classmethod
+    def fill(cls, folder: str) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls._tmp = tempfile.mkdtemp(prefix=f"{cls.__name__}_")
+        cls.fill(cls._tmp)
+        cls.EXAMPLE_DIR = cls._tmp
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls._tmp, ignore_errors=True)
+
+
+class Bigearthnet19Test(_ManualDir, tfds.testing.DatasetBuilderTestCase):
     """Both required configs on a synthetic archive with its own train/val/test CSVs."""
 
     DATASET_CLASS = b19.Bigearthnet19
     BUILDER_CONFIG_NAMES_TO_TEST = ["s2_all", "s2_rgb"]
-    SKIP_CHECKSUMS = True
 
     @classmethod
-    def setUpClass(cls):
-        cls._tmp = tempfile.mkdtemp(prefix="ben_manual_")
-        exp = synthetic_archive(cls._tmp)
-        cls.EXAMPLE_DIR = cls._tmp
-        cls.SPLITS = {s: len(v) for s, v in exp.items()}
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        shutil.rmtree(cls._tmp, ignore_errors=True)
+    def fill(cls, folder):
+        cls.SPLITS = {s: len(v) for s, v in synthetic_archive(folder).items()}
 
 
-class So2SatV2Test(tfds.testing.DatasetBuilderTestCase):
+class So2SatV2Test(_ManualDir, tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = s2l.So2satLcz42
     BUILDER_CONFIG_NAMES_TO_TEST = ["v2_all", "v2_rgb"]
-    SKIP_CHECKSUMS = True
     SPLITS = {"train": 20, "val": 7, "test": 9}
 
     @classmethod
-    def setUpClass(cls):
-        cls._tmp = tempfile.mkdtemp(prefix="so2sat_v2_")
-        write_release(cls._tmp, 2, {"training": 20, "validation": 7, "testing": 9}, seed=3)
-        cls.EXAMPLE_DIR = cls._tmp
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        shutil.rmtree(cls._tmp, ignore_errors=True)
+    def fill(cls, folder):
+        write_release(folder, 2, {"training": 20, "validation": 7, "testing": 9}, seed=3)
 
 
-class So2SatV3Test(tfds.testing.DatasetBuilderTestCase):
+class So2SatV3Test(_ManualDir, tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = s2l.So2satLcz42
     BUILDER_CONFIG_NAMES_TO_TEST = ["v3_random_sen2", "v3_culture_10_rgb"]
-    SKIP_CHECKSUMS = True
     SPLITS = {"train": 11, "test": 5}
 
     @classmethod
-    def setUpClass(cls):
-        cls._tmp = tempfile.mkdtemp(prefix="so2sat_v3_")
-        write_release(cls._tmp, 3, {"training": 11, "testing": 5}, seed=4, geo_layout="city")
-        cls.EXAMPLE_DIR = cls._tmp
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        shutil.rmtree(cls._tmp, ignore_errors=True)
+    def fill(cls, folder):
+        write_release(folder, 3, {"training": 11, "testing": 5}, seed=4, geo_layout="city")
 
 
 # --- features derived from the dataset definitions ---------------------------------------------
