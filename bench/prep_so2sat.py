@@ -215,17 +215,22 @@ def measure(path: str, rows: int, mode: str, args, out: str) -> dict:
     """One round of every measure with the file ``cold`` (evicted) or ``warm``."""
     mb = rows * ROW_BYTES / 1e6
     r = {}
-    prime = evict if mode == "cold" else (lambda p: bare_read(p, args.read_rows))
-    prime(path)
+    cold = mode == "cold"
+    if cold:
+        evict(path)
+    else:
+        bare_read(path, args.read_rows)  # fills the page cache; nothing below evicts the file
     dt, dcpu, nbytes = bare_read(path, args.read_rows)
     r["bare_mb_s"], r["bare_mb_per_cpu_s"] = nbytes / 1e6 / dt, nbytes / 1e6 / max(dcpu, 1e-9)
-    if mode == "cold":  # O_DIRECT never uses the page cache: one figure, taken with the cold round
+    if cold:  # O_DIRECT never uses the page cache: one figure, taken with the cold round
         direct = device_read(path)
         r["device_mb_s"] = direct[2] / 1e6 / direct[0] if direct else float("nan")
-    prime(path)
+    if cold:
+        evict(path)
     dt, fcpu = floor_convert(path, out + "-floor", rows, args.workers, args.read_rows)
     r["floor_mb_s"], r["floor_mb_per_cpu_s"] = mb / dt, mb / max(fcpu, 1e-9)
-    prime(path)
+    if cold:
+        evict(path)
     ct, ccpu, tree, single = convert(path, out, args.workers, args.read_rows)
     r["prep_mb_s"], r["prep_mb_per_cpu_s"] = mb / ct, mb / max(ccpu, 1e-9)
     r["prep_patches_s"], r["prep_us_cpu_per_patch"] = rows / ct, ccpu / rows * 1e6
