@@ -123,7 +123,7 @@ def plan_shards(out_dir: str, splits: Mapping[str, Sequence], per_shard: int,
     return tasks
 
 
-def sha256_file(path: str) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
     """The SHA-256 of a file, hex (read 4 MB at a time)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import http.client
 import json
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 from absl import logging
 from tqdm import tqdm
 
+from prep.shards import sha256_file
 from pretrained import registry
 
 ENV_CACHE = "EORECORDS_CACHE"
@@ -71,14 +71,6 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
     """The cache root: ``path`` if given, else ``$EORECORDS_CACHE``, else ``~/.cache/eorecords``."""
     chosen = path or os.environ.get(ENV_CACHE) or DEFAULT_CACHE
     return Path(os.path.expanduser(str(chosen))).absolute()
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_local(url: str) -> bool:
