@@ -31,6 +31,7 @@ resumed run ends with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
+from prep.errors import EORecordsError
 import dataclasses
 import logging as pylogging  # the standard library's, for TensorFlow's logger
 import functools
@@ -199,7 +200,7 @@ def config_from_flags() -> TrainConfig:
 # --- training --------------------------------------------------------------------------------------
 
 
-class RunDirError(RuntimeError):
+class RunDirError(EORecordsError, RuntimeError):
     pass
 
 

@@ -1,4 +1,10 @@
-"""Command-line helpers shared by the preparation commands (prep.bigearthnet, prep.so2sat).
+"""The command-line convention every eorecords command follows, and the preparation commands' helpers.
+
+``run_command`` runs a command module (its ``define_flags()``, ``main(argv)`` and docstring) as an
+absl app: ``--help`` shows the module's text and its own flags (also from the installed console
+scripts), ``--flagfile`` and ``--helpfull`` work, a bad flag or a ``prep.errors.UsageError`` prints
+``error: <problem> (see --help)`` and exits 2, and any ``prep.errors.EORecordsError`` prints
+``error: <file>: <problem>`` and exits 1, with no traceback. Tracebacks are for bugs only.
 
 ``summary`` is the end-of-run table of a manifest; ``report`` and ``error`` print a command's
 outcome and give its exit status. absl takes one value per occurrence of a
@@ -10,9 +16,93 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from typing import Mapping, Sequence
 
-from prep.shards import MANIFEST
+from prep.errors import EORecordsError, UsageError
+
+MANIFEST = "manifest.json"  # prep.shards.MANIFEST (not imported: the runner stays light)
+HELP_HINT = "see --help"
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split("\n")[0:1]) or "bad usage"
+
+
+def _usage_exit(message: str, name: str) -> None:
+    print(f"error: {_one_line(message)} ({name} --help)", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = None, *,
+                nargs: Mapping[str, str] | None = None, prog: str | None = None) -> None:
+    """Run a command module as an absl app under the project's convention (see the module doc).
+
+    Args:
+      module: the command's module (or its dotted name); it defines ``define_flags()``, which
+        declares its absl flags, and ``main(argv) -> int | None``.
+      argv: the command line, ``sys.argv`` by default (``argv[0]`` is the program).
+      nargs: multi-value flags given as ``FLAG a b c``, spelling -> flag (see ``expand_nargs``).
+      prog: the name shown in messages (default: ``python -m <module>``).
+
+    Raises:
+      SystemExit: always; 0 on success, 1 for an EORecordsError, 2 for a usage error.
+    """
+    import importlib
+
+    from absl import app, flags
+
+    if isinstance(module, str):
+        module = importlib.import_module(module)
+    argv = list(sys.argv if argv is None else argv)
+    if nargs:
+        argv = [argv[0]] + expand_nargs(argv[1:], nargs)
+    if prog is None:
+        script = os.path.basename(argv[0])
+        spec = getattr(module, "__spec__", None)
+        prog = script if script.startswith("eorecords") else f"python -m {spec.name if spec else module.__name__}"
+    module.define_flags()
+    # --help lists the key flags of the main module and its docstring: make both the command's,
+    # also when it runs from a console script (whose __main__ is a stub).
+    main_module = sys.modules.get("__main__")
+    for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
+        flags.FLAGS.register_key_flag_for_module(argv[0], flag)
+        if main_module is not None:
+            flags.FLAGS.register_key_flag_for_module(main_module.__name__, flag)
+    if main_module is not None and main_module is not module and module.__doc__:
+        main_module.__doc__ = module.__doc__
+
+    def parse(args: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as e:
+            _usage_exit(str(e), prog)
+
+    def guarded(args: list[str]):
+        try:
+            return module.main(args)
+        except (app.UsageError, UsageError) as e:
+            _usage_exit(str(e), prog)
+        except EORecordsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(e.exit_code) from None
+
+    app.run(guarded, argv=argv, flags_parser=parse)
+
+
+def required(*names: str) -> None:
+    """Raise UsageError naming the first of the absl flags ``names`` that has no value."""
+    from absl import flags
+
+    for name in names:
+        if flags.FLAGS[name].value in (None, "", []):
+            raise UsageError(f"--{name} is required")
+
+
+def no_arguments(argv: Sequence[str]) -> None:
+    """Raise UsageError if ``argv`` (absl's remaining arguments) holds more than the program."""
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
 
 
 def expand_nargs(argv: Sequence[str], flags: Mapping[str, str]) -> list[str]:
@@ -78,6 +168,6 @@ def report(manifest: dict, out_dir: str, seconds: float, input_bytes: int | None
 
 
 def error(e: Exception) -> int:
-    """Print a preparation error (its message names the file and the problem); returns exit status 1."""
+    """Print an error (its message names the file and the problem); returns exit status 1."""
     print(f"error: {e}", file=sys.stderr)
     return 1

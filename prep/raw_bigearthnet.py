@@ -6,6 +6,7 @@ problem; ``produce`` turns those into ``Skip`` results for the sharded writer.
 """
 from __future__ import annotations
 
+from prep.errors import InputError
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from prep.tiff import BandError, read_band
 _EPSG = re.compile(r'AUTHORITY\["EPSG",\s*"(\d+)"\]\s*\]\s*$')
 
 
-class PatchError(ValueError):
+class PatchError(InputError):
     """A patch that cannot be read: the message names the patch, the file and the problem."""
 
 

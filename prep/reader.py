@@ -26,6 +26,7 @@ B01 B09).
 """
 from __future__ import annotations
 
+from prep.errors import InputError
 import dataclasses
 import functools
 import json
@@ -50,7 +51,7 @@ _READ_BUFFER = 4 << 20
 log = logging.getLogger(__name__)
 
 
-class ReaderError(ValueError):
+class ReaderError(InputError):
     """A prepared directory or a pipeline option that cannot be read as asked."""
 
 

@@ -10,6 +10,7 @@ assembled from the sidecars at the end.
 """
 from __future__ import annotations
 
+from prep.errors import EORecordsError
 import dataclasses
 import hashlib
 import json
@@ -67,7 +68,7 @@ class Exclude:
     reason: str
 
 
-class PrepError(RuntimeError):
+class PrepError(EORecordsError, RuntimeError):
     """Preparation stopped on bad input (``--on_error=fail``) or an inconsistent output folder."""
 
 

@@ -7,6 +7,7 @@ output (tested against both).
 """
 from __future__ import annotations
 
+from prep.errors import InputError
 import gzip
 import hashlib
 import io
@@ -207,7 +208,7 @@ class TFRecordWriter:
         self.close()
 
 
-class CorruptRecordError(ValueError):
+class CorruptRecordError(InputError):
     pass
 
 

@@ -15,6 +15,7 @@ Every problem raises ``BandError`` (a ValueError) whose message names the file a
 """
 from __future__ import annotations
 
+from prep.errors import InputError
 import os
 import struct
 from typing import Sequence
@@ -24,7 +25,7 @@ import numpy as np
 __all__ = ["BandError", "read_band", "read_georef", "encode_geotiff", "write_band", "utm_epsg_citation"]
 
 
-class BandError(ValueError):
+class BandError(InputError):
     """A band file that cannot be read as asked: missing, corrupt, wrong shape or dtype."""
 
     def __init__(self, path, problem: str):

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from prep import shards, tfrecord
+from prep import cli, shards, tfrecord
 from prep.datasets import get
 
 FLAGS = flags.FLAGS
@@ -117,8 +117,8 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(main)
+    """Console entry point (``eorecords-verify``)."""
+    cli.run_command(sys.modules[__name__])
 
 
 if __name__ == "__main__":

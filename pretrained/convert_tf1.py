@@ -19,6 +19,7 @@ found, with the same shape, or ``ConversionError`` lists all the problems at onc
 """
 from __future__ import annotations
 
+from prep.errors import InputError
 import os
 import re
 from pathlib import Path
@@ -50,7 +51,7 @@ SCOPES = {
 }
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError):
     """The checkpoint and the Keras model do not correspond one to one."""
 
 

@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+from prep.errors import EORecordsError
 import dataclasses
 import http.client
 import json
@@ -44,7 +45,7 @@ _RETRYABLE_HTTP = (408, 429, 500, 502, 503, 504)
 _EXTRACTED_MARKER = ".eorecords-extracted.json"
 
 
-class FetchError(RuntimeError):
+class FetchError(EORecordsError, RuntimeError):
     """A download or unpacking step failed; the message names the URL or file."""
 
 

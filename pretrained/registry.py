@@ -7,6 +7,7 @@ answers to its aliases (the upstream file name, e.g. ``VGG16`` or ``MODEL_CNN_32
 """
 from __future__ import annotations
 
+from prep.errors import EORecordsError
 import dataclasses
 import functools
 import json
@@ -68,7 +69,7 @@ class Entry:
         return out
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(EORecordsError, KeyError):
     """Raised for a name that is neither a registry entry nor one of its aliases."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable

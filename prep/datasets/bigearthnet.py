@@ -5,6 +5,7 @@ are the official nomenclature, kept here in index order (never alphabetical).
 """
 from __future__ import annotations
 
+from prep.errors import InputError
 import re
 from typing import Iterable, Sequence
 
@@ -143,7 +144,7 @@ for _j, _sources in enumerate(CONVERSION_19):
 DROPPED_43 = tuple(LABELS_43[i] for i in np.flatnonzero(MAP_43_TO_19 < 0))
 
 
-class UnknownLabelError(ValueError):
+class UnknownLabelError(InputError):
     """A label name that is not in the 43-class nomenclature."""
 
 
