@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import keras
 
+from prep.datasets.spec import MULTI_LABEL
 from models import common
 
 # keras.applications families that accept any channel count when weights=None.
@@ -44,7 +45,7 @@ def _head(features, num_classes, name="predictions"):
     return keras.layers.Dense(num_classes, name=name)(features)
 
 
-def build_application(input_spec, num_classes, task="multi_label", *, application,
+def build_application(input_spec, num_classes, task=MULTI_LABEL, *, application,
                       stem="auto", dropout=0.0, model_name=None):
     """``keras.applications.<application>`` body (no top, random init), global average
     pooling, optional dropout and a dense logits layer."""
@@ -102,7 +103,7 @@ def densenet_features(x, blocks, growth, stem_filters):
     return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
 
 
-def build_densenet(input_spec, num_classes, task="multi_label", *, variant="DenseNet121",
+def build_densenet(input_spec, num_classes, task=MULTI_LABEL, *, variant="DenseNet121",
                    dropout=0.0, builder="auto"):
     """DenseNet121/161/169/201. builder="keras" (keras.applications, where it exists),
     "own" (this module's blocks) or "auto" (keras.applications unless DenseNet161)."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import keras
+from prep.datasets.spec import Task
 
-TASKS = ("multi_label", "single_label")
+TASKS = tuple(Task)  # ("multi_label", "single_label")
 LOGITS_LAYER = "logits"
 
 

@@ -11,7 +11,7 @@ stride 1, Glorot-uniform kernels, BN momentum 0.99 / epsilon 1e-3):
 
 Upstream ``dense2`` has a sigmoid and is trained with binary cross-entropy on one-hot
 [not built-up, built-up] targets; the published score is prob[:, 1]. Here ``dense2``
-is linear and the model returns logits (train with task="multi_label", i.e. sigmoid
+is linear and the model returns logits (train with task=MULTI_LABEL, i.e. sigmoid
 cross-entropy, to reproduce it); ``final_activation="sigmoid"`` appends the sigmoid
 (layer ``probabilities``) for a drop-in replica of the published models' outputs.
 
@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import keras
 
+from prep.datasets.spec import MULTI_LABEL
 from models import common
 
 WEIGHTED_LAYERS = ("conv1", "conv2", "bn1", "conv3", "conv4", "bn2", "dense1", "bn3", "dense2")
 DEFAULT_INPUT_SPEC = {"image": (5, 5, 4)}
 
 
-def build_ghs_s2net(input_spec, num_classes=2, task="multi_label", *, final_activation=None,
+def build_ghs_s2net(input_spec, num_classes=2, task=MULTI_LABEL, *, final_activation=None,
                     dropout=0.1):
     inputs, x = common.single_input(input_spec, "GHS-S2Net", min_size=5)
     if None in x.shape[1:3]:

@@ -23,6 +23,7 @@ import inspect
 
 import keras
 
+from prep.datasets.spec import MULTI_LABEL
 from models import common
 
 
@@ -46,7 +47,7 @@ def _backbone_class(name):
     return None
 
 
-def build_hub(input_spec, num_classes, task="multi_label", *, backbone, backbone_kwargs=None,
+def build_hub(input_spec, num_classes, task=MULTI_LABEL, *, backbone, backbone_kwargs=None,
               preset_weights=True, stem="auto", pooling="avg", dropout=0.0):
     import keras_hub
 

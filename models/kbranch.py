@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import keras
 
+from prep.datasets.spec import MULTI_LABEL
 from models import common
 
 FEATURE_SIZE = 128
@@ -101,7 +102,7 @@ def branch(x, key):
     return keras.layers.Dropout(0.5, name=f"{scope}.dropout_{n_drop}")(x)
 
 
-def build_kbranch(input_spec, num_classes, task="multi_label"):
+def build_kbranch(input_spec, num_classes, task=MULTI_LABEL):
     """K-BranchCNN for ``input_spec`` with keys "10m", "20m", "60m" (any sizes the
     pooling allows; the upstream ones are 120x120x4, 60x60x6, 20x20x2)."""
     if set(input_spec) != set(BRANCH_BANDS):

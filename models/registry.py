@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 import keras
 
+from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL
 from models import applications, common, ghs, hub, kbranch, slim, so2sat
 from models.common import LOGITS_LAYER, TASKS, normalize_input_spec
 
@@ -36,7 +37,7 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register(name, builder, default_input_spec, description, default_task="multi_label",
+def register(name, builder, default_input_spec, description, default_task=MULTI_LABEL,
              default_num_classes=19, **options):
     """Adds a model; ``options`` are fixed keyword arguments for ``builder``; the
     defaults describe the published configuration (input spec, task, class count)."""
@@ -57,11 +58,11 @@ for _d in (50, 101, 152):
 for _n in applications.DENSENET_BLOCKS:
     register(_n, applications.build_densenet, BIGEARTHNET_SPEC, f"{_n} (DenseNet-BC)", variant=_n)
 register("Sen2LCZ-Net", so2sat.build_sen2lcz, SO2SAT_SPEC,
-         "So2Sat sen2LCZ_drop: depth 17, dropout 0.2, multi-level fusion", default_task="single_label",
+         "So2Sat sen2LCZ_drop: depth 17, dropout 0.2, multi-level fusion", default_task=SINGLE_LABEL,
          default_num_classes=17)
 for _d in (11, 20, 29):
     register(f"So2Sat-ResNet{_d}", so2sat.build_so2sat_resnet, SO2SAT_SPEC,
-             f"So2Sat bottleneck ResNet v2, depth {_d}", default_task="single_label",
+             f"So2Sat bottleneck ResNet v2, depth {_d}", default_task=SINGLE_LABEL,
              default_num_classes=17, depth=_d)
 register("GHS-S2Net", ghs.build_ghs_s2net, ghs.DEFAULT_INPUT_SPEC,
          "GHS per-pixel built-up CNN on 5x5x4 windows (2 outputs)", default_num_classes=2)
@@ -83,10 +84,10 @@ def get(name: str) -> ModelInfo:
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name.startswith("keras:") and len(name) > 6:
-        return ModelInfo(name, applications.build_application, BIGEARTHNET_SPEC, "multi_label",
+        return ModelInfo(name, applications.build_application, BIGEARTHNET_SPEC, MULTI_LABEL,
                          f"keras.applications.{name[6:]}", {"application": name[6:]})
     if name.startswith("hub:") and len(name) > 4:
-        return ModelInfo(name, hub.build_hub, BIGEARTHNET_SPEC, "multi_label",
+        return ModelInfo(name, hub.build_hub, BIGEARTHNET_SPEC, MULTI_LABEL,
                          f"keras-hub backbone {name[4:]}", {"backbone": name[4:]})
     raise KeyError(f"unknown model {name!r}; known: {', '.join(names())}, "
                    "or keras:<keras.applications name>, hub:<keras-hub backbone class or preset>")
@@ -97,7 +98,7 @@ def default_input_spec(name: str) -> dict:
     return dict(get(name).default_input_spec)
 
 
-def build(name: str, input_spec: Mapping, num_classes: int, task: str = "multi_label",
+def build(name: str, input_spec: Mapping, num_classes: int, task: str = MULTI_LABEL,
           weights=None, **kwargs) -> keras.Model:
     """Builds model ``name`` for ``input_spec`` with ``num_classes`` logits.
 

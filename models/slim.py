@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import keras
 
+from prep.datasets.spec import MULTI_LABEL
 from models import common
 
 VGG_CONVS = {
@@ -74,7 +75,7 @@ BN_EPSILON = 1e-5
 
 # ----------------------------------------------------------------------------- VGG
 
-def build_vgg(input_spec, num_classes, task="multi_label", *, variant="vgg_16",
+def build_vgg(input_spec, num_classes, task=MULTI_LABEL, *, variant="vgg_16",
               fc_units=4096, dropout=0.5, scope=None):
     """slim ``vgg_16``/``vgg_19`` with SAME fc convs and global pooling.
 
@@ -147,7 +148,7 @@ def bottleneck_v1(x, depth, depth_bottleneck, stride, scope):
     return keras.layers.ReLU(name=f"{scope}.relu")(x)
 
 
-def build_resnet_v1(input_spec, num_classes, task="multi_label", *, variant="resnet_v1_50",
+def build_resnet_v1(input_spec, num_classes, task=MULTI_LABEL, *, variant="resnet_v1_50",
                     scope=None, units=None):
     """slim ``resnet_v1_{50,101,152}`` with global pooling and 1x1-conv logits.
 

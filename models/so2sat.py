@@ -31,6 +31,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from prep.datasets.spec import SINGLE_LABEL
 from models import common
 
 
@@ -66,7 +67,7 @@ class FusionLogits(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def build_sen2lcz(input_spec, num_classes, task="single_label", *, depth=17, filters=16,
+def build_sen2lcz(input_spec, num_classes, task=SINGLE_LABEL, *, depth=17, filters=16,
                   dropout=0.2, fusion=True, batch_norm=True):
     if depth < 5 or (depth - 1) % 4:
         raise ValueError(f"Sen2LCZ-Net depth must be 4k+1 with k >= 1, got {depth}")
@@ -102,14 +103,14 @@ def build_sen2lcz(input_spec, num_classes, task="single_label", *, depth=17, fil
     x = stage(x, 3, dim)
     last = head(x, f"head_{size >> 3}")
     if fusion:
-        mode = "softmax" if task == "single_label" else "sigmoid"
+        mode = "softmax" if task == SINGLE_LABEL else "sigmoid"
         out = FusionLogits(mode, dtype="float32", name="fusion")([last] + heads)
     else:
         out = last
     return common.finish(inputs, out, "Sen2LCZ-Net")
 
 
-def build_so2sat_resnet(input_spec, num_classes, task="single_label", *, depth=20,
+def build_so2sat_resnet(input_spec, num_classes, task=SINGLE_LABEL, *, depth=20,
                         filters=16, weight_decay=1e-4):
     if depth < 11 or (depth - 2) % 9:
         raise ValueError(f"So2Sat ResNet depth must be 9n+2 (11, 20, 29, 56...), got {depth}")

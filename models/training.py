@@ -22,6 +22,7 @@ from tensorflow.core.framework import summary_pb2
 
 import models
 from prep.shards import sha256_file
+from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL
 
 HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds")
 
@@ -171,14 +172,14 @@ def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0, class_w
     class (single-label)."""
     ls = float(label_smoothing)
     w = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
-    if task == "multi_label":
+    if task == MULTI_LABEL:
         def loss(y, logits):
             t = y * (1.0 - ls) + 0.5 * ls if ls else y
             e = tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=logits)
             if w is not None:
                 e = e * w
             return tf.reduce_mean(e, axis=-1)
-    elif task == "single_label":
+    elif task == SINGLE_LABEL:
         def loss(y, logits):
             if ls:
                 t = tf.one_hot(y, num_classes) * (1.0 - ls) + ls / num_classes
@@ -207,7 +208,7 @@ def make_counts(task: str):
         wrong = tf.cast(tf.shape(y)[0], tf.float32) - right
         return right, wrong, wrong
 
-    return multi if task == "multi_label" else single
+    return multi if task == MULTI_LABEL else single
 
 
 def micro_f1(tp: float, fp: float, fn: float) -> float:

@@ -6,10 +6,19 @@ read these objects; nothing else hard-codes band names, shapes or feature keys.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Mapping
 
-MULTI_LABEL = "multi_label"
-SINGLE_LABEL = "single_label"
+
+class Task(enum.StrEnum):
+    """The learning task of a dataset or model; the values are the names used in files and flags."""
+
+    MULTI_LABEL = "multi_label"  # several classes per item: multi-hot targets, sigmoid
+    SINGLE_LABEL = "single_label"  # one class per item: class-index targets, softmax
+
+
+MULTI_LABEL = Task.MULTI_LABEL
+SINGLE_LABEL = Task.SINGLE_LABEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +75,7 @@ class DatasetSpec:
 
     name: str
     version: str
-    task: str  # MULTI_LABEL | SINGLE_LABEL
+    task: Task
     bands: tuple[Band, ...]
     class_names: tuple[str, ...]
     schemas: Mapping[str, Schema]
