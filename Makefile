@@ -27,6 +27,7 @@ demo: $(VENV)/.installed
 	$(PY) -m prep.demo --out $(DEMO_DIR)
 
 test: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n $(JOBS) -q tests
 
 bench: $(VENV)/.installed

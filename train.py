@@ -31,16 +31,17 @@ resumed run ends with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
-from prep.errors import EORecordsError
 import dataclasses
-import logging as pylogging  # the standard library's, for TensorFlow's logger
 import functools
 import json
+import logging as pylogging  # the standard library's, for TensorFlow's logger
 import os
 import time
 from typing import Any, Mapping
 
 from absl import app, flags, logging
+
+from prep.errors import EORecordsError
 
 FLAGS = flags.FLAGS
 

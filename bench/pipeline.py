@@ -158,11 +158,11 @@ def main(argv=None):
     load0 = os.getloadavg()
     print(f"input {spec}, batch {args.batch_size}, augment {augment}, resample {args.resample}, "
           f"normalize {normalize}; {os.cpu_count()} CPUs, load average {load0[0]:.1f} at start")
-    for label, schema, d, ds in pipelines:  # compile / fill caches once
+    for *_, ds in pipelines:  # compile / fill caches once
         time_round(ds, 1, 1)
     results = {i: [] for i in range(len(pipelines))}
-    for r in range(args.rounds):
-        for i, (label, schema, d, ds) in enumerate(pipelines):
+    for _ in range(args.rounds):
+        for i, (*_, ds) in enumerate(pipelines):
             results[i].append(time_round(ds, args.warmup, args.batches))
     load1 = os.getloadavg()
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import keras
 
-from prep.datasets.spec import MULTI_LABEL
 from models import common
+from prep.datasets.spec import MULTI_LABEL
 
 # keras.applications families that accept any channel count when weights=None.
 ANY_BANDS_FAMILIES = ("ResNet", "DenseNet", "VGG", "MobileNet", "Xception", "Inception", "NASNet")

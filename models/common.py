@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import keras
+
 from prep.datasets.spec import Task
 
 TASKS = tuple(Task)  # ("multi_label", "single_label")

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import keras
 
-from prep.datasets.spec import MULTI_LABEL
 from models import common
+from prep.datasets.spec import MULTI_LABEL
 
 WEIGHTED_LAYERS = ("conv1", "conv2", "bn1", "conv3", "conv4", "bn2", "dense1", "bn3", "dense2")
 DEFAULT_INPUT_SPEC = {"image": (5, 5, 4)}

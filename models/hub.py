@@ -23,8 +23,8 @@ import inspect
 
 import keras
 
-from prep.datasets.spec import MULTI_LABEL
 from models import common
+from prep.datasets.spec import MULTI_LABEL
 
 
 @keras.saving.register_keras_serializable(package="eorecords")

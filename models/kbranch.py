@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import keras
 
-from prep.datasets.spec import MULTI_LABEL
 from models import common
+from prep.datasets.spec import MULTI_LABEL
 
 FEATURE_SIZE = 128
 BRANCH_BANDS = {"10m": 4, "20m": 6, "60m": 2}

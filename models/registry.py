@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 
 import keras
 
-from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL
 from models import applications, common, ghs, hub, kbranch, slim, so2sat
 from models.common import LOGITS_LAYER, TASKS, normalize_input_spec
+from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL
 
 BIGEARTHNET_SPEC = {"image": (120, 120, 10)}
 SO2SAT_SPEC = {"image": (32, 32, 10)}

@@ -53,8 +53,8 @@ from __future__ import annotations
 
 import keras
 
-from prep.datasets.spec import MULTI_LABEL
 from models import common
+from prep.datasets.spec import MULTI_LABEL
 
 VGG_CONVS = {
     "vgg_16": (2, 2, 3, 3, 3),

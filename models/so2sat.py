@@ -31,8 +31,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from prep.datasets.spec import SINGLE_LABEL
 from models import common
+from prep.datasets.spec import SINGLE_LABEL
 
 
 @keras.saving.register_keras_serializable(package="eorecords")

@@ -21,8 +21,8 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 import models
-from prep.shards import sha256_file
 from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL
+from prep.shards import sha256_file
 
 HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds")
 

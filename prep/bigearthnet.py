@@ -16,9 +16,8 @@ import time
 from absl import app, flags
 
 import splits as official
-from prep import cli
+from prep import cli, shards
 from prep import raw_bigearthnet as raw
-from prep import shards
 from prep.datasets import bigearthnet as ben
 
 FLAGS = flags.FLAGS

@@ -6,15 +6,14 @@ problem; ``produce`` turns those into ``Skip`` results for the sharded writer.
 """
 from __future__ import annotations
 
-from prep.errors import InputError
 import json
 import os
 import re
 from typing import Iterator, Sequence
 
-import numpy as np
-
+from prep import files
 from prep.datasets import bigearthnet as ben
+from prep.errors import InputError
 from prep.shards import Exclude, Record, Skip
 from prep.tiff import BandError, read_band
 
@@ -95,10 +94,8 @@ def update_json(root: str, name: str, labels19: Sequence[str]) -> None:
     with open(path, "rb") as f:
         meta = json.loads(f.read())
     meta["BigEarthNet_19_labels"] = list(labels19)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with files.atomic_write(path) as f:
         json.dump(meta, f)
-    os.replace(tmp, path)
 
 
 def produce(items: Sequence[str], root: str, schema_name: str, keep_excluded: bool = False,

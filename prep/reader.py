@@ -26,7 +26,6 @@ B01 B09).
 """
 from __future__ import annotations
 
-from prep.errors import InputError
 import dataclasses
 import functools
 import json
@@ -39,6 +38,7 @@ import tensorflow as tf
 
 from prep import band_stats, datasets
 from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, DatasetSpec, Schema
+from prep.errors import InputError
 
 MANIFEST = "manifest.json"
 AUTOTUNE = tf.data.AUTOTUNE

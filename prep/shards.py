@@ -10,7 +10,6 @@ assembled from the sidecars at the end.
 """
 from __future__ import annotations
 
-from prep.errors import EORecordsError
 import dataclasses
 import hashlib
 import json
@@ -20,14 +19,14 @@ import os
 import queue
 import sys
 import threading
-import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from prep import tfrecord
-from prep.fastencode import CompiledSchema
+from prep import files, tfrecord
 from prep.datasets.spec import DatasetSpec, Schema
+from prep.errors import EORecordsError
+from prep.fastencode import CompiledSchema
 from prep.stats import BandStats, load_states, save_states
 
 MANIFEST = "manifest.json"
@@ -124,25 +123,8 @@ def plan_shards(out_dir: str, splits: Mapping[str, Sequence], per_shard: int,
     return tasks
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, hex (read 4 MB at a time)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Write ``obj`` as JSON (indent 1) to ``path`` through a synced temporary file and a rename, so a
-    reader sees the old file or the whole new one, never a partial one."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+sha256_file = files.sha256_file  # re-exported: the one implementation lives in prep.files
+write_json_atomic = files.write_json_atomic
 
 
 # --- the worker side --------------------------------------------------------------------------

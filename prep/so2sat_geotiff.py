@@ -14,8 +14,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from prep.datasets import so2sat as s2s
 from prep import raw_so2sat as raw
+from prep.datasets import so2sat as s2s
 from prep.raw_so2sat import So2SatInputError
 
 

@@ -7,7 +7,6 @@ output (tested against both).
 """
 from __future__ import annotations
 
-from prep.errors import InputError
 import gzip
 import hashlib
 import io
@@ -19,6 +18,7 @@ import google_crc32c
 import numpy as np
 
 from prep.datasets.spec import Field
+from prep.errors import InputError
 
 _MASK_DELTA = 0xA282EAD8
 

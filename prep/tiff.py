@@ -15,12 +15,13 @@ Every problem raises ``BandError`` (a ValueError) whose message names the file a
 """
 from __future__ import annotations
 
-from prep.errors import InputError
 import os
 import struct
 from typing import Sequence
 
 import numpy as np
+
+from prep.errors import InputError
 
 __all__ = ["BandError", "read_band", "read_georef", "encode_geotiff", "write_band", "utm_epsg_citation"]
 
@@ -29,9 +30,7 @@ class BandError(InputError):
     """A band file that cannot be read as asked: missing, corrupt, wrong shape or dtype."""
 
     def __init__(self, path, problem: str):
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(problem, path=path)
 
 
 # --- reading ------------------------------------------------------------------------------------

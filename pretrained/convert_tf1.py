@@ -19,12 +19,13 @@ found, with the same shape, or ``ConversionError`` lists all the problems at onc
 """
 from __future__ import annotations
 
-from prep.errors import InputError
 import os
 import re
 from pathlib import Path
 
 import numpy as np
+
+from prep.errors import InputError
 
 # Optimizer and bookkeeping variables: never part of the model.
 IGNORED = re.compile(

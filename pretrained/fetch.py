@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-from prep.errors import EORecordsError
 import dataclasses
 import http.client
 import json
@@ -35,6 +34,7 @@ from pathlib import Path
 from absl import logging
 from tqdm import tqdm
 
+from prep.errors import EORecordsError
 from prep.shards import sha256_file
 from pretrained import registry
 

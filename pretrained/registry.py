@@ -7,12 +7,13 @@ answers to its aliases (the upstream file name, e.g. ``VGG16`` or ``MODEL_CNN_32
 """
 from __future__ import annotations
 
-from prep.errors import EORecordsError
 import dataclasses
 import functools
 import json
 import os
 from typing import Any
+
+from prep.errors import EORecordsError
 
 REGISTRY_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry.json")
 

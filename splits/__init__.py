@@ -6,12 +6,12 @@ See splits/README.md for where each list comes from.
 """
 from __future__ import annotations
 
-import bz2
 import functools
-import gzip
 import importlib.util
 import os
 from pathlib import Path
+
+from prep import files
 
 SPLITS = ("train", "val", "test")
 EXCLUSIONS = {
@@ -47,14 +47,7 @@ def split_file(split: str) -> Path:
     return data_file(f"{split}.csv.bz2")
 
 
-def open_text(path: str | os.PathLike):
-    """Open a plain, .bz2 or .gz text file."""
-    path = str(path)
-    if path.endswith(".bz2"):
-        return bz2.open(path, "rt", encoding="utf-8", newline="")
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, "rt", encoding="utf-8", newline="")
+open_text = files.open_text  # plain, .bz2 or .gz
 
 
 def read_names(path: str | os.PathLike) -> list[str]:

@@ -15,8 +15,8 @@ import pytest
 from absl import app
 
 import evaluate
-from tests.conftest import command_flags
 from models import metrics, report
+from tests.conftest import command_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,6 @@
 """prep.bigearthnet end to end on the six real patches (and renamed copies of them)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

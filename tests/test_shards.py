@@ -1,7 +1,8 @@
 """The shard plan: how a split's items are cut into shards."""
 import math
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prep import shards
 from prep.datasets import bigearthnet as ben

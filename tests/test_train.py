@@ -17,12 +17,12 @@ import pytest
 import tensorflow as tf
 
 import train
-from tests.conftest import command_flags
 from models import training
 from prep import datasets, reader, shards
 from prep.datasets import bigearthnet as ben
 from prep.datasets.spec import Band, DatasetSpec
 from prep.synthetic import bigearthnet as synth
+from tests.conftest import command_flags
 
 FACTOR = 5
 MINI = DatasetSpec(

@@ -5,13 +5,13 @@ are the official nomenclature, kept here in index order (never alphabetical).
 """
 from __future__ import annotations
 
-from prep.errors import InputError
 import re
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from prep.datasets.spec import MULTI_LABEL, Band, DatasetSpec, Field, Schema
+from prep.errors import InputError
 
 NAME = "bigearthnet19"
 VERSION = "1.0.0"
