@@ -40,8 +40,8 @@ from prep import reader  # noqa: E402
 
 def synthetic_dirs(work: str, num_patches: int, workers: int) -> list[str]:
     """A synthetic raw archive prepared in both schemas under ``work`` (reused when present)."""
-    from prep import bigearthnet as prep_ben
-    from prep.synthetic import bigearthnet as synth
+    from prep.datasets.bigearthnet import command as prep_ben
+    from prep.datasets.bigearthnet import synthetic as synth
 
     root = os.path.join(work, "raw")
     if not os.path.exists(os.path.join(root, "train.csv")):

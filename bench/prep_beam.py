@@ -31,7 +31,7 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from prep import tfrecord  # noqa: E402
-from prep.synthetic.bigearthnet import generate_bigearthnet  # noqa: E402
+from prep.datasets.bigearthnet.synthetic import generate_bigearthnet  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 CONFIGS = {

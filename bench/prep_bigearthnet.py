@@ -20,15 +20,15 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Only light imports at the top: the spawned preparation workers import this script again.
-from prep import bigearthnet as cli  # noqa: E402
-from prep import raw_bigearthnet as raw  # noqa: E402
-from prep.datasets import bigearthnet as ben  # noqa: E402
+from prep.datasets.bigearthnet import command as cli  # noqa: E402
+from prep.datasets.bigearthnet import raw  # noqa: E402
+from prep.datasets.bigearthnet import spec as ben  # noqa: E402
 
 RAW_BYTES = ben.PIXELS_PER_PATCH * 2
 
 
 def archive(work: str, n: int) -> tuple[str, list[str]]:
-    from prep.synthetic.bigearthnet import generate_bigearthnet
+    from prep.datasets.bigearthnet.synthetic import generate_bigearthnet
 
     root = os.path.join(work, f"ben{n}")
     if not os.path.exists(os.path.join(root, ".complete")):

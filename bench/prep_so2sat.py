@@ -42,7 +42,7 @@ sys.path.insert(0, REPO)
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from prep.synthetic import so2sat as synth  # noqa: E402
+from prep.datasets.so2sat import synthetic as synth  # noqa: E402
 
 ROW_BYTES = (32 * 32 * 18 + 17) * 8
 

@@ -1,10 +1,13 @@
-"""BigEarthNet-S2 preparation as an Apache Beam pipeline: ``python -m prep.bigearthnet ... --runner R``.
+"""Any dataset's preparation as an Apache Beam pipeline: ``python -m prep <dataset> ... --runner R``.
 
-The same preparation as the local path (``prep.bigearthnet.prepare``): the same split lists,
-exclusions and shard plan, the same records (``raw_bigearthnet.produce`` -> ``record_values`` ->
-``encode_example``), the same manifest (counts, class counts, exact band statistics, every
-skipped and excluded patch with its reason). Runs on the DirectRunner (one machine), Dataflow,
-Flink or Spark; ``--beam_options`` passes pipeline options (``--project=... --region=...``).
+``write_plan`` runs a dataset's ``PreparePlan`` (``prep.datasets.contract``) on Beam: the same plan
+as the local path (``prep.shards.write_plan``): the same split lists, exclusions and shard plan,
+the same records (the plan's ``produce``), the same manifest (counts, class counts, exact band
+statistics, every skipped and excluded item with its reason), byte for byte on the DirectRunner.
+Runs on the DirectRunner (one machine; the Python runner is selected explicitly, so nothing is
+downloaded), Dataflow, Flink or Spark; ``--beam_options`` passes pipeline options
+(``--project=... --region=...``). The runner and its options are recorded in
+``OUT/.parts/beam-run.json``, not in the manifest, which stays the local path's.
 
 Two shard writers, chosen with the pipeline option ``--shard_writer``:
 
@@ -26,16 +29,15 @@ Two shard writers, chosen with the pipeline option ``--shard_writer``:
     of BigEarthNet runs out of memory on one machine. Statistics and counts are computed per
     planned shard as in ``planned``; the manifest lists the files the sink wrote.
 
-Paths: the raw archive and the output may be local (for Flink/Spark: a filesystem every worker
-mounts) or any Beam filesystem (``gs://...``, ``s3://...``, ``hdfs://...``): remote patch folders
-are copied one at a time to the worker's temporary folder to be read, remote shards are written
-locally and uploaded. The driver keeps its books (plan, sidecars) in ``OUT/.parts`` as the local
-path does.
+Paths: the output may be local (for Flink/Spark: a filesystem every worker mounts) or any Beam
+filesystem (``gs://...``, ``s3://...``, ``hdfs://...``): remote shards are written locally and
+uploaded. So may the raw input, where the dataset's plan supports it (BigEarthNet's patch folders
+are copied one at a time to the worker's temporary folder: ``prep.datasets.bigearthnet.remote``).
+The driver keeps its books (plan, sidecars) in ``OUT/.parts`` as the local path does.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import glob
 import json
 import logging
@@ -52,15 +54,14 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from prep import bigearthnet as cli
-from prep import raw_bigearthnet as raw
 from prep import shards, tfrecord
-from prep.datasets import bigearthnet as ben
+from prep.datasets.contract import PreparePlan
 from prep.datasets.spec import DatasetSpec
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 SHARD_WRITERS = ("planned", "writetotfrecord")
 TASKS = "beam-tasks.jsonl"
+RUN_INFO = "beam-run.json"  # in OUT/.parts: the runner and its worker options of the last run
 _RAW = CompressionTypes.UNCOMPRESSED
 
 
@@ -100,10 +101,12 @@ def pipeline_options(runner: str, beam_options: str = "", workers: int = 1) -> P
 # --- paths on any Beam filesystem --------------------------------------------------------------
 
 def is_remote(path: str) -> bool:
+    """Whether ``path`` names a Beam filesystem (``scheme://...``) rather than a local path."""
     return "://" in str(path)
 
 
-def _join(base: str, *parts: str) -> str:
+def join(base: str, *parts: str) -> str:
+    """``os.path.join`` for local paths, ``FileSystems.join`` for Beam filesystem paths."""
     return FileSystems.join(base, *parts) if is_remote(base) else os.path.join(base, *parts)
 
 
@@ -115,12 +118,13 @@ def _upload(local: str, dest: str) -> None:
     FileSystems.rename([tmp], [dest])
 
 
-def _download(src: str, local: str) -> None:
+def download(src: str, local: str) -> None:
+    """Copy ``src`` on any Beam filesystem to the local file ``local``."""
     with FileSystems.open(src, compression_type=_RAW) as f, open(local, "wb") as out:
         shutil.copyfileobj(f, out, 1 << 22)
 
 
-def _sizes(pattern: str) -> dict[str, int]:
+def sizes(pattern: str) -> dict[str, int]:
     """Path -> size of the files matching a glob pattern (empty when none)."""
     try:
         (res,) = FileSystems.match([pattern])
@@ -130,22 +134,6 @@ def _sizes(pattern: str) -> dict[str, int]:
 
 
 # --- the worker side ---------------------------------------------------------------------------
-
-def produce_remote(items: Sequence[str], root: str, schema_name: str, keep_excluded: bool = False) -> Iterator:
-    """``raw_bigearthnet.produce`` for patch folders on a Beam filesystem: one folder at a time."""
-    for name in items:
-        tmp = tempfile.mkdtemp(prefix="ben_patch_")
-        try:
-            os.mkdir(os.path.join(tmp, name))
-            for path in _sizes(_join(root, name, "*")):
-                _download(path, os.path.join(tmp, name, path.rsplit("/", 1)[-1]))
-            for result in raw.produce([name], tmp, schema_name, keep_excluded=keep_excluded):
-                if isinstance(result, (shards.Skip, shards.Exclude)):
-                    result = dataclasses.replace(result, reason=result.reason.replace(tmp, root))
-                yield result
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
 
 def _task_to_json(task: shards.ShardTask) -> str:
     return json.dumps({"split": task.split, "index": task.index, "num_shards": task.num_shards,
@@ -188,13 +176,13 @@ class _ShardFn(beam.DoFn):
                 for record in tfrecord.read_records(run.path, self.compression or "NONE"):
                     yield beam.pvalue.TaggedOutput(task.split, record)
             if stage is not None:
-                parts = _join(out_dir, shards.PARTS)
+                parts = join(out_dir, shards.PARTS)
                 if not self.emit_records:
                     _upload(run.path, task.path)
                 for suffix in (".stats.npz", ".json"):  # the sidecar last: it marks the shard finished
                     local = os.path.join(stage, shards.PARTS, task.name + suffix)
                     if is_remote(out_dir):
-                        _upload(local, _join(parts, task.name + suffix))
+                        _upload(local, join(parts, task.name + suffix))
                     else:
                         os.replace(local, os.path.join(parts, task.name + suffix))
         finally:
@@ -214,7 +202,7 @@ class _Books:
         self.parts = os.path.join(self.local, shards.PARTS)
 
     def remote_parts(self, name: str = "") -> str:
-        return _join(self.out, shards.PARTS, name) if name else _join(self.out, shards.PARTS)
+        return join(self.out, shards.PARTS, name) if name else join(self.out, shards.PARTS)
 
     def check_plan(self, plan: dict, overwrite: bool) -> None:
         if not self.remote:
@@ -223,11 +211,11 @@ class _Books:
         os.makedirs(self.parts, exist_ok=True)
         remote_plan = self.remote_parts("plan.json")
         if FileSystems.exists(remote_plan):
-            _download(remote_plan, os.path.join(self.parts, "plan.json"))
+            download(remote_plan, os.path.join(self.parts, "plan.json"))
         shards.check_plan(self.local, plan, overwrite)  # same comparison and message
         if overwrite:
-            old = [p for pat in ("*.tfrecord", "*.tfrecord.gz", shards.MANIFEST) for p in _sizes(_join(self.out, pat))]
-            old += list(_sizes(self.remote_parts("*")))
+            old = [p for pat in ("*.tfrecord", "*.tfrecord.gz", shards.MANIFEST) for p in sizes(join(self.out, pat))]
+            old += list(sizes(self.remote_parts("*")))
             if old:
                 FileSystems.delete(old)
         _upload(os.path.join(self.parts, "plan.json"), remote_plan)
@@ -241,15 +229,15 @@ class _Books:
         """Sidecars of shards already complete (shard present with the recorded size)."""
         if not self.remote:
             return {t.name: s for t in tasks if (s := shards.finished_sidecar(t)) is not None}
-        sizes = _sizes(_join(self.out, "*.tfrecord*"))
-        sides = _sizes(self.remote_parts("*.json"))
+        shard_sizes = sizes(join(self.out, "*.tfrecord*"))
+        sides = sizes(self.remote_parts("*.json"))
         done = {}
         for t in tasks:
             side_path = self.remote_parts(t.name + ".json")
-            if side_path in sides and t.path in sizes:
+            if side_path in sides and t.path in shard_sizes:
                 with FileSystems.open(side_path, compression_type=_RAW) as f:
                     side = json.loads(f.read())
-                if side.get("bytes") == sizes[t.path]:
+                if side.get("bytes") == shard_sizes[t.path]:
                     done[t.name] = side
         return done
 
@@ -260,7 +248,7 @@ class _Books:
             local = os.path.join(self.parts, t.name + ".json")
             if self.remote:
                 for suffix in (".json", ".stats.npz"):
-                    _download(self.remote_parts(t.name + suffix), os.path.join(self.parts, t.name + suffix))
+                    download(self.remote_parts(t.name + suffix), os.path.join(self.parts, t.name + suffix))
             with open(local) as f:
                 out[t.name] = json.load(f)
         return out
@@ -275,7 +263,7 @@ class _Books:
     def write_manifest(self, manifest: dict) -> None:
         shards.write_json_atomic(os.path.join(self.local, shards.MANIFEST), manifest)
         if self.remote:
-            _upload(os.path.join(self.local, shards.MANIFEST), _join(self.out, shards.MANIFEST))
+            _upload(os.path.join(self.local, shards.MANIFEST), join(self.out, shards.MANIFEST))
 
     def close(self) -> None:
         if self.remote:
@@ -345,7 +333,7 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                   compression: str | None = None, flags: Mapping | None = None,
                   excluded: Sequence[Mapping] | None = None, skipped: Sequence[Mapping] | None = None,
                   extra: Mapping | None = None, on_error: str = "fail", overwrite: bool = False,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, run_info: Mapping | None = None) -> dict:
     """``prep.shards.write_dataset`` run as a Beam pipeline; returns (and saves) the manifest."""
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
@@ -366,12 +354,12 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
     books = _Books(out_dir)
     try:
         books.check_plan(shards.plan_fingerprint(spec, schema, compression, tasks, flags), overwrite)
-        books.remove([_join(out_dir, shards.MANIFEST)])  # rewritten at the end
+        books.remove([join(out_dir, shards.MANIFEST)])  # rewritten at the end
         if writer == "planned":
             done = books.finished(tasks)
         else:  # no resume: the sink rewrites every shard
             done = {}
-            books.remove([p for pat in ("*.tfrecord", "*.tfrecord.gz") for p in _sizes(_join(out_dir, pat))]
+            books.remove([p for pat in ("*.tfrecord", "*.tfrecord.gz") for p in sizes(join(out_dir, pat))]
                          + [books.remote_parts(t.name + s) if books.remote else os.path.join(books.parts, t.name + s)
                             for t in tasks for s in (".json", ".stats.npz")])
         todo = [t for t in tasks if t.name not in done]
@@ -393,23 +381,38 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                                             excluded, skipped, extra)
         if writer != "planned":
             for split, s in manifest["splits"].items():
-                files = sorted(p for p in _sizes(_join(out_dir, f"{split}-*-of-*.tfrecord*"))
+                files = sorted(p for p in sizes(join(out_dir, f"{split}-*-of-*.tfrecord*"))
                                if p.endswith((".tfrecord", ".tfrecord.gz")))
                 s["shards"] = describe_files(files)
                 if sum(f["records"] for f in s["shards"]) != s["written"]:
                     raise shards.PrepError(f"{out_dir}: split {split}: the sink wrote "
                                            f"{sum(f['records'] for f in s['shards'])} records, expected {s['written']}")
+        if run_info:
+            books.write_text(RUN_INFO, iter([json.dumps(dict(run_info))]))
         books.write_manifest(manifest)
         return manifest
     finally:
         books.close()
 
 
+def _runner(options: PipelineOptions):
+    """The DirectRunner's Python FnApiRunner, chosen explicitly: Beam's DirectRunner would first try
+    to download and start its Prism runner (no network here, ~80 lines of fallback logs). Other
+    runners: None (Beam picks the ``--runner``)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    if options.view_as(StandardOptions).runner not in ("DirectRunner", None):
+        return None
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    return fn_runner.FnApiRunner()
+
+
 def _run(options, tasks_path, todo, splits, produce, spec, schema, compression, on_error, writer, out_dir):
     emit = writer == "writetotfrecord"
     fn = _ShardFn(produce, spec, schema, compression, on_error, emit)
     try:
-        with beam.Pipeline(options=options) as p:
+        with beam.Pipeline(runner=_runner(options), options=options) as p:
             tasks = (p | "ReadPlan" >> beam.io.ReadFromText(tasks_path)
                      | "ParseTask" >> beam.Map(_task_from_json)
                      | "Spread" >> beam.Reshuffle())
@@ -421,7 +424,7 @@ def _run(options, tasks_path, todo, splits, produce, spec, schema, compression, 
             for split in names:
                 n = next(t.num_shards for t in todo if t.split == split)
                 records[split] | f"Write_{split}" >> beam.io.WriteToTFRecord(
-                    _join(out_dir, split), file_name_suffix=".tfrecord.gz" if compression == "GZIP" else ".tfrecord",
+                    join(out_dir, split), file_name_suffix=".tfrecord.gz" if compression == "GZIP" else ".tfrecord",
                     num_shards=n, shard_name_template="-SSSSS-of-NNNNN",
                     compression_type=CompressionTypes.GZIP if compression == "GZIP" else _RAW)
     except Exception as e:  # the runner wraps or annotates worker errors: surface the preparation's message
@@ -434,38 +437,36 @@ def _run(options, tasks_path, todo, splits, produce, spec, schema, compression, 
         raise
 
 
-# --- BigEarthNet ----------------------------------------------------------------------------------
+# --- a dataset's plan ----------------------------------------------------------------------------
 
-def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: str = "compact",
-            shard_size_mb: float = 150.0, compression: str = "NONE", workers: int = 1,
-            on_error: str = "fail", keep_excluded: bool = False, update_json: bool = False,
-            overwrite: bool = False, progress: bool = False, exclusion_lists: list[str] | None = None,
-            runner: str = "DirectRunner", beam_options: str = "") -> dict:
-    """``prep.bigearthnet.prepare`` on Beam (same arguments, plus the runner and its options)."""
+def write_plan(out_dir: str, plan: PreparePlan, runner: str = "DirectRunner", beam_options: str = "",
+               workers: int = 1, overwrite: bool = False, progress: bool = False) -> dict:
+    """Write a dataset's ``PreparePlan`` as a Beam pipeline; returns (and saves) the manifest.
+
+    Args:
+      out_dir: output folder, local or on a Beam filesystem.
+      plan: the dataset's plan (``Dataset.command_module().plan(...)``).
+      runner: one of ``RUNNERS``.
+      beam_options: further pipeline options as one shell-quoted string.
+      workers: DirectRunner worker processes (unless ``beam_options`` sets them).
+      overwrite: discard the output of a different earlier preparation in ``out_dir``.
+      progress: show a progress bar (local output only).
+
+    Raises:
+      PrepError: an unknown runner, bad input under ``on_error="fail"``, or an output folder
+        holding another preparation.
+    """
     if runner not in RUNNERS:
         raise shards.PrepError(f"unknown runner {runner!r}; runners: {', '.join(RUNNERS)}")
-    remote_root = is_remote(root)
-    if not remote_root and not os.path.isdir(root):
-        raise shards.PrepError(f"root folder {root}: not a folder")
-    if remote_root and update_json:
-        raise shards.PrepError("--update_json rewrites the patch JSON files in place: it needs a local root folder")
     options = pipeline_options(runner, beam_options, workers)
     if runner == "DirectRunner":  # the local job service relays every worker's INFO lines
         for name in ("apache_beam.runners.portability.local_job_service", "apache_beam.runners.worker"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    p = cli.plan(split_paths, schema, shard_size_mb, compression, on_error, keep_excluded, update_json,
-                 exclusion_lists)
-    spec = ben.SPEC
-    if remote_root:
-        produce = functools.partial(produce_remote, root=root.rstrip("/"), schema_name=schema,
-                                    keep_excluded=keep_excluded)
-    else:
-        produce = functools.partial(raw.produce, root=os.path.abspath(root), schema_name=schema,
-                                    keep_excluded=keep_excluded, write_json=update_json)
-    extra = {"beam": {"runner": runner, "shard_writer": options.view_as(PrepOptions).shard_writer}}
+    run_info = {"runner": runner, "shard_writer": options.view_as(PrepOptions).shard_writer}
     if runner == "DirectRunner":  # only these: other options may hold account or project names
         opts = options.get_all_options()
-        extra["beam"].update({k: opts[k] for k in ("direct_num_workers", "direct_running_mode")})
-    return write_dataset(out, spec, schema, p.items, produce, p.records_per_shard, options, compression=compression,
-                         flags=p.flags, excluded=p.excluded, skipped=p.skipped, extra=extra, on_error=on_error,
-                         overwrite=overwrite, progress=progress)
+        run_info.update({k: opts[k] for k in ("direct_num_workers", "direct_running_mode")})
+    return write_dataset(out_dir, plan.spec, plan.schema, plan.items, plan.produce, plan.records_per_shard,
+                         options, compression=plan.compression, flags=plan.flags, excluded=plan.excluded,
+                         skipped=plan.skipped, extra=plan.extra, on_error=plan.on_error, overwrite=overwrite,
+                         progress=progress, run_info=run_info)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from prep.errors import EORecordsError, UsageError
 
@@ -34,6 +34,18 @@ def _usage_exit(message: str, name: str) -> None:
     raise SystemExit(2)
 
 
+def program(argv0: str) -> str:
+    """How the user started the command, for messages: ``eorecords-train``, ``python -m prep.verify``,
+    ``python train.py``."""
+    script = os.path.basename(argv0)
+    if script.startswith("eorecords"):
+        return script
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return f"python -m {spec.name.removesuffix('.__main__')}"
+    return f"python {script}"
+
+
 def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = None, *,
                 nargs: Mapping[str, str] | None = None, prog: str | None = None) -> None:
     """Run a command module as an absl app under the project's convention (see the module doc).
@@ -43,7 +55,7 @@ def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = Non
         declares its absl flags, and ``main(argv) -> int | None``.
       argv: the command line, ``sys.argv`` by default (``argv[0]`` is the program).
       nargs: multi-value flags given as ``FLAG a b c``, spelling -> flag (see ``expand_nargs``).
-      prog: the name shown in messages (default: ``python -m <module>``).
+      prog: the name shown in messages (default: ``program(argv[0])``).
 
     Raises:
       SystemExit: always; 0 on success, 1 for an EORecordsError, 2 for a usage error.
@@ -57,18 +69,14 @@ def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = Non
     argv = list(sys.argv if argv is None else argv)
     if nargs:
         argv = [argv[0]] + expand_nargs(argv[1:], nargs)
-    if prog is None:
-        script = os.path.basename(argv[0])
-        spec = getattr(module, "__spec__", None)
-        prog = script if script.startswith("eorecords") else f"python -m {spec.name if spec else module.__name__}"
+    prog = prog or program(argv[0])
     module.define_flags()
     # --help lists the key flags of the main module and its docstring: make both the command's,
     # also when it runs from a console script (whose __main__ is a stub).
     main_module = sys.modules.get("__main__")
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
-        flags.FLAGS.register_key_flag_for_module(argv[0], flag)
-        if main_module is not None:
-            flags.FLAGS.register_key_flag_for_module(main_module.__name__, flag)
+        for name in {argv[0], sys.argv[0], getattr(main_module, "__name__", argv[0])}:
+            flags.FLAGS.register_key_flag_for_module(name, flag)
     if main_module is not None and main_module is not module and module.__doc__:
         main_module.__doc__ = module.__doc__
 
@@ -99,10 +107,97 @@ def required(*names: str) -> None:
             raise UsageError(f"--{name} is required")
 
 
+def refuse_nonempty(path: str, overwrite: bool) -> None:
+    """For commands that write a whole folder: refuse a folder that already holds files, unless
+    ``overwrite``, in which case everything in it is deleted first (the new content never mixes
+    with the old).
+
+    Raises:
+      UsageError: ``path`` holds files and ``overwrite`` is false, or ``path`` is a file.
+    """
+    import shutil
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{path}: exists and is not a folder")
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            raise UsageError(f"{path}: already holds files; pass --overwrite to delete them and write afresh")
+        shutil.rmtree(path)
+
+
 def no_arguments(argv: Sequence[str]) -> None:
     """Raise UsageError if ``argv`` (absl's remaining arguments) holds more than the program."""
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
+# --- the preparation commands' shared flags and main -------------------------------------------
+
+RUNNERS = ("local", "DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
+
+
+def define_prepare_flags(out_aliases: Sequence[str] = ()) -> None:
+    """Declare the flags every preparation command shares (same names, same meaning).
+
+    ``--out_dir`` (``-o``) is the output folder (``out_aliases`` are older names kept working, e.g.
+    BigEarthNet's upstream ``--out_folder``); then shard size, compression, workers, ``--on_error``,
+    ``--overwrite``, ``--progress``, ``--runner`` and ``--beam_options``.
+    """
+    import os as _os
+
+    from absl import flags
+
+    flags.DEFINE_string("out_dir", None, "Output folder for the shards and manifest.json (required).", short_name="o")
+    for alias in out_aliases:
+        flags.DEFINE_alias(alias, "out_dir")
+    flags.DEFINE_float("shard_size_mb", 150.0, "Largest shard size in MB: each split is cut into as few shards "
+                       "of equal record counts as keep under it (counts derive from an estimated record size).")
+    flags.DEFINE_enum("compression", "NONE", ["NONE", "GZIP"], "TFRecord compression.")
+    flags.DEFINE_integer("workers", _os.cpu_count() or 1, "Parallel worker processes (output is identical for "
+                         "any count).", lower_bound=1)
+    flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "On bad input: stop with its error ('fail'), or skip "
+                      "the item and list it with the reason in the manifest and the summary ('skip').")
+    flags.DEFINE_bool("overwrite", False, "Discard the output of a different earlier preparation in --out_dir.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_enum("runner", "local", list(RUNNERS), "'local': this machine's worker processes. A Beam runner "
+                      "name runs the same preparation as an Apache Beam pipeline (prep.beam); with the "
+                      "DirectRunner the shards and manifest are byte-identical to 'local'.")
+    flags.DEFINE_string("beam_options", "", "Beam pipeline options as one shell-quoted string, e.g. "
+                        "--beam_options='--project=P --region=R --temp_location=gs://B/tmp'; "
+                        "'--shard_writer=writetotfrecord' writes through beam.io.WriteToTFRecord (see prep/beam.py).")
+
+
+def write_plan(plan, out_dir: str, runner: str = "local", beam_options: str = "", workers: int = 1,
+               overwrite: bool = False, progress: bool = False) -> dict:
+    """Write a ``PreparePlan`` locally (``runner="local"``) or on Beam; returns the manifest."""
+    if runner == "local":
+        from prep import shards
+
+        return shards.write_plan(out_dir, plan, workers=workers, overwrite=overwrite, progress=progress)
+    from prep import beam  # imported only when asked for: Apache Beam is slow to import
+
+    return beam.write_plan(out_dir, plan, runner=runner, beam_options=beam_options, workers=workers,
+                           overwrite=overwrite, progress=progress)
+
+
+def prepare_main(argv: Sequence[str], plan_from_flags: Callable[[], object]) -> int:
+    """The ``main`` of a preparation command: plan from the flags, write, print the summary.
+
+    Raises:
+      UsageError: for extra arguments or a missing ``--out_dir``.
+      EORecordsError: for bad input (printed as one line by ``run_command``).
+    """
+    import time
+
+    from absl import flags
+
+    no_arguments(argv)
+    required("out_dir")
+    f = flags.FLAGS
+    t0 = time.time()
+    plan = plan_from_flags()
+    manifest = write_plan(plan, f.out_dir, f.runner, f.beam_options, f.workers, f.overwrite, f.progress)
+    return report(manifest, f.out_dir, time.time() - t0, plan.input_bytes)
 
 
 def expand_nargs(argv: Sequence[str], flags: Mapping[str, str]) -> list[str]:

@@ -42,7 +42,7 @@ def _run(cmd: list[str]) -> None:
 
 def main(argv):
     del argv
-    from prep.synthetic.bigearthnet import extract_examples, generate_bigearthnet
+    from prep.datasets.bigearthnet.synthetic import extract_examples, generate_bigearthnet
 
     out = os.path.abspath(FLAGS.out)
     raw, records = os.path.join(out, "raw"), os.path.join(out, "records")

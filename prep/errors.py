@@ -49,4 +49,8 @@ class UsageError(EORecordsError, ValueError):
     exit_code = 2
 
 
-__all__ = ["EORecordsError", "InputError", "UsageError"]
+class PrepError(EORecordsError, RuntimeError):
+    """Preparation stopped on bad input (``--on_error=fail``) or an inconsistent output folder."""
+
+
+__all__ = ["EORecordsError", "InputError", "UsageError", "PrepError"]

@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from prep import band_stats, datasets
+from prep import datasets
 from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, DatasetSpec, Schema
 from prep.errors import InputError
 
@@ -212,7 +212,11 @@ def band_statistics(manifest: Mapping, normalize, bands: Sequence[str]) -> dict[
         table = {b: (stats[b]["mean"], stats[b]["std"]) for b in stats if stats[b]}
         source = "the manifest's train statistics"
     elif normalize == "upstream":
-        table = dict(band_stats.upstream(manifest["dataset"]))
+        published = datasets.dataset(manifest["dataset"]).upstream_stats
+        if published is None:
+            raise ReaderError(f"no per-band statistics are published for {manifest['dataset']}; "
+                              "use normalize='manifest' (the train split's statistics)")
+        table = dict(published)
         source = "the upstream table"
     elif isinstance(normalize, Mapping):
         table, source = normalize, "the given table"

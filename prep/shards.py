@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from prep import files, tfrecord
+from prep.datasets.contract import PreparePlan
 from prep.datasets.spec import DatasetSpec, Schema
-from prep.errors import EORecordsError
+from prep.errors import PrepError
 from prep.fastencode import CompiledSchema
 from prep.stats import BandStats, load_states, save_states
 
@@ -65,10 +66,6 @@ class Exclude:
 
     key: str
     reason: str
-
-
-class PrepError(EORecordsError, RuntimeError):
-    """Preparation stopped on bad input (``--on_error=fail``) or an inconsistent output folder."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,6 +322,25 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                                   extra)
     write_json_atomic(manifest_path, manifest)
     return manifest
+
+
+def write_plan(out_dir: str, plan: PreparePlan, workers: int = 1, overwrite: bool = False,
+               progress: bool = True) -> dict:
+    """Write a dataset's ``PreparePlan`` with local worker processes; returns (and saves) the manifest.
+
+    The same bytes as ``prep.beam.write_plan`` on the DirectRunner. Raises PrepError for bad input
+    under ``on_error="fail"``, a raw archive on a Beam filesystem (it needs a Beam runner) or an
+    output folder holding another preparation (unless ``overwrite``).
+    """
+    if "://" in str(out_dir):
+        raise PrepError(f"{out_dir}: the local writer writes local folders; use a Beam runner (--runner) "
+                        "for a Beam filesystem")
+    if plan.remote_input:
+        raise PrepError("the raw archive is on a Beam filesystem: prepare it with a Beam runner (--runner)")
+    return write_dataset(out_dir, plan.spec, plan.schema, plan.items, plan.produce, plan.records_per_shard,
+                         workers=workers, compression=plan.compression, flags=plan.flags,
+                         excluded=plan.excluded, skipped=plan.skipped, extra=plan.extra, on_error=plan.on_error,
+                         overwrite=overwrite, progress=progress)
 
 
 def start_method() -> str:

@@ -1,4 +1,4 @@
-"""prep.beam: BigEarthNet preparation as a Beam pipeline (DirectRunner) against the local path.
+"""prep.beam: BigEarthNet's plan written as a Beam pipeline (DirectRunner) against the local path.
 
 On a small synthetic archive in the real format: the ``planned`` writer must give the local
 path's shards byte for byte and the same manifest; ``writetotfrecord`` the same records as a
@@ -18,9 +18,9 @@ from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from prep import beam as pbeam
-from prep import bigearthnet as cli
 from prep import shards, tfrecord
-from prep.synthetic import generate_bigearthnet
+from prep.datasets.bigearthnet import command as cli
+from prep.datasets.bigearthnet.synthetic import generate_bigearthnet
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val", "test")
@@ -54,25 +54,33 @@ def split_records(out, split):
     return sorted(r for f in sorted(glob.glob(os.path.join(out, f"{split}-*"))) for r in tfrecord.read_records(f))
 
 
-def without(manifest, *keys):
-    return {k: v for k, v in manifest.items() if k not in keys}
+def beam_prepare(root, out, split_paths=None, runner="DirectRunner", **kw):
+    """The BigEarthNet command's plan written by prep.beam (``prepare(..., runner=...)``)."""
+    return cli.prepare(root, out, split_paths, runner=runner, **kw)
+
+
+def beam_run_info(out) -> dict:
+    """The runner and worker options the Beam path records beside the plan (not in the manifest)."""
+    return json.loads((Path(out) / ".parts" / pbeam.RUN_INFO).read_text())
 
 
 def test_planned_writer_gives_the_local_shards_byte_for_byte(archive, local, tmp_path):
     out_local, m_local = local
     assert m_local["totals"]["excluded"] == 3 and len(shard_files(out_local)) > 3  # several shards per split
-    m = pbeam.prepare(str(archive), str(tmp_path), runner="DirectRunner", **args(archive))
+    m = beam_prepare(str(archive), str(tmp_path), runner="DirectRunner", **args(archive))
     assert shard_files(tmp_path) == shard_files(out_local)
     for f in shard_files(out_local):
         assert (tmp_path / f).read_bytes() == (out_local / f).read_bytes(), f
-    assert without(m, "beam") == m_local  # counts, class counts, statistics, excluded reasons, flags, sha256
-    assert m["beam"]["runner"] == "DirectRunner" and m["beam"]["shard_writer"] == "planned"
+    assert m == m_local  # counts, class counts, statistics, excluded reasons, flags, sha256: the whole manifest
+    assert (tmp_path / "manifest.json").read_bytes() == (out_local / "manifest.json").read_bytes()
+    info = beam_run_info(tmp_path)
+    assert info["runner"] == "DirectRunner" and info["shard_writer"] == "planned"
     assert json.loads((tmp_path / "manifest.json").read_text()) == json.loads(json.dumps(m))
 
 
 def test_writetotfrecord_same_records_as_a_multiset(archive, local, tmp_path):
     out_local, m_local = local
-    m = pbeam.prepare(str(archive), str(tmp_path), runner="DirectRunner", compression="GZIP",
+    m = beam_prepare(str(archive), str(tmp_path), runner="DirectRunner", compression="GZIP",
                       beam_options="--shard_writer=writetotfrecord", **args(archive))
     for split in SPLITS:
         got = split_records(tmp_path, split)
@@ -102,7 +110,9 @@ def test_command_line_runner_with_two_worker_processes(archive, local, tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "listed in patches_with_seasonal_snow.csv" in r.stdout
     m = json.loads((tmp_path / "manifest.json").read_text())
-    assert m["beam"]["direct_num_workers"] == 2 and m["beam"]["direct_running_mode"] == "multi_processing"
+    info = beam_run_info(tmp_path)
+    assert info["direct_num_workers"] == 2 and info["direct_running_mode"] == "multi_processing"
+    assert "beam" not in m
     for f in shard_files(out_local):
         assert (tmp_path / f).read_bytes() == (out_local / f).read_bytes(), f
 
@@ -118,26 +128,26 @@ def test_bad_patch_fails_with_its_message_or_is_skipped(archive, tmp_path):
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {name}: {band}: ") and "while running" not in last
-    m = pbeam.prepare(str(root), str(tmp_path / "o2"), [str(root / "train.csv")], on_error="skip")
+    m = beam_prepare(str(root), str(tmp_path / "o2"), [str(root / "train.csv")], on_error="skip")
     ref = cli.prepare(str(root), str(tmp_path / "o3"), [str(root / "train.csv")], on_error="skip")
     assert m["skipped"] == ref["skipped"] and [s["key"] for s in m["skipped"]] == [name]
 
 
 def test_rerun_keeps_finished_shards_and_redoes_the_rest(archive, tmp_path):
-    m1 = pbeam.prepare(str(archive), str(tmp_path), **args(archive))
+    m1 = beam_prepare(str(archive), str(tmp_path), **args(archive))
     files = shard_files(tmp_path)
     before = {f: (tmp_path / f).stat().st_mtime_ns for f in files}
     data = {f: (tmp_path / f).read_bytes() for f in files}
     gone = files[1]
     (tmp_path / gone).unlink()
-    m2 = pbeam.prepare(str(archive), str(tmp_path), **args(archive))
+    m2 = beam_prepare(str(archive), str(tmp_path), **args(archive))
     assert m2 == m1
     for f in files:
         assert (tmp_path / f).read_bytes() == data[f]
         if f != gone:
             assert (tmp_path / f).stat().st_mtime_ns == before[f]
     with pytest.raises(shards.PrepError, match="different preparation"):
-        pbeam.prepare(str(archive), str(tmp_path), **{**args(archive), "shard_size_mb": 1.0})
+        beam_prepare(str(archive), str(tmp_path), **{**args(archive), "shard_size_mb": 1.0})
 
 
 class FakeRemoteFS(LocalFileSystem):
@@ -210,23 +220,22 @@ def test_remote_archive_and_output_on_a_beam_filesystem(archive, local, tmp_path
     out_local, m_local = local
     FakeRemoteFS.BASE = str(tmp_path)
     shutil.copytree(archive, tmp_path / "bucket" / "archive")
-    m = pbeam.prepare("fakeremote://bucket/archive", "fakeremote://bucket/out", runner="DirectRunner",
+    m = beam_prepare("fakeremote://bucket/archive", "fakeremote://bucket/out", runner="DirectRunner",
                       workers=1, **args(archive))
     out = tmp_path / "bucket" / "out"
     assert shard_files(out) == shard_files(out_local)
     for f in shard_files(out_local):
         assert (out / f).read_bytes() == (out_local / f).read_bytes(), f
-    assert without(m, "beam") == m_local
+    assert m == m_local
     assert json.loads((out / "manifest.json").read_text())["totals"] == m_local["totals"]
     assert not list(out.glob("*.incomplete")) and not list((out / ".parts").glob("*.incomplete"))
     # a second run finds every shard finished (sidecars read back through the filesystem)
     stamp = {f: (out / f).stat().st_mtime_ns for f in shard_files(out)}
-    assert without(pbeam.prepare("fakeremote://bucket/archive", "fakeremote://bucket/out", **args(archive)),
-                   "beam") == m_local
+    assert beam_prepare("fakeremote://bucket/archive", "fakeremote://bucket/out", **args(archive)) == m_local
     assert {f: (out / f).stat().st_mtime_ns for f in shard_files(out)} == stamp
 
 
-def test_options_string_and_runner_checks():
+def test_options_string_and_runner_checks(archive):
     o = pbeam.pipeline_options("DirectRunner", "--direct_num_workers=3 --shard_writer=writetotfrecord", workers=2)
     all_ = o.get_all_options()
     assert all_["direct_num_workers"] == 3 and all_["direct_running_mode"] == "multi_processing"
@@ -234,4 +243,4 @@ def test_options_string_and_runner_checks():
     with pytest.raises(shards.PrepError, match="--runner"):
         pbeam.pipeline_options("DirectRunner", "--runner=DataflowRunner")
     with pytest.raises(shards.PrepError, match="unknown runner"):
-        pbeam.prepare("/nonexistent", "/tmp/x", runner="NoSuchRunner")
+        pbeam.write_plan("/tmp/x", cli.plan(str(archive), **args(archive)), runner="NoSuchRunner")

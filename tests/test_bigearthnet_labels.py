@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-import splits
-from prep.datasets import bigearthnet as ben
+from prep.datasets.bigearthnet import spec as ben
+from splits import bigearthnet as splits
 from tests.conftest import REFERENCE
 
 

@@ -8,12 +8,13 @@ import h5py
 import numpy as np
 import pytest
 
-from prep import fastencode, so2sat, stats, tfrecord
-from prep.datasets import bigearthnet as ben
-from prep.datasets import so2sat as s2s
+from prep import fastencode, stats, tfrecord
+from prep.datasets.bigearthnet import spec as ben
+from prep.datasets.so2sat import command as so2sat
+from prep.datasets.so2sat import spec as s2s
+from prep.datasets.so2sat import synthetic as synth
 from prep.datasets.spec import Field
 from prep.stats import BandStats
-from prep.synthetic import so2sat as synth
 
 INT_EDGES = [0, 1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28, 2**35, 2**63 - 1, -1, -2, -(2**63)]
 LEN_EDGES = [0, 1, 127, 128, 16383, 16384, 2**21 - 1, 2**21]

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prep import band_stats, reader
-from prep import bigearthnet as prep_ben
-from prep import raw_bigearthnet as raw
-from prep.datasets import bigearthnet as ben
-from prep.synthetic import bigearthnet as synth
+from prep import reader
+from prep.datasets.bigearthnet import band_stats, raw
+from prep.datasets.bigearthnet import command as prep_ben
+from prep.datasets.bigearthnet import spec as ben
+from prep.datasets.bigearthnet import synthetic as synth
 
 NUM_PATCHES = 40
 
@@ -174,7 +174,7 @@ def test_each_band_gets_its_own_statistic_whatever_the_order(ben_dirs):
             x, _ = read(d, "val", bands=order, normalize=mode)
             for c, b in enumerate(names):
                 mean, std = ((stats[b]["mean"], stats[b]["std"]) if mode == "manifest"
-                             else band_stats.BIGEARTHNET_S2[b])
+                             else band_stats.S2[b])
                 want = (raw_x["image"][..., ben.BAND_NAMES.index(b)] - mean) / std
                 np.testing.assert_allclose(x["image"][..., c], want, rtol=1e-4, atol=1e-4,
                                            err_msg=f"{order} {mode} {b}")
@@ -194,7 +194,7 @@ def test_statistics_sources(ben_dirs, tmp_path):
     path.write_text(json.dumps(table))
     assert reader.band_statistics(m, str(path), ("B02",)) == {"B02": (1.0, 2.0)}
     assert reader.band_statistics(m, None, ("B02",)) is None
-    assert reader.band_statistics(m, "upstream", ("B8A",)) == {"B8A": band_stats.BIGEARTHNET_S2["B8A"]}
+    assert reader.band_statistics(m, "upstream", ("B8A",)) == {"B8A": band_stats.S2["B8A"]}
     with pytest.raises(ValueError, match="no statistics for band B04"):
         reader.band_statistics(m, table, ("B04",))
     no_stats = dict(m, statistics={})
@@ -310,8 +310,8 @@ def test_errors_name_the_problem(ben_dirs, tmp_path):
 
 
 def test_so2sat_float_bands_and_class_index_targets(tmp_path):
-    from prep import so2sat as prep_so2sat
-    from prep.synthetic import so2sat as synth_so2sat
+    from prep.datasets.so2sat import command as prep_so2sat
+    from prep.datasets.so2sat import synthetic as synth_so2sat
 
     files = synth_so2sat.write_release(str(tmp_path / "h5"), 2, {"training": 24, "validation": 8, "testing": 8})
     out = str(tmp_path / "out")
@@ -332,7 +332,7 @@ def test_so2sat_float_bands_and_class_index_targets(tmp_path):
     np.testing.assert_array_equal(y, labels)
     xs, _ = read(out, split, bands="B4,VV_lee", normalize="manifest")
     assert xs["image"].shape[1:] == (32, 32, 2)
-    with pytest.raises(KeyError, match="no upstream band statistics"):
+    with pytest.raises(reader.ReaderError, match="no per-band statistics are published for so2sat_lcz42"):
         reader.make_dataset(out, split, bands="sen2", normalize="upstream")
 
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prep import shards
-from prep.datasets import bigearthnet as ben
+from prep.datasets.bigearthnet import spec as ben
 
 
 @given(n=st.integers(0, 5000), per_shard=st.integers(1, 700))

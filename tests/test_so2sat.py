@@ -11,11 +11,14 @@ import h5py
 import numpy as np
 import pytest
 
-from prep import raw_so2sat, shards, so2sat, so2sat_geotiff, tfrecord
+from prep import shards, tfrecord
 from prep.datasets import get
-from prep.datasets import so2sat as s2s
-from prep.raw_so2sat import So2SatInputError
-from prep.synthetic import so2sat as synth
+from prep.datasets.so2sat import command as so2sat
+from prep.datasets.so2sat import geotiff as so2sat_geotiff
+from prep.datasets.so2sat import raw as raw_so2sat
+from prep.datasets.so2sat import spec as s2s
+from prep.datasets.so2sat import synthetic as synth
+from prep.datasets.so2sat.raw import So2SatInputError
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "so2sat"
@@ -408,9 +411,9 @@ def test_cli_several_values_after_one_flag():
 
 
 def test_synthetic_cli(tmp_path):
-    from prep.synthetic.__main__ import COMMANDS
+    from prep import datasets
 
-    assert COMMANDS["so2sat"] == "prep.synthetic.so2sat"
+    assert datasets.dataset("so2sat").synthetic == "prep.datasets.so2sat.synthetic"
     cmd = [sys.executable, "-m", "prep.synthetic", "so2sat", "--out", str(tmp_path), "--release", "3", "--rows", "3",
            "--geo_layout", "city"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from rasterio.crs import CRS
 
-import splits
 from prep import tiff
-from prep.datasets import bigearthnet as ben
-from prep.synthetic import bigearthnet as syn
-from prep.synthetic import extract_examples, generate_bigearthnet
+from prep.datasets.bigearthnet import spec as ben
+from prep.datasets.bigearthnet import synthetic as syn
+from prep.datasets.bigearthnet.synthetic import extract_examples, generate_bigearthnet
+from splits import bigearthnet as splits
 
 REPO = Path(__file__).resolve().parents[1]
 N, SEED = 30, 7
@@ -287,6 +287,7 @@ def test_cli_help_and_bad_command():
     r = _cli("bigearthnet", "--help")  # absl exits 1 after printing the help
     assert r.returncode in (0, 1) and "--num_patches" in r.stdout and "--seed" in r.stdout
     r = _cli("nonsense")
-    assert r.returncode == 2 and "unknown command 'nonsense'" in r.stderr
+    assert r.returncode == 2 and "unknown dataset 'nonsense'" in r.stderr and "bigearthnet" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1  # one line, no traceback
     r = _cli()
-    assert r.returncode == 2 and "bigearthnet" in r.stdout
+    assert r.returncode == 2 and "bigearthnet" in r.stderr and "so2sat" in r.stderr

@@ -19,13 +19,13 @@ import rasterio
 import tensorflow_datasets as tfds
 
 import prep.tfds  # noqa: F401  (registers the builders)
-import splits
-from prep.datasets import bigearthnet as ben
-from prep.datasets import so2sat as s2s
-from prep.synthetic import generate_bigearthnet
-from prep.synthetic.so2sat import write_release
-from prep.tfds import bigearthnet19 as b19
-from prep.tfds import so2sat_lcz42 as s2l
+from prep.datasets.bigearthnet import spec as ben
+from prep.datasets.bigearthnet import tfds_builder as b19
+from prep.datasets.bigearthnet.synthetic import generate_bigearthnet
+from prep.datasets.so2sat import spec as s2s
+from prep.datasets.so2sat import tfds_builder as s2l
+from prep.datasets.so2sat.synthetic import write_release
+from splits import bigearthnet as splits
 
 LISTS = ("patches_with_no_19_class_targets.csv", "patches_with_seasonal_snow.csv", "patches_with_cloud_and_shadow.csv")
 

@@ -13,8 +13,8 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from prep import tiff
-from prep.datasets import bigearthnet as ben
-from prep.synthetic.bigearthnet import extract_examples
+from prep.datasets.bigearthnet import spec as ben
+from prep.datasets.bigearthnet.synthetic import extract_examples
 
 SHAPES = {b.name: b.shape for b in ben.BANDS}
 

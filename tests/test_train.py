@@ -19,9 +19,9 @@ import tensorflow as tf
 import train
 from models import training
 from prep import datasets, reader, shards
-from prep.datasets import bigearthnet as ben
+from prep.datasets.bigearthnet import spec as ben
+from prep.datasets.bigearthnet import synthetic as synth
 from prep.datasets.spec import Band, DatasetSpec
-from prep.synthetic import bigearthnet as synth
 from tests.conftest import command_flags
 
 FACTOR = 5
@@ -168,8 +168,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(mini_dir, tmp_path):
 
 
 def test_single_label_training(tmp_path):
-    from prep import so2sat as prep_so2sat
-    from prep.synthetic import so2sat as synth_so2sat
+    from prep.datasets.so2sat import command as prep_so2sat
+    from prep.datasets.so2sat import synthetic as synth_so2sat
 
     files = synth_so2sat.write_release(str(tmp_path / "h5"), 2, {"training": 48, "validation": 16, "testing": 16})
     out = str(tmp_path / "so2sat")

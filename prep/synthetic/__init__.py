@@ -1,10 +1,8 @@
 """Synthetic datasets in the real on-disk formats, for tests, the demo and the benchmarks.
 
-``python -m prep.synthetic <dataset> --out DIR ...`` (or ``eorecords-synthetic``) writes one;
-see ``prep/synthetic/__main__.py`` for the commands. Python API: ``generate_bigearthnet`` and
-``extract_examples`` (the six real BigEarthNet-S2 patches from the bigearthnet-common wheel).
+``python -m prep.synthetic <dataset> --out_dir DIR ...`` (or ``eorecords-synthetic``) writes one with
+the generator of the dataset's package (``prep/datasets/<name>/synthetic.py``).
 """
-from prep.synthetic.bigearthnet import extract_examples, generate_bigearthnet
 
 
 def run() -> None:
@@ -14,4 +12,4 @@ def run() -> None:
     _run()
 
 
-__all__ = ["generate_bigearthnet", "extract_examples", "run"]
+__all__ = ["run"]

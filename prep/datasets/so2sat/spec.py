@@ -26,6 +26,7 @@ import dataclasses
 import numpy as np
 
 from prep.datasets.spec import SINGLE_LABEL, Band, DatasetSpec, Field, Schema
+from prep.errors import PrepError
 
 NAME = "so2sat_lcz42"
 VERSION = "1.0.0"
@@ -150,6 +151,10 @@ def spec_for_dtype(dtype: str = "float32") -> DatasetSpec:
 
 
 SPEC = spec_for_dtype("float32")
+
+
+class So2SatInputError(PrepError):
+    """An HDF5 input (or a flag about one) that cannot be converted: the message names the file."""
 COMPACT = SPEC.schema("compact")
 
 

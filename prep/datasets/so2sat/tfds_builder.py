@@ -24,22 +24,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from prep import raw_so2sat as raw
-from prep.datasets import so2sat as s2s
+from prep.datasets.so2sat import DATASET, raw
+from prep.datasets.so2sat import spec as s2s
 from prep.shards import Skip
-
-_CITATION = """\
-@article{zhu2020so2sat,
-  title = {So2Sat LCZ42: A Benchmark Data Set for the Classification of Global Local Climate Zones},
-  author = {Zhu, Xiao Xiang and Hu, Jingliang and Qiu, Chunping and Shi, Yilei and Kang, Jian and Mou, Lichao
-            and Bagheri, Hossein and Haberle, Matthias and Hua, Yuansheng and Huang, Rong and others},
-  journal = {IEEE Geoscience and Remote Sensing Magazine},
-  volume = {8},
-  number = {3},
-  pages = {76--89},
-  year = {2020}
-}
-"""
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download So2Sat LCZ42 from its mediaTUM record (https://mediatum.ub.tum.de/1613658 for version 3,
@@ -128,8 +115,8 @@ class So2satLcz42(tfds.core.GeneratorBasedBuilder):
             description=s2s.SPEC.description,
             features=tfds.features.FeaturesDict(feats),
             supervised_keys=("image", "label"),
-            homepage="https://github.com/zhu-xlab/So2Sat-LCZ42",
-            citation=_CITATION,
+            homepage=DATASET.homepage,
+            citation=DATASET.citation,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+import functools
 import json
 import multiprocessing
 import os
@@ -39,8 +40,10 @@ from typing import Sequence
 
 import numpy as np
 
-from prep import tiff
-from prep.datasets import bigearthnet as ben
+from prep import cli, tiff
+from prep.datasets.bigearthnet import spec as ben
+from prep.datasets.contract import ContractArchive
+from prep.errors import UsageError
 
 SPLITS = ("train", "val", "test")
 NO_TARGET_LIST = "patches_with_no_19_class_targets.csv"
@@ -393,7 +396,7 @@ def extract_examples(dest, modality: str = "S2") -> list[Path]:
     Only regular files and folders are extracted, and only inside ``dest`` (absolute paths,
     ``..``, links and devices are refused). Returns the patch folders, sorted.
     """
-    import splits
+    from splits import bigearthnet as splits
 
     archive = splits.example_archive(modality)
     dest = Path(dest)
@@ -424,14 +427,31 @@ def extract_examples(dest, modality: str = "S2") -> list[Path]:
     return sorted(p for p in folders if p.is_dir())
 
 
+# --- the contract test's archive ------------------------------------------------------------
+
+def contract_archive(out_dir: str, seed: int = 0) -> ContractArchive:
+    """A small archive (72 patches, one each on the no-target, snow and cloud lists) for the contract test."""
+    generate_bigearthnet(out_dir, 72, seed=seed, num_no_target=1, num_snow=1, num_cloud=1)
+    root = Path(out_dir)
+    return ContractArchive(
+        raw_dir=str(root),
+        prepare_args=("--root_folder", str(root), "--splits", *(str(root / f"{s}.csv") for s in SPLITS),
+                      "--exclusion_lists", str(root / SNOW_LIST), str(root / CLOUD_LIST), str(root / NO_TARGET_LIST)),
+        tfds_config="s2_10m20m",
+        tfds_split_names={"train": "train", "validation": "val", "test": "test"},
+    )
+
+
 # --- command line ---------------------------------------------------------------------------
 
+@functools.cache
 def define_flags() -> None:
     """Declare the command's flags (called by ``python -m prep.synthetic bigearthnet`` only)."""
     from absl import flags
 
-    flags.DEFINE_string("out", None, "Folder to write the archive into (patch folders, split CSVs, lists).",
-                        required=True)
+    flags.DEFINE_string("out_dir", None, "Folder to write the archive into (patch folders, split CSVs, lists; "
+                        "required).", short_name="o")
+    flags.DEFINE_alias("out", "out_dir")
     flags.DEFINE_integer("num_patches", 200, "Number of synthetic patches.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.")
     flags.DEFINE_integer("workers", 1, "Worker processes (output identical for any count).", lower_bound=1)
@@ -444,26 +464,36 @@ def define_flags() -> None:
                          lower_bound=0)
     flags.DEFINE_enum("tiff_writer", "native", ["native", "rasterio"],
                       "How to write the GeoTIFFs: native (fast, GDAL's byte layout) or rasterio.")
-    flags.DEFINE_bool("add_examples", False, "Also extract the six real example patches into --out "
+    flags.DEFINE_bool("add_examples", False, "Also extract the six real example patches into --out_dir "
                       "(not listed in the split CSVs).")
+    flags.DEFINE_bool("overwrite", False, "Write into an --out_dir that already holds files: everything in it is "
+                      "deleted first, so old and new patches never mix.")
 
 
-def main(argv) -> None:
+def main(argv: list[str]) -> int:
+    """Write the archive the flags describe and print the split sizes."""
+    import time
+
     from absl import flags
 
-    if len(argv) > 1:
-        raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
+    cli.required("out_dir")
     f = flags.FLAGS
-    import time
+    try:
+        fractions = [float(x) for x in f.split_fractions]
+    except ValueError:
+        raise UsageError(f"--split_fractions: expected three numbers, got {','.join(f.split_fractions)}") from None
+    cli.refuse_nonempty(f.out_dir, f.overwrite)
     t0 = time.perf_counter()
     names = generate_bigearthnet(
-        f.out, f.num_patches, f.seed, workers=f.workers,
-        split_fractions=[float(x) for x in f.split_fractions], num_no_target=f.num_no_target,
-        num_snow=f.num_snow, num_cloud=f.num_cloud, tiff_writer=f.tiff_writer, progress=True)
+        f.out_dir, f.num_patches, f.seed, workers=f.workers, split_fractions=fractions,
+        num_no_target=f.num_no_target, num_snow=f.num_snow, num_cloud=f.num_cloud, tiff_writer=f.tiff_writer,
+        progress=True)
     dt = time.perf_counter() - t0
-    print(f"wrote {len(names)} synthetic patches to {f.out} in {dt:.1f} s ({len(names) / dt:.0f} patches/s)")
+    print(f"wrote {len(names)} synthetic patches to {f.out_dir} in {dt:.1f} s ({len(names) / dt:.0f} patches/s)")
     for s in SPLITS:
-        print(f"  {s}.csv: {len(open(os.path.join(f.out, f'{s}.csv')).read().split())} patches")
+        print(f"  {s}.csv: {len(open(os.path.join(f.out_dir, f'{s}.csv')).read().split())} patches")
     if f.add_examples:
-        folders = extract_examples(f.out)
+        folders = extract_examples(f.out_dir)
         print(f"  + {len(folders)} real example patches")
+    return 0

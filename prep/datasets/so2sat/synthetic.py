@@ -17,12 +17,16 @@ integer DN / 10000 like the real files; the class shifts a few bands so a model 
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import h5py
 import numpy as np
 
-from prep.datasets import so2sat as s2s
+from prep import cli
+from prep.datasets.contract import ContractArchive
+from prep.datasets.so2sat import spec as s2s
+from prep.errors import UsageError
 
 SEN1_SCALE = np.array([0.05, 0.05, 0.12, 0.12, 0.03, 0.09, 0.01, 0.01])
 SEN2_BASE_DN = np.array([900, 1000, 1100, 1300, 1700, 1900, 2100, 2200, 1800, 1300])
@@ -139,45 +143,51 @@ def size_arg(text: str) -> int:
     return int(t)
 
 
+def contract_archive(out_dir: str, seed: int = 0) -> ContractArchive:
+    """A small version-2 release (48 / 16 / 16 rows with geolocation) for the contract test."""
+    paths = write_release(out_dir, 2, {"training": 48, "validation": 16, "testing": 16}, seed=seed)
+    return ContractArchive(raw_dir=out_dir, prepare_args=("--h5", *paths.values()), tfds_config="v2_all",
+                           tfds_split_names={"train": "train", "validation": "val", "test": "test"})
+
+
+# --- command line ---------------------------------------------------------------------------
+
+@functools.cache
 def define_flags() -> None:
     """Declare the command's absl flags (``python -m prep.synthetic so2sat``)."""
     from absl import flags
 
-    flags.DEFINE_string("out", None, "Output folder.")
+    flags.DEFINE_string("out_dir", None, "Output folder (required).", short_name="o")
+    flags.DEFINE_alias("out", "out_dir")
     flags.DEFINE_enum("release", "2", ["2", "3"], "2: training/validation/testing.h5; "
                       "3: random|block|culture_10/training|testing.h5.")
     flags.DEFINE_string("rows", "64", "Rows per file, or a float64 data size per file such as 1.5GB or 200MB.")
     flags.DEFINE_string("training_rows", None, "Rows (or size) of the training files only, overriding --rows.")
     flags.DEFINE_enum("geo_layout", "coord", ["coord", "city"], "*_geo.h5 layout: 'coord' (coord/epsg/tfw) or "
                       "'city' (city/epsg/tfw in world-file order, the 2026 release).")
-    flags.DEFINE_bool("geo", True, "Write the *_geo.h5 geolocation files.")
+    flags.DEFINE_bool("geolocation", True, "Write the *_geo.h5 geolocation files (--nogeolocation: none).")
     flags.DEFINE_integer("seed", 0, "Random seed (same seed, same files).")
+    flags.DEFINE_bool("overwrite", False, "Write into an --out_dir that already holds files (the release's "
+                      "files are replaced).")
 
 
-def main(argv) -> int:
-    from absl import app, flags
+def main(argv: list[str]) -> int:
+    """Write the release the flags describe; print each file's path."""
+    from absl import flags
 
-    FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.out:
-        raise app.UsageError("--out is required")
+    f = flags.FLAGS
+    cli.no_arguments(argv)
+    cli.required("out_dir")
     try:
-        rows = size_arg(FLAGS.rows)
+        rows = size_arg(f.rows)
         sizes = {"training": rows, "validation": rows, "testing": rows}
-        if FLAGS.training_rows:
-            sizes["training"] = size_arg(FLAGS.training_rows)
+        if f.training_rows:
+            sizes["training"] = size_arg(f.training_rows)
     except ValueError as e:
-        raise app.UsageError(f"--rows/--training_rows: {e}") from None
-    paths = write_release(FLAGS.out, int(FLAGS.release), sizes, seed=FLAGS.seed, geo=FLAGS.geo,
-                          geo_layout=FLAGS.geo_layout)
+        raise UsageError(f"--rows/--training_rows: {e}") from None
+    cli.refuse_nonempty(f.out_dir, f.overwrite)
+    paths = write_release(f.out_dir, int(f.release), sizes, seed=f.seed, geo=f.geolocation,
+                          geo_layout=f.geo_layout)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    define_flags()
-    app.run(main)

@@ -1,22 +1,25 @@
-"""So2Sat patches as georeferenced GeoTIFFs: ``python -m prep.so2sat geotiff``.
+"""So2Sat patches as georeferenced GeoTIFFs: ``python -m prep so2sat geotiff``.
 
-    python -m prep.so2sat geotiff --h5 validation.h5 --rows 0,10-12 --out TIFS
+    python -m prep so2sat geotiff --h5 validation.h5 --rows 0,10-12 --out_dir TIFS
 
 One file per row and sensor (``<file>_<row>_sen1.tif`` / ``_sen2.tif``), with the CRS and
-transform of the row's geolocation (prep.raw_so2sat reads both published ``tfw`` orders), band
+transform of the row's geolocation (``raw`` reads both published ``tfw`` orders), band
 descriptions and the row's class as tags. Each file is read back and its CRS and transform checked.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Iterable, Sequence
 
 import numpy as np
+from absl import flags
 
-from prep import raw_so2sat as raw
-from prep.datasets import so2sat as s2s
-from prep.raw_so2sat import So2SatInputError
+from prep import cli
+from prep.datasets.so2sat import raw
+from prep.datasets.so2sat import spec as s2s
+from prep.datasets.so2sat.raw import So2SatInputError
 
 
 def parse_rows(text: str, n: int, path: str) -> list[int]:
@@ -87,3 +90,32 @@ def export_geotiffs(h5_path: str, rows: str | Iterable[int], out_dir: str, geo_p
                                                f"expected EPSG:{geo.epsg} / {transform}")
                 written.append(path)
     return written
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+@functools.cache
+def define_flags() -> None:
+    """Declare the ``geotiff`` command's flags: the HDF5 inputs, the rows, the sensors, the output folder."""
+    from prep.datasets.so2sat import command
+
+    command.define_input_flags()
+    flags.DEFINE_string("rows", None, "Rows to export, e.g. '0,5,10-20' (0-based, ranges inclusive; required).")
+    flags.DEFINE_list("sensors", ["sen1", "sen2"], "Which patches to write per row (sen1, sen2).")
+    flags.DEFINE_string("out_dir", None, "Folder for the GeoTIFFs (required).", short_name="o")
+    flags.DEFINE_alias("out", "out_dir")
+
+
+def main(argv: list[str]) -> int:
+    """Export the rows named by the flags from each ``--h5`` file."""
+    cli.no_arguments(argv)
+    cli.required("h5", "rows", "out_dir")
+    f = flags.FLAGS
+    geos = f.geo or [None] * len(f.h5)
+    if len(geos) != len(f.h5):
+        raise cli.UsageError(f"--geo gives {len(geos)} files for {len(f.h5)} --h5 files (one per --h5 file)")
+    for h5_path, geo in zip(f.h5, geos):
+        paths = export_geotiffs(h5_path, f.rows, f.out_dir, None if geo == "none" else geo, f.sensors,
+                                f.tfw_order, f.keep_float64)
+        print(f"{h5_path}: wrote {len(paths)} GeoTIFFs to {f.out_dir} (CRS and transform checked)")
+    return 0

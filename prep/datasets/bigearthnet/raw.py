@@ -12,7 +12,7 @@ import re
 from typing import Iterator, Sequence
 
 from prep import files
-from prep.datasets import bigearthnet as ben
+from prep.datasets.bigearthnet import spec as ben
 from prep.errors import InputError
 from prep.shards import Exclude, Record, Skip
 from prep.tiff import BandError, read_band

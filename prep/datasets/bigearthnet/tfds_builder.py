@@ -35,31 +35,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-import splits as official
-from prep import raw_bigearthnet as raw
-from prep.datasets import bigearthnet as ben
+from prep.datasets.bigearthnet import DATASET, raw
+from prep.datasets.bigearthnet import spec as ben
 from prep.shards import Exclude, Skip
-
-_CITATION = """\
-@inproceedings{sumbul2019bigearthnet,
-  title = {BigEarthNet: A Large-Scale Benchmark Archive for Remote Sensing Image Understanding},
-  author = {Sumbul, Gencer and Charfuelan, Marcela and Demir, Beg{\\"u}m and Markl, Volker},
-  booktitle = {IEEE International Geoscience and Remote Sensing Symposium (IGARSS)},
-  pages = {5901--5904},
-  year = {2019}
-}
-@article{sumbul2021bigearthnet19,
-  title = {BigEarthNet-MM: A Large-Scale, Multimodal, Multilabel Benchmark Archive for Remote Sensing
-           Image Classification and Retrieval},
-  author = {Sumbul, Gencer and de Wall, Arne and Kreuziger, Tristan and Marcelino, Filipe and Costa, Hugo
-            and Benevides, Pedro and Caetano, M{\\'a}rio and Demir, Beg{\\"u}m and Markl, Volker},
-  journal = {IEEE Geoscience and Remote Sensing Magazine},
-  volume = {9},
-  number = {3},
-  pages = {174--180},
-  year = {2021}
-}
-"""
+from splits import bigearthnet as official
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download BigEarthNet-S2 v1.0 (BigEarthNet-S2-v1.0.tar.gz, about 66 GB) from https://bigearth.net
@@ -204,8 +183,8 @@ class Bigearthnet19(tfds.core.GeneratorBasedBuilder):
                         "and no-19-class-target patches; 43-class labels kept as a second feature.",
             features=tfds.features.FeaturesDict(feats),
             supervised_keys=(inputs, "labels_multi_hot"),
-            homepage="https://bigearth.net",
-            citation=_CITATION,
+            homepage=DATASET.homepage,
+            citation=DATASET.citation,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -17,21 +17,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
 
 from prep import fastencode, shards, stats
-from prep.datasets import so2sat as s2s
+from prep.datasets.so2sat import spec as s2s
+from prep.datasets.so2sat.spec import So2SatInputError
+from splits.so2sat import role_and_scenario, source_name, split_names_for  # noqa: F401  (re-exported)
 
 EXPECTED = {"sen1": (32, 32, len(s2s.SEN1_BANDS)), "sen2": (32, 32, len(s2s.SEN2_BANDS)),
             "label": (s2s.NUM_CLASSES,)}
-ROLES = {"training": "train", "validation": "val", "testing": "test"}
-_ROLE_RE = re.compile(r"(?:^|[^a-z])(training|validation|testing)(?:[^a-z]|$)")
-_SCENARIO_RE = re.compile(r"(?:^|[^a-z0-9])(random|block|culture[_-]?10)(?:[^a-z0-9]|$)")
-_SPLIT_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 LABEL_CHECK_ROWS = 65536
 H5_CHUNK_CACHE = 16 << 20  # bytes of chunk cache per open dataset
 # Rows per HDF5 read: 64 rows are 9.4 MB of float64 per dataset pair, large enough for sequential disk
@@ -39,8 +36,6 @@ H5_CHUNK_CACHE = 16 << 20  # bytes of chunk cache per open dataset
 DEFAULT_READ_ROWS = 64
 
 
-class So2SatInputError(shards.PrepError):
-    """Bad So2Sat input: the message names the file, the dataset and the rows."""
 
 
 def describe_rows(a: int, b: int) -> str:
@@ -202,53 +197,6 @@ def _read_into(ds: h5py.Dataset, buf: np.ndarray, a: int, b: int, path: str) -> 
     except (OSError, RuntimeError, ValueError, TypeError) as e:
         raise _read_failed(ds, a, b, path, e) from None
     return out
-
-
-# --- split names ---------------------------------------------------------------------------------
-
-def role_and_scenario(path: str) -> tuple[str, str | None]:
-    """('train'|'val'|'test', scenario or None) from a file's name and parent folder."""
-    stem = os.path.splitext(os.path.basename(path))[0].lower()
-    m = _ROLE_RE.search(stem)
-    if not m:
-        raise So2SatInputError(f"{path}: cannot tell the split from the file name (expected training, "
-                               "validation or testing in it); pass --split_names")
-    scenario = None
-    for text in (stem, os.path.basename(os.path.dirname(os.path.abspath(path))).lower()):
-        s = _SCENARIO_RE.search(text)
-        if s:
-            scenario = "culture_10" if s.group(1).startswith("culture") else s.group(1)
-            break
-    return ROLES[m.group(1)], scenario
-
-
-def split_names_for(paths: Sequence[str], explicit: Sequence[str] | None = None) -> list[str]:
-    """The split of each file: ``explicit`` if given, else the rule in the module doc."""
-    if explicit:
-        if len(explicit) != len(paths):
-            raise So2SatInputError(f"--split_names gives {len(explicit)} names for {len(paths)} --h5 files")
-        names = list(explicit)
-    else:
-        found = [role_and_scenario(p) for p in paths]
-        multi = len({s for _, s in found if s}) > 1
-        names = [f"{s}_{r}" if (multi and s) else r for r, s in found]
-    for p, name in zip(paths, names):
-        if not _SPLIT_NAME_RE.match(name):
-            raise So2SatInputError(f"{p}: split name {name!r} may hold only letters, digits and '_'")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        which = "; ".join(f"{n}: " + ", ".join(p for p, m in zip(paths, names) if m == n) for n in dup)
-        raise So2SatInputError(f"two files for the same split ({which}); pass --split_names")
-    return names
-
-
-def source_name(path: str) -> str:
-    """The file's name as recorded (``training.h5``, or ``random/training.h5`` in a scenario folder)."""
-    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    base = os.path.basename(path)
-    if _SCENARIO_RE.search(parent.lower()) and not _SCENARIO_RE.search(base.lower()):
-        return f"{parent}/{base}"
-    return base
 
 
 def find_geo(path: str) -> str | None:

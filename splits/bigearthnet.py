@@ -1,0 +1,94 @@
+"""BigEarthNet-S2 official split and exclusion lists, read from the ``bigearthnet-common`` wheel.
+
+The lists are package data of ``bigearthnet-common`` (installed from PyPI as a dependency);
+this module locates them without importing that package and reads them as patch-name lists.
+See splits/README.md for where each list comes from.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from pathlib import Path
+
+from prep import files
+
+SPLITS = ("train", "val", "test")
+EXCLUSIONS = {
+    "seasonal_snow": "patches_with_seasonal_snow.csv.bz2",
+    "cloud_and_shadow": "patches_with_cloud_and_shadow.csv.bz2",
+    "no_19_class_target": "patches_with_no_19_class_targets.csv.bz2",
+}
+S1_S2_TABLE = "s1_s2_name_country_season.csv.bz2"
+EXAMPLE_ARCHIVES = {"S2": "BigEarthNet-S2-Example.tar.bz2", "S1": "BigEarthNet-S1-Example.tar.bz2"}
+
+
+@functools.lru_cache(maxsize=None)
+def package_dir() -> Path:
+    """Folder of the installed bigearthnet_common package data (not imported, only located)."""
+    spec = importlib.util.find_spec("bigearthnet_common")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the official BigEarthNet lists come from the 'bigearthnet-common' package; "
+            "install it with `pip install bigearthnet-common==2.8.0` (it is a dependency of eorecords)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def data_file(name: str) -> Path:
+    path = package_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found in the installed bigearthnet-common package")
+    return path
+
+
+def split_file(split: str) -> Path:
+    if split not in SPLITS:
+        raise KeyError(f"unknown official split {split!r}; splits: {', '.join(SPLITS)}")
+    return data_file(f"{split}.csv.bz2")
+
+
+open_text = files.open_text  # plain, .bz2 or .gz
+
+
+def read_names(path: str | os.PathLike) -> list[str]:
+    """Patch names of a one-name-per-line CSV (no header; CRLF or LF; blank lines ignored).
+
+    A first column is taken when a line has commas, so ``name,...`` tables read too.
+    """
+    names = []
+    with open_text(path) as f:
+        for line in f:
+            line = line.strip().split(",")[0].strip()
+            if line:
+                names.append(line)
+    return names
+
+
+def split_name(path: str | os.PathLike) -> str:
+    """``.../train.csv.bz2`` -> ``train``."""
+    base = os.path.basename(str(path))
+    for ext in (".bz2", ".gz"):
+        if base.endswith(ext):
+            base = base[: -len(ext)]
+    if base.endswith(".csv"):
+        base = base[:-4]
+    return base
+
+
+@functools.lru_cache(maxsize=None)
+def official_split(split: str) -> tuple[str, ...]:
+    return tuple(read_names(split_file(split)))
+
+
+@functools.lru_cache(maxsize=None)
+def exclusion(kind: str) -> frozenset[str]:
+    try:
+        name = EXCLUSIONS[kind]
+    except KeyError:
+        raise KeyError(f"unknown exclusion list {kind!r}; lists: {', '.join(EXCLUSIONS)}") from None
+    return frozenset(read_names(data_file(name)))
+
+
+def example_archive(modality: str = "S2") -> Path:
+    """The tar.bz2 of the six real example patches shipped in bigearthnet-common."""
+    return data_file(EXAMPLE_ARCHIVES[modality])
