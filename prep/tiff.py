@@ -5,7 +5,9 @@ Opening each with GDAL (rasterio) costs far more than reading its pixels, so ``r
 the classic TIFF header and first IFD itself (``struct``) and slices the strips with numpy. Any
 layout it does not handle (compression, tiles, BigTIFF, several samples per pixel, odd bit
 depths, a band other than the first) falls back to rasterio transparently, so callers can pass
-any GeoTIFF. ``read_georef`` (rasterio) gives the CRS and geotransform for checks.
+any GeoTIFF. ``read_georef`` (rasterio) gives the CRS and geotransform for checks;
+``read_band_georef`` gives a band and its EPSG code and geotransform from one read of the file
+(the GeoTIFF tags GDAL writes are parsed from the same bytes; any other goes to rasterio).
 
 ``encode_geotiff`` / ``write_band`` write the layout GDAL gives such files (same tags, strip size,
 GeoKeys and byte layout as the real archive files), for a north-up image in a WGS 84 / UTM CRS;
@@ -23,7 +25,7 @@ import numpy as np
 
 from prep.errors import InputError
 
-__all__ = ["BandError", "read_band", "read_georef", "encode_geotiff", "write_band", "utm_epsg_citation"]
+__all__ = ["BandError", "read_band", "read_band_georef", "read_georef", "encode_geotiff", "write_band", "utm_epsg_citation"]
 
 
 class BandError(InputError):
@@ -66,8 +68,11 @@ def _values(buf, e: str, entry: tuple, path) -> tuple:
     return struct.unpack_from(f"{e}{count}{code}", buf, pos)
 
 
-def _parse_striped(buf, path) -> np.ndarray:
-    """Pixels of the first IFD of an uncompressed striped single-sample TIFF in ``buf``."""
+def _parse_ifd(buf, path) -> tuple[str, dict]:
+    """Byte order (``"<"`` or ``">"``) and tags of the first IFD of the classic TIFF in ``buf``.
+
+    Tags map to ``(type, count, position of the entry's value field)``; ``_values`` reads them.
+    """
     size = len(buf)
     if size < 8:
         raise BandError(path, f"not a TIFF file ({'empty' if size == 0 else f'only {size} bytes'})")
@@ -96,6 +101,13 @@ def _parse_striped(buf, path) -> np.ndarray:
         if typ in _TYPES:
             tags[tag] = (typ, count, pos + 8)
         pos += 12
+    return e, tags
+
+
+def _parse_striped(buf, e: str, tags: dict, path) -> np.ndarray:
+    """Pixels of the first IFD (``_parse_ifd``'s ``e``, ``tags``) of an uncompressed striped
+    single-sample TIFF in ``buf``."""
+    size = len(buf)
 
     def one(tag, default=None):
         entry = tags.get(tag)
@@ -170,13 +182,7 @@ def _read_rasterio(path: str, band: int) -> np.ndarray:
         raise BandError(path, f"unreadable GeoTIFF ({err})") from None
 
 
-def read_band(path, shape: Sequence[int] | None = None, dtype=None, band: int = 1) -> np.ndarray:
-    """Read one band of a GeoTIFF as a 2-D native-endian array (writable).
-
-    ``shape`` and ``dtype``, when given, are checked: a mismatch raises BandError
-    (e.g. ``"...B02.tif: shape (60, 60), expected (120, 120)"``).
-    """
-    path = os.fspath(path)
+def _read_file(path: str) -> bytearray:
     try:
         with open(path, "rb", buffering=0) as f:
             buf = bytearray(os.fstat(f.fileno()).st_size)
@@ -189,21 +195,120 @@ def read_band(path, shape: Sequence[int] | None = None, dtype=None, band: int = 
         raise BandError(path, f"cannot read file ({err.strerror or err})") from None
     if got != len(buf):
         del buf[got:]
-    arr = None
-    if band == 1:
-        try:
-            arr = _parse_striped(buf, path)
-        except _Unsupported:
-            arr = None
-        except struct.error as err:  # a field read past the end of a (truncated) file
-            raise BandError(path, f"corrupt TIFF ({err})") from None
-    if arr is None:
-        arr = _read_rasterio(path, band)
+    return buf
+
+
+def _check(arr: np.ndarray, path: str, shape, dtype) -> np.ndarray:
     if shape is not None and arr.shape != tuple(shape):
         raise BandError(path, f"shape {arr.shape}, expected {tuple(int(s) for s in shape)}")
     if dtype is not None and arr.dtype != np.dtype(dtype):
         raise BandError(path, f"dtype {arr.dtype}, expected {np.dtype(dtype)}")
     return arr
+
+
+def _read(path: str, band: int, with_georef: bool) -> tuple[np.ndarray, dict | None]:
+    """Pixels of ``band`` and, if asked, the georeference from the same bytes (None: not parsed)."""
+    buf = _read_file(path)
+    arr = georef = None
+    if band == 1:
+        try:
+            e, tags = _parse_ifd(buf, path)
+            try:
+                arr = _parse_striped(buf, e, tags, path)
+            except _Unsupported:  # a layout left to rasterio: its georeference may still be simple
+                arr = None
+            if with_georef:
+                georef = _georef_from_tags(buf, e, tags, path)
+        except _Unsupported:  # BigTIFF
+            arr = georef = None
+        except struct.error as err:  # a field read past the end of a (truncated) file
+            raise BandError(path, f"corrupt TIFF ({err})") from None
+    if arr is None:
+        arr = _read_rasterio(path, band)
+    return arr, georef
+
+
+def read_band(path, shape: Sequence[int] | None = None, dtype=None, band: int = 1) -> np.ndarray:
+    """Read one band of a GeoTIFF as a 2-D native-endian array (writable).
+
+    ``shape`` and ``dtype``, when given, are checked: a mismatch raises BandError
+    (e.g. ``"...B02.tif: shape (60, 60), expected (120, 120)"``).
+    """
+    path = os.fspath(path)
+    arr, _ = _read(path, band, with_georef=False)
+    return _check(arr, path, shape, dtype)
+
+
+def read_band_georef(path, shape: Sequence[int] | None = None, dtype=None) -> tuple[np.ndarray, dict]:
+    """Read the first band of a GeoTIFF and its georeference, opening the file once.
+
+    Returns ``(pixels, georef)``: the pixels as ``read_band`` gives them (``shape`` and
+    ``dtype`` checked the same way) and ``georef`` with the keys of ``read_georef`` except
+    ``"crs"`` (a WKT needs GDAL): ``"epsg"`` (int or None), ``"transform"`` (a, b, c, d, e, f),
+    ``"bounds"`` (ulx, uly, lrx, lry) in CRS units (metres for UTM) and ``"shape"``
+    (height, width). The simple georeference GDAL writes (one tie point, a positive pixel scale,
+    a projected EPSG code, pixels as areas) is read from the bytes already read for the
+    pixels; any other (a ModelTransformation, several tie points, pixels as points, a
+    user-defined CRS, sidecar files, no GeoTIFF tags) goes to ``read_georef`` (rasterio), so
+    the values are the same either way. Raises BandError as ``read_band`` and ``read_georef``.
+    """
+    path = os.fspath(path)
+    arr, georef = _read(path, 1, with_georef=True)
+    _check(arr, path, shape, dtype)
+    if georef is None:
+        georef = {k: v for k, v in read_georef(path).items() if k != "crs"}
+    return arr, georef
+
+
+# GeoKeys the fast georeference path understands, with the values it accepts (None: any).
+_GT_MODEL, _GT_RASTER, _PROJECTED_CS = 1024, 1025, 3072
+_SIMPLE_GEOKEYS = {
+    1024: (1,),      # GTModelType: projected
+    1025: (1,),      # GTRasterType: PixelIsArea (PixelIsPoint shifts GDAL's transform by half a pixel)
+    1026: None,      # GTCitation
+    2049: None,      # GeogCitation
+    2054: (9102,),   # GeogAngularUnits: degree
+    3072: None,      # ProjectedCSType: the EPSG code (checked below)
+    3073: None,      # PCSCitation
+    3076: (9001,),   # ProjLinearUnits: metre
+}
+_PIXEL_SCALE, _TIEPOINT, _MODEL_TRANSFORM, _GEOKEYS = 33550, 33922, 34264, 34735
+
+
+def _georef_from_tags(buf, e: str, tags: dict, path) -> dict | None:
+    """The georeference of GDAL's simple layout from the parsed tags; None for any other."""
+    if _MODEL_TRANSFORM in tags or any(t not in tags for t in (_WIDTH, _LENGTH, _PIXEL_SCALE, _TIEPOINT, _GEOKEYS)):
+        return None
+    if tags[_PIXEL_SCALE][:2] != (12, 3) or tags[_TIEPOINT][:2] != (12, 6) or tags[_GEOKEYS][0] != 3:
+        return None
+    keys = _values(buf, e, tags[_GEOKEYS], path)
+    if len(keys) < 4 or keys[0] != 1 or len(keys) < 4 + 4 * keys[3]:
+        return None
+    geokeys = {}
+    for i in range(keys[3]):
+        key, location, count, value = keys[4 + 4 * i:8 + 4 * i]
+        if key not in _SIMPLE_GEOKEYS:
+            return None
+        accepted = _SIMPLE_GEOKEYS[key]
+        if location == 0:
+            if count != 1 or (accepted is not None and value not in accepted):
+                return None
+            geokeys[key] = value
+    epsg = geokeys.get(_PROJECTED_CS)
+    if geokeys.get(_GT_MODEL) != 1 or epsg is None or not 1024 <= epsg <= 32766:
+        return None
+    sx, sy, _ = _values(buf, e, tags[_PIXEL_SCALE], path)
+    i, j, _, x, y, _ = _values(buf, e, tags[_TIEPOINT], path)
+    if not (sx > 0 and sy > 0):
+        return None
+    width, height = (_values(buf, e, tags[t], path)[0] for t in (_WIDTH, _LENGTH))
+    ulx, uly = x - i * sx, y + j * sy
+    return {
+        "epsg": int(epsg),
+        "transform": (float(sx), 0.0, float(ulx), 0.0, -float(sy), float(uly)),
+        "bounds": (float(ulx), float(uly), float(ulx + sx * width), float(uly - sy * height)),
+        "shape": (int(height), int(width)),
+    }
 
 
 def read_georef(path) -> dict:

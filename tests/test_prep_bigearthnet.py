@@ -1,6 +1,7 @@
 """prep.bigearthnet end to end on the six real patches (and renamed copies of them)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -326,3 +327,126 @@ def test_extra_exclusion_lists(tmp_path, archive):
     assert m["splits"]["train"]["written"] == 6 - len(reasons)
     m = cli.prepare(str(root), str(tmp_path / "b"), [split], exclusion_lists=[lst], keep_excluded=True)
     assert m["splits"]["train"]["written"] == 6
+
+
+# --- the JSON box against the GeoTIFF georeference -----------------------------------------
+
+def _geotiff_box(root, name) -> tuple:
+    with rasterio.open(root / name / f"{name}_B02.tif") as ds:
+        b = ds.bounds
+    return tuple(int(v) for v in (b.left, b.top, b.right, b.bottom))
+
+
+def _edit_box(c: dict, how: str) -> None:
+    if how == "shifted_300km":
+        c["ulx"] += 300_000
+        c["lrx"] += 300_000
+    elif how == "ulx_300km":
+        c["ulx"] += 300_000
+    elif how == "flipped":  # lry above uly
+        c["uly"], c["lry"] = c["lry"], c["uly"]
+    elif how == "span_1190":
+        c["lrx"] -= 10
+    elif how == "shifted_1m":  # within the 1 m tolerance
+        c["ulx"] += 1
+        c["lrx"] += 1
+
+
+BAD_BOXES = [
+    ("shifted_300km", "do not match the GeoTIFF georeference of B02"),
+    ("ulx_300km", "are not a north-up box"),
+    ("flipped", "are not a north-up box"),
+    ("span_1190", "span 1190 x 1200 m, expected 1200 x 1200 m"),
+    ("epsg", "projection EPSG:32601 does not match the GeoTIFF georeference of B02"),
+]
+
+
+@pytest.mark.parametrize("how,problem", BAD_BOXES)
+def test_box_not_matching_the_geotiff_names_patch_json_and_both_boxes(tmp_path, archive, how, problem):
+    root, names = archive(0)
+    snow = __import__("splits").exclusion("seasonal_snow")
+    victim = next(n for n in names if n not in snow)
+    p = root / victim / f"{victim}_labels_metadata.json"
+    meta = json.loads(p.read_text())
+    if how == "epsg":
+        meta["projection"], n = re.subn(r'AUTHORITY\["EPSG","\d+"\]\]$', 'AUTHORITY["EPSG","32601"]]',
+                                        meta["projection"])
+        assert n == 1
+    else:
+        _edit_box(meta["coordinates"], how)
+    p.write_text(json.dumps(meta))
+    json_box = "({}, {}, {}, {})".format(*(meta["coordinates"][k] for k in ("ulx", "uly", "lrx", "lry")))
+    tiff_box = "({}, {}, {}, {})".format(*_geotiff_box(root, victim))
+    split = write_split(tmp_path / "train.csv", names)
+    with pytest.raises(shards.PrepError) as e:
+        cli.prepare(str(root), str(tmp_path / "fail"), [split])
+    msg = str(e.value)
+    for part in (victim, str(p), json_box, tiff_box, problem):
+        assert part in msg, (part, msg)
+    # --on_error=skip: listed as skipped with that reason, the rest written, the counts reconcile
+    m = cli.prepare(str(root), str(tmp_path / "skip"), [split], on_error="skip")
+    s = m["splits"]["train"]
+    excluded = sum(n in snow for n in names)
+    assert excluded >= 1
+    assert (s["listed"], s["written"], s["excluded"], s["skipped"]) == (6, 6 - excluded - 1, excluded, 1)
+    assert s["listed"] == s["written"] + s["excluded"] + s["skipped"]
+    assert [k["key"] for k in m["skipped"]] == [victim]
+    reason = m["skipped"][0]["reason"]
+    assert problem in reason and json_box in reason and tiff_box in reason and str(p) in reason
+    assert victim in cli.summary(m) and verify(str(tmp_path / "skip")) == []
+
+
+def test_box_within_a_metre_passes(tmp_path, archive):
+    root, names = archive(0)
+    p = root / names[0] / f"{names[0]}_labels_metadata.json"
+    meta = json.loads(p.read_text())
+    _edit_box(meta["coordinates"], "shifted_1m")
+    p.write_text(json.dumps(meta))
+    m = cli.prepare(str(root), str(tmp_path / "out"), [write_split(tmp_path / "train.csv", names)],
+                    keep_excluded=True)
+    assert m["splits"]["train"]["written"] == 6
+
+
+def test_real_and_synthetic_patches_pass_the_box_check(tmp_path, s2_examples, monkeypatch):
+    from prep import raw_bigearthnet as raw
+    from prep import tiff
+    from prep.synthetic.bigearthnet import generate_bigearthnet
+
+    checked = []
+    original = raw.check_coordinates
+
+    def spy(name, *args, **kwargs):
+        checked.append(name)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(raw, "check_coordinates", spy)
+    monkeypatch.setattr(tiff, "read_georef", None)  # the georeference comes from the bytes read for B02
+    real = sorted(p.name for p in s2_examples.iterdir())
+    for n in real:
+        patch = raw.read_patch(str(s2_examples), n)
+        assert patch["epsg"] in (32629, 32633, 32635)
+    roots = {}
+    for writer in ("native", "rasterio"):
+        roots[writer] = tmp_path / writer
+        generate_bigearthnet(roots[writer], 12, seed=5, tiff_writer=writer)
+    synthetic = sorted(p.name for p in roots["native"].iterdir() if p.is_dir())
+    for root in roots.values():
+        for n in synthetic:
+            raw.read_patch(str(root), n)
+    assert checked == real + 2 * synthetic
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_b02_without_georeference_is_bad_input(tmp_path, archive):
+    root, names = archive(0)
+    victim = names[2]
+    src = root / victim / f"{victim}_B02.tif"
+    with rasterio.open(src) as ds:
+        arr = ds.read(1)
+    with rasterio.open(src, "w", driver="GTiff", width=120, height=120, count=1, dtype="uint16") as ds:
+        ds.write(arr, 1)
+    split = write_split(tmp_path / "train.csv", names)
+    m = cli.prepare(str(root), str(tmp_path / "skip"), [split], keep_excluded=True, on_error="skip")
+    assert [s["key"] for s in m["skipped"]] == [victim]
+    assert "cannot be checked: the GeoTIFF B02 has no georeference" in m["skipped"][0]["reason"]
+    assert f"{victim}_labels_metadata.json" in m["skipped"][0]["reason"]

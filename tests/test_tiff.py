@@ -286,6 +286,112 @@ def test_read_georef_errors(tmp_path):
         tiff.read_georef(bad)
 
 
+
+_RASTERIO_GEOREF = tiff.read_georef
+
+
+def _reference_georef(path) -> dict:
+    """rasterio's georeference without the WKT: what read_band_georef must give."""
+    return {k: v for k, v in _RASTERIO_GEOREF(path).items() if k != "crs"}
+
+
+@pytest.fixture
+def georef_fallbacks(monkeypatch) -> list:
+    """Records every file whose georeference went to rasterio (read_georef)."""
+    calls = []
+
+    def spy(path):
+        calls.append(str(path))
+        return _RASTERIO_GEOREF(path)
+
+    monkeypatch.setattr(tiff, "read_georef", spy)
+    return calls
+
+
+def test_read_band_georef_real_examples_from_one_read(example_bands, fallback_calls, georef_fallbacks):
+    for path in example_bands:
+        arr, g = tiff.read_band_georef(path, shape=SHAPES[_band_name(path)], dtype="uint16")
+        np.testing.assert_array_equal(arr, _rio_read(path))
+        assert g == _reference_georef(path), path
+    assert fallback_calls == [] and georef_fallbacks == []  # all 72 from the bytes already read
+
+
+def _with_tiepoint_offset(data: bytes, i: float, j: float) -> bytes:
+    """An encode_geotiff file whose tie point links raster (i, j) instead of (0, 0) to the same place."""
+    (n,) = struct.unpack_from("<H", data, 8)
+    for k in range(n):
+        tag, _, _, at = struct.unpack_from("<HHII", data, 10 + 12 * k)
+        if tag == 33922:
+            sx, sy = struct.unpack_from("<2d", data, next(
+                struct.unpack_from("<HHII", data, 10 + 12 * m)[3] for m in range(n)
+                if struct.unpack_from("<H", data, 10 + 12 * m)[0] == 33550))
+            _, _, _, x, y, _ = struct.unpack_from("<6d", data, at)
+            out = bytearray(data)
+            struct.pack_into("<6d", out, at, i, j, 0.0, x + i * sx, y - j * sy, 0.0)
+            return bytes(out)
+    raise AssertionError("no tie point")
+
+
+@pytest.mark.parametrize("kind", ["encoder-32601", "encoder-32733", "rasterio", "rasterio-lzw-tiled", "tiepoint-offset"])
+def test_read_band_georef_simple_layouts_without_rasterio(tmp_path, georef_fallbacks, kind):
+    arr = np.random.default_rng(3).integers(0, 10000, size=(60, 40)).astype(np.uint16)
+    path = tmp_path / "g.tif"
+    if kind.startswith("encoder"):
+        tiff.write_band(path, arr, int(kind.split("-")[1]), 499980, 4400040, 20)
+    elif kind == "tiepoint-offset":
+        path.write_bytes(_with_tiepoint_offset(tiff.encode_geotiff(arr, 32635, 600000, 5700000, 10), 7, 3))
+    else:
+        options = {"compress": "lzw", "tiled": True, "blockxsize": 16, "blockysize": 16} if "lzw" in kind else {}
+        with rasterio.open(path, "w", driver="GTiff", width=40, height=60, count=1, dtype="uint16",
+                           crs="EPSG:32629", transform=from_origin(600000, 5900040, 20, 20), **options) as ds:
+            ds.write(arr, 1)
+    got, g = tiff.read_band_georef(path, shape=(60, 40), dtype="uint16")
+    np.testing.assert_array_equal(got, arr)
+    assert g == _reference_georef(path)
+    assert georef_fallbacks == []
+
+
+@pytest.mark.parametrize("kind", ["pixel-is-point", "rotated", "custom-crs", "geographic", "not-georeferenced",
+                                  "bigtiff"])
+def test_read_band_georef_other_layouts_go_to_rasterio(tmp_path, georef_fallbacks, kind):
+    arr = np.random.default_rng(4).integers(0, 10000, size=(20, 30)).astype(np.uint16)
+    path = tmp_path / "g.tif"
+    if kind == "not-georeferenced":
+        path.write_bytes(_craft_tiff(arr))
+    else:
+        crs, transform, options = "EPSG:32633", from_origin(300000, 5400000, 10, 10), {}
+        if kind == "rotated":
+            transform = Affine(10, 2, 300000, 2, -10, 5400000)
+        elif kind == "custom-crs":
+            crs = "+proj=tmerc +lat_0=0 +lon_0=15 +k=0.9996 +x_0=500000 +y_0=0 +ellps=intl +units=m"
+        elif kind == "geographic":
+            crs, transform = "EPSG:4326", from_origin(15.0, 48.0, 0.001, 0.001)
+        elif kind == "bigtiff":
+            options = {"BIGTIFF": "YES"}
+        with rasterio.open(path, "w", driver="GTiff", width=30, height=20, count=1, dtype="uint16", crs=crs,
+                           transform=transform, **options) as ds:
+            if kind == "pixel-is-point":
+                ds.update_tags(AREA_OR_POINT="Point")
+            ds.write(arr, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        got, g = tiff.read_band_georef(path, shape=(20, 30), dtype="uint16")
+        assert g == _reference_georef(path)
+    np.testing.assert_array_equal(got, arr)
+    assert georef_fallbacks == [str(path)]  # pixels as points: GDAL moves the tie point by half a pixel
+
+
+def test_read_band_georef_errors_as_read_band(tmp_path):
+    with pytest.raises(tiff.BandError, match="not found"):
+        tiff.read_band_georef(tmp_path / "missing.tif")
+    path = tmp_path / "g.tif"
+    tiff.write_band(path, np.zeros((60, 60), np.uint16), 32633, 300000, 5400000, 20)
+    with pytest.raises(tiff.BandError, match=r"shape \(60, 60\), expected \(120, 120\)"):
+        tiff.read_band_georef(path, shape=(120, 120))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(tiff.BandError, match="g.tif"):
+        tiff.read_band_georef(path)
+
 def test_encoder_reproduces_real_files_byte_for_byte(example_bands):
     for path in example_bands:
         g = tiff.read_georef(path)

@@ -15,7 +15,7 @@ from prep import files
 from prep.datasets.bigearthnet import spec as ben
 from prep.errors import InputError
 from prep.shards import Exclude, Record, Skip
-from prep.tiff import BandError, read_band
+from prep.tiff import BandError, read_band, read_band_georef
 
 _EPSG = re.compile(r'AUTHORITY\["EPSG",\s*"(\d+)"\]\s*\]\s*$')
 
@@ -61,13 +61,91 @@ def read_metadata(root: str, name: str) -> dict:
     return meta
 
 
+# The band whose GeoTIFF georeference the JSON coordinates are checked against (a 10 m band:
+# 120 x 120 pixels of 10 m, so the box spans 1200 m each way), and the tolerance of the check:
+# the JSON holds whole metres, so allow sub-metre rounding and nothing more.
+GEOREF_BAND = "B02"
+COORDINATE_TOLERANCE_M = 1.0
+_BANDS = {b.name: b for b in ben.BANDS}
+
+
+def _box(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{float(v):.10g}" for v in values) + ")"
+
+
+def check_coordinates(name: str, path: str, coords: Sequence[float], epsg: int, georef: dict,
+                      band: str = GEOREF_BAND) -> None:
+    """Check a patch's JSON box against the georeference of one of its band GeoTIFFs.
+
+    Args:
+      name: the patch name (starts every message).
+      path: the patch's JSON file (named in every message).
+      coords: the JSON ``coordinates`` (ulx, uly, lrx, lry), in metres of the patch CRS.
+      epsg: the EPSG code of the JSON ``projection`` (0 when it gives none: not compared).
+      georef: ``prep.tiff.read_band_georef``'s georeference of ``band``: ``"bounds"`` (ulx, uly,
+        lrx, lry), ``"epsg"`` (None when unknown: not compared), ``"transform"``.
+      band: the band name, one of ``ben.BANDS``.
+
+    The box must be north-up (ulx < lrx, uly > lry), span the band's width x height in pixels
+    times its resolution (120 x 10 m = 1200 m each way for B02), and each coordinate must lie
+    within ``COORDINATE_TOLERANCE_M`` (1 m) of the GeoTIFF's; the EPSG codes must be equal.
+
+    Raises:
+      PatchError: on any mismatch (or a GeoTIFF without georeference), naming the patch, the
+        JSON file and both boxes.
+    """
+    spec = _BANDS[band]
+    want_w, want_h = spec.shape[1] * spec.resolution_m, spec.shape[0] * spec.resolution_m
+    ulx, uly, lrx, lry = (float(v) for v in coords)
+    tol = COORDINATE_TOLERANCE_M
+    theirs = georef["bounds"]
+    their_epsg = georef.get("epsg")
+    # The checks run for every patch: the messages are built only when one fails.
+    if their_epsg is None and tuple(georef["transform"]) == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
+        raise PatchError(f"{name}: {path}: coordinates (ulx, uly, lrx, lry) = {_box(coords)} cannot be "
+                         f"checked: the GeoTIFF {band} has no georeference")
+    north_up = ulx < lrx and uly > lry
+    span_ok = abs(lrx - ulx - want_w) <= tol and abs(uly - lry - want_h) <= tol
+    epsg_ok = not epsg or their_epsg is None or int(epsg) == int(their_epsg)
+    box_ok = all(abs(a - b) <= tol for a, b in zip((ulx, uly, lrx, lry), theirs))
+    if north_up and span_ok and epsg_ok and box_ok:
+        return
+    ours = f"coordinates (ulx, uly, lrx, lry) = {_box(coords)}"
+    ref = f"the GeoTIFF georeference of {band} {_box(theirs)}"
+    if not north_up:
+        problem = f"{ours} are not a north-up box (ulx < lrx and uly > lry expected); {ref}"
+    elif not span_ok:
+        problem = (f"{ours} span {lrx - ulx:.10g} x {uly - lry:.10g} m, expected {want_w:g} x {want_h:g} m "
+                   f"({spec.shape[1]} x {spec.shape[0]} pixels of {spec.resolution_m} m, within {tol:g} m); {ref}")
+    elif not epsg_ok:
+        problem = f"projection EPSG:{epsg} does not match {ref} in EPSG:{their_epsg} ({ours})"
+    else:
+        problem = f"{ours} do not match {ref} (by more than {tol:g} m)"
+    raise PatchError(f"{name}: {path}: {problem}")
+
+
 def read_patch(root: str, name: str) -> dict:
-    """Read one patch folder into the dict that ``bigearthnet.record_values`` takes."""
+    """Read one patch folder into the dict that ``bigearthnet.record_values`` takes.
+
+    Returns ``name``, ``bands`` (band name -> native-size uint16 array, e.g. (120, 120) for B02),
+    ``labels43`` (the JSON's names), ``acquisition_date``, ``tile_source``, ``coordinates``
+    (ulx, uly, lrx, lry as whole metres) and ``epsg`` (0 when the JSON gives none).
+
+    Raises:
+      PatchError: the folder, JSON or a band is missing or unreadable, a band has the wrong
+        shape or dtype, a label is unknown, a coordinate is not a whole number, or the JSON box
+        does not agree with the georeference of the B02 GeoTIFF (``check_coordinates``).
+    """
     meta = read_metadata(root, name)
     bands = {}
+    georef = None
     for b in ben.BANDS:
+        path = band_path(root, name, b.name)
         try:
-            bands[b.name] = read_band(band_path(root, name, b.name), shape=b.shape, dtype=b.dtype)
+            if b.name == GEOREF_BAND:  # pixels and georeference from one read of the file
+                bands[b.name], georef = read_band_georef(path, shape=b.shape, dtype=b.dtype)
+            else:
+                bands[b.name] = read_band(path, shape=b.shape, dtype=b.dtype)
         except BandError as e:
             raise PatchError(f"{name}: {e}") from None
     c = meta["coordinates"]
@@ -77,6 +155,8 @@ def read_patch(root: str, name: str) -> dict:
         if not isinstance(v, (int, float)) or float(v) != int(v):
             raise PatchError(f"{name}: {json_path(root, name)}: coordinate {k}={v!r} is not a whole number of metres")
         coords.append(int(v))
+    epsg = epsg_from_wkt(meta.get("projection", ""))
+    check_coordinates(name, json_path(root, name), coords, epsg, georef)
     return {
         "name": name,
         "bands": bands,
@@ -84,7 +164,7 @@ def read_patch(root: str, name: str) -> dict:
         "acquisition_date": meta.get("acquisition_date", ""),
         "tile_source": meta.get("tile_source", ""),
         "coordinates": coords,
-        "epsg": epsg_from_wkt(meta.get("projection", "")),
+        "epsg": epsg,
     }
 
 
