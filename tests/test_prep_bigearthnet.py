@@ -408,7 +408,7 @@ def test_box_within_a_metre_passes(tmp_path, archive):
 
 
 def test_real_and_synthetic_patches_pass_the_box_check(tmp_path, s2_examples, monkeypatch):
-    from prep import raw_bigearthnet as raw
+    from prep.datasets.bigearthnet import raw
     from prep import tiff
     from prep.synthetic.bigearthnet import generate_bigearthnet
 
