@@ -364,7 +364,7 @@ BAD_BOXES = [
 @pytest.mark.parametrize("how,problem", BAD_BOXES)
 def test_box_not_matching_the_geotiff_names_patch_json_and_both_boxes(tmp_path, archive, how, problem):
     root, names = archive(0)
-    snow = __import__("splits").exclusion("seasonal_snow")
+    snow = official.exclusion("seasonal_snow")
     victim = next(n for n in names if n not in snow)
     p = root / victim / f"{victim}_labels_metadata.json"
     meta = json.loads(p.read_text())
