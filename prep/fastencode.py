@@ -16,7 +16,7 @@ fixed size (raw pixel bands). Records then share one byte layout: each run of su
 headers are written once, and a producer fills the pixel bytes of all rows of a chunk with numpy
 slice assignments (``block.column(key)``). ``block.record(i, entries)`` then joins row ``i`` of
 each run with the encoded entries of the other features (``cs.entry``) into the serialized
-Example. So2Sat (prep.raw_so2sat) uses it for its 18 bands; BigEarthNet's compact schema has the same
+Example. So2Sat (prep.datasets.so2sat.raw) uses it for its 18 bands; BigEarthNet's compact schema has the same
 shape (12 fixed-size bands first, then small variable label and metadata features).
 
 Wire format reminder: Example = field 1 (Features); Features = repeated field 1 (map entry);

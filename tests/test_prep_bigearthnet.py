@@ -408,8 +408,8 @@ def test_box_within_a_metre_passes(tmp_path, archive):
 
 
 def test_real_and_synthetic_patches_pass_the_box_check(tmp_path, s2_examples, monkeypatch):
-    from prep.datasets.bigearthnet import raw
     from prep import tiff
+    from prep.datasets.bigearthnet import raw
     from prep.datasets.bigearthnet.synthetic import generate_bigearthnet
 
     checked = []

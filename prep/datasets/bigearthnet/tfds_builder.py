@@ -2,7 +2,7 @@
 
 Registered when ``prep.tfds`` is imported. It builds from a manual folder holding the extracted
 patch folders (``<patch>/<patch>_B01.tif`` ... ``<patch>_labels_metadata.json``), read with the
-same reader as ``prep.bigearthnet`` (``prep.raw_bigearthnet``) and labelled with the one dataset
+same reader as the preparation command (``prep.datasets.bigearthnet.raw``) and labelled with the one dataset
 definition (``prep.datasets.bigearthnet``): nothing about bands, classes or labels is written
 down twice.
 

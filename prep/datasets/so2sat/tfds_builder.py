@@ -1,7 +1,7 @@
 """TFDS builder ``so2sat_lcz42``: So2Sat LCZ42 versions 2 and 3 from the published HDF5 files.
 
 Registered when ``prep.tfds`` is imported. Rows are read with the converter's reader
-(``prep.raw_so2sat``: streaming in chunks, one-hot and layout checks, geolocation) and described by
+(``prep.datasets.so2sat.raw``: streaming in chunks, one-hot and layout checks, geolocation) and described by
 the one dataset definition (``prep.datasets.so2sat``); pixels are float32 as in the project's
 records (the float64 files cast once; see prep.so2sat for what the cast keeps).
 
