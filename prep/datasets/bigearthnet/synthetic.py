@@ -438,7 +438,7 @@ def contract_archive(out_dir: str, seed: int = 0) -> ContractArchive:
         prepare_args=("--root_folder", str(root), "--splits", *(str(root / f"{s}.csv") for s in SPLITS),
                       "--exclusion_lists", str(root / SNOW_LIST), str(root / CLOUD_LIST), str(root / NO_TARGET_LIST)),
         tfds_config="s2_10m20m",
-        tfds_split_names={"train": "train", "validation": "val", "test": "test"},
+        tfds_split_names={"train": "train", "val": "val", "test": "test"},
     )
 
 

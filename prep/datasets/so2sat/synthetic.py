@@ -147,7 +147,7 @@ def contract_archive(out_dir: str, seed: int = 0) -> ContractArchive:
     """A small version-2 release (48 / 16 / 16 rows with geolocation) for the contract test."""
     paths = write_release(out_dir, 2, {"training": 48, "validation": 16, "testing": 16}, seed=seed)
     return ContractArchive(raw_dir=out_dir, prepare_args=("--h5", *paths.values()), tfds_config="v2_all",
-                           tfds_split_names={"train": "train", "validation": "val", "test": "test"})
+                           tfds_split_names={"train": "train", "val": "val", "test": "test"})
 
 
 # --- command line ---------------------------------------------------------------------------
