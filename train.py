@@ -18,7 +18,7 @@ The run folder RUN (--out_dir, or -o; --run_dir is an alias kept for old command
   input_config.json     what the model expects of its input (bands, resampling, statistics, classes)
   checkpoints/          tf.train checkpoints every --checkpoint_every_steps and at each epoch end
   logs/train, logs/val  TensorBoard summaries
-  history.csv           per-epoch loss, micro-F1, learning rate, validation loss and micro-F1
+  history.csv           per-epoch (numbered from 1) loss, micro-F1, learning rate, validation loss and micro-F1
   curves.png            training curves
   best.keras            the model with the best validation micro-F1
   final.keras           the model after the last epoch, and saved_model/ (SavedModel for serving)
@@ -299,6 +299,14 @@ def _check_batch_size(cfg: TrainConfig, manifest: Mapping) -> int:
     return min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
 
 
+def _history_before(rows: list[dict], start_epoch: int) -> list[dict]:
+    """The history.csv rows of the ``start_epoch`` epochs a resumed run has finished (numbered from 1;
+    a history written numbered from 0, by an older train.py, is renumbered)."""
+    if rows and rows[0]["epoch"] == 0:
+        rows = [{**r, "epoch": r["epoch"] + 1} for r in rows]
+    return [r for r in rows if r["epoch"] <= start_epoch]
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training as configured; returns a summary (history, best, files, test metrics).
 
@@ -398,6 +406,8 @@ def train(cfg: TrainConfig) -> dict:
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
+        # progress_epoch counts the finished epochs (the 0-based index of the next one; history.csv and
+        # the log number epochs from 1)
         progress_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         progress_batch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
         best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_micro_f1")
@@ -431,7 +441,8 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.resume and manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             logging.info("resumed from %s at epoch %d, batch %d, step %d", manager.latest_checkpoint,
-                         int(progress_epoch.numpy()), int(progress_batch.numpy()), int(optimizer.iterations.numpy()))
+                         int(progress_epoch.numpy()) + 1, int(progress_batch.numpy()),
+                         int(optimizer.iterations.numpy()))
         elif cfg.resume:
             logging.info("--resume: no checkpoint in %s, starting afresh", ckpt_dir)
     except BaseException:
@@ -480,7 +491,7 @@ def train(cfg: TrainConfig) -> dict:
 
     history_path = os.path.join(run_dir, "history.csv")
     start_epoch = int(progress_epoch.numpy())
-    history = [r for r in training.read_history(history_path) if r["epoch"] < start_epoch] if cfg.resume else []
+    history = _history_before(training.read_history(history_path), start_epoch) if cfg.resume else []
     writers = {k: tf.summary.create_file_writer(os.path.join(work_dir, "logs", k)) for k in ("train", "val")}
     from tqdm import tqdm
 
@@ -523,7 +534,7 @@ def train(cfg: TrainConfig) -> dict:
             logging.info("stopped after %d steps (--max_steps); continue with --resume", step)
             break
 
-        row = {"epoch": epoch, "step": int(optimizer.iterations.numpy()),
+        row = {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy()),
                "learning_rate": training.current_lr(optimizer), "loss": loss_sum / max(seen, 1),
                "micro_f1": training.micro_f1(tp, fp, fn), "val_loss": None, "val_micro_f1": None}
         if val_ds is not None:
@@ -545,7 +556,7 @@ def train(cfg: TrainConfig) -> dict:
                 model.save(os.path.join(run_dir, "best.keras"))
         if score > float(best_metric.numpy()):
             best_metric.assign(score)
-        logging.info("epoch %d: loss %.4f micro-F1 %.4f%s", epoch + 1, row["loss"], row["micro_f1"],
+        logging.info("epoch %d: loss %.4f micro-F1 %.4f%s", row["epoch"], row["loss"], row["micro_f1"],
                      "" if val_ds is None else f", val loss {row['val_loss']:.4f} val micro-F1 {row['val_micro_f1']:.4f}")
         progress_epoch.assign(epoch + 1)
         progress_batch.assign(0)

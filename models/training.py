@@ -263,7 +263,7 @@ def write_json(path: str, obj) -> None:
 
 
 def read_history(path: str) -> list[dict]:
-    """The rows of history.csv (epoch and step as int, the rest float or None); [] when absent."""
+    """The rows of history.csv (epoch, numbered from 1, and step as int, the rest float or None); [] when absent."""
     if not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as f:
@@ -272,8 +272,8 @@ def read_history(path: str) -> list[dict]:
 
 
 def write_history(path: str, rows: Sequence[Mapping]) -> None:
-    """history.csv: one row per epoch, the columns of HISTORY_FIELDS (None as empty); written
-    atomically (prep.files)."""
+    """history.csv: one row per epoch (numbered from 1), the columns of HISTORY_FIELDS (None as empty);
+    written atomically (prep.files)."""
     with atomic_write(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         w.writeheader()
@@ -282,13 +282,14 @@ def write_history(path: str, rows: Sequence[Mapping]) -> None:
 
 
 def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
-    """curves.png: loss and micro-F1 per epoch, training and (when present) validation."""
+    """curves.png: loss and micro-F1 per epoch (the rows' epoch numbers, from 1), training and (when
+    present) validation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [r["epoch"] + 1 for r in rows]
+    epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "micro_f1", "micro-F1")):
         ax.plot(epochs, [r.get(key) for r in rows], marker="o", label="train")

@@ -121,7 +121,7 @@ def test_small_kbranch_learns_and_fills_the_run_directory(mini_dir, tmp_path):
     assert info["manifest_sha256"] == sha
     assert info["git_commit"] and len(info["git_commit"]) == 40
     history = training.read_history(str(run / "history.csv"))
-    assert [r["epoch"] for r in history] == list(range(8))
+    assert [r["epoch"] for r in history] == list(range(1, 9))  # numbered from 1, as the log says
     assert history[-1]["step"] == summary["steps"] == 8 * (reader.num_examples(reader.load_manifest(mini_dir),
                                                                                  "train") // 16)
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -166,7 +166,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(mini_dir, tmp_path):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
     ha = training.read_history(str(tmp_path / "a" / "history.csv"))
     hb = training.read_history(str(tmp_path / "b" / "history.csv"))
-    assert [r["epoch"] for r in hb] == [0, 1]
+    assert [r["epoch"] for r in hb] == [1, 2]
     for key in ("loss", "micro_f1", "step"):  # the resumed epoch's figures cover the whole epoch
         np.testing.assert_allclose([r[key] for r in ha], [r[key] for r in hb], rtol=1e-5, err_msg=key)
 
@@ -284,6 +284,12 @@ def test_out_dir_has_a_short_name_and_the_old_run_dir_alias():
                 assert train.config_from_flags().out_dir == "r", args
             finally:
                 flags.FLAGS.unparse_flags()
+
+
+def test_resumed_history_is_numbered_from_one():
+    rows = [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4}]  # an older train.py
+    assert [r["epoch"] for r in train._history_before(rows, 2)] == [1, 2]
+    assert [r["epoch"] for r in train._history_before([{"epoch": 1}, {"epoch": 2}], 1)] == [1]
 
 
 # --- pieces -------------------------------------------------------------------------------------
