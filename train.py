@@ -313,7 +313,7 @@ def train(cfg: TrainConfig) -> dict:
     Everything that can be wrong with the request (data folder, model name, bands, batch size, run
     folder state) is checked before ``cfg.out_dir`` is created or written: an ``EORecordsError``
     then leaves no file behind, and a run folder this call created is removed again if the start
-    fails.
+    fails. ``summary["best_val_micro_f1"]`` is None until an epoch has ended.
     """
     if not cfg.data_dir:
         raise UsageError("--data_dir is required")
@@ -410,6 +410,7 @@ def train(cfg: TrainConfig) -> dict:
         # the log number epochs from 1)
         progress_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         progress_batch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+        # -1 until an epoch has ended (a micro-F1 is >= 0); reported as None
         best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_micro_f1")
         # running sums of the current epoch (loss, tp, fp, fn, batches), so a resumed epoch reports the same
         epoch_sums = tf.Variable(tf.zeros([5], tf.float64), trainable=False, name="epoch_sums")
@@ -567,9 +568,11 @@ def train(cfg: TrainConfig) -> dict:
         import shutil
         shutil.rmtree(os.path.dirname(cache), ignore_errors=True)
 
+    best = float(best_metric.numpy())
     summary = {"out_dir": run_dir, "history": history, "stopped": stopped,
-               "best_val_micro_f1": float(best_metric.numpy()), "steps": int(optimizer.iterations.numpy()),
-               "test": None, "files": []}
+               "best_val_micro_f1": best if best >= 0 else None,  # None: no epoch has ended yet
+               "best_by": "validation" if val_ds is not None else "training",
+               "steps": int(optimizer.iterations.numpy()), "test": None, "files": []}
     if stopped or not chief:
         return summary
     final = os.path.join(run_dir, "final.keras")
@@ -616,7 +619,7 @@ def _quiet_tf_logging() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Train as the flags say; print the steps, the best micro-F1 and the run folder."""
+    """Train as the flags say; print the steps, the best micro-F1 (or that no validation ran) and the run folder."""
     cli.no_arguments(argv)
     cli.required("data_dir", "out_dir")
     _quiet_tf_logging()
@@ -625,7 +628,11 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError as e:  # a shard or file named in a flag that went missing
         raise InputError(str(e)) from None
     best = summary["best_val_micro_f1"]
-    print(f"\n{summary['steps']} steps; best micro-F1 {best:.4f}; run folder {summary['out_dir']}")
+    if best is None:
+        result = "no epoch ended, so no validation ran and no best model was kept"
+    else:
+        result = f"best {summary['best_by']} micro-F1 {best:.4f}"
+    print(f"\n{summary['steps']} steps; {result}; run folder {summary['out_dir']}")
     if summary["stopped"]:
         print("stopped early (--max_steps): continue with --resume")
     return 0

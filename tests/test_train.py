@@ -286,6 +286,27 @@ def test_out_dir_has_a_short_name_and_the_old_run_dir_alias():
                 flags.FLAGS.unparse_flags()
 
 
+def test_max_steps_before_any_validation_reports_no_score(mini_dir, tmp_path, capsys):
+    from absl import flags
+
+    run_dir = tmp_path / "run"
+    with command_flags(train):
+        flags.FLAGS.unparse_flags()
+        try:
+            flags.FLAGS(["train.py", f"--data_dir={mini_dir}", f"--out_dir={run_dir}", "--batch_size=16",
+                         "--max_steps=2", "--checkpoint_every_steps=0", "--noprogress", "--noevaluate_test",
+                         "--noexport_saved_model"])
+            assert train.main(["train.py"]) == 0
+        finally:
+            flags.FLAGS.unparse_flags()
+    out = capsys.readouterr().out
+    assert "2 steps; no epoch ended, so no validation ran" in out and "--resume" in out
+    assert "-1.0" not in out  # not the "no score yet" value
+    assert not (run_dir / "history.csv").exists() and not (run_dir / "best.keras").exists()
+    summary = train.train(config(mini_dir, run_dir, resume=True, max_steps=3))  # still in the first epoch
+    assert summary["stopped"] and summary["steps"] == 3 and summary["best_val_micro_f1"] is None
+
+
 def test_resumed_history_is_numbered_from_one():
     rows = [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4}]  # an older train.py
     assert [r["epoch"] for r in train._history_before(rows, 2)] == [1, 2]
