@@ -1,8 +1,8 @@
 """Train a model on prepared TFRecords.
 
     python train.py --data_dir OUT --model K-BranchCNN --epochs 100 --batch_size 1000 \\
-        --learning_rate 1e-3 --run_dir RUN
-    python train.py --flagfile configs/K-BranchCNN_BigEarthNet-19.flags --data_dir OUT --run_dir RUN
+        --learning_rate 1e-3 --out_dir RUN
+    python train.py --flagfile configs/K-BranchCNN_BigEarthNet-19.flags --data_dir OUT --out_dir RUN
 
 The input pipeline is ``prep.reader`` (bands, resampling and normalization by flag; by default the
 input the model was published with: K-BranchCNN gets its three resolution groups, the 120x120x10
@@ -11,14 +11,14 @@ Loss: sigmoid cross-entropy for multi-label datasets, softmax cross-entropy for 
 (on logits), optional label smoothing and class weights; Adam by default, optional learning-rate
 schedule; mixed precision and tf.distribute strategies.
 
-The run directory RUN receives:
+The run folder RUN (--out_dir, or -o; --run_dir is an alias kept for old command lines) receives:
 
   flags.json            every option of the run
   run_info.json         git commit, manifest SHA-256, library versions, devices
   input_config.json     what the model expects of its input (bands, resampling, statistics, classes)
   checkpoints/          tf.train checkpoints every --checkpoint_every_steps and at each epoch end
   logs/train, logs/val  TensorBoard summaries
-  history.csv           per-epoch loss, micro-F1, learning rate, validation loss and micro-F1
+  history.csv           per-epoch (numbered from 1) loss, micro-F1, learning rate, validation loss and micro-F1
   curves.png            training curves
   best.keras            the model with the best validation micro-F1
   final.keras           the model after the last epoch, and saved_model/ (SavedModel for serving)
@@ -28,6 +28,10 @@ The run directory RUN receives:
 random-number state and data order: the data of epoch e come from a seed derived from (--seed, e),
 and a mid-epoch checkpoint skips the batches already seen, so with --deterministic a killed and
 resumed run ends with the same weights as an uninterrupted one.
+
+Everything is checked before RUN is created or written (the data folder and its manifest, the
+model name, the bands the model needs, the batch size against the split): a run that cannot start
+says why on one line and leaves no files behind.
 """
 from __future__ import annotations
 
@@ -36,12 +40,14 @@ import functools
 import json
 import logging as pylogging  # the standard library's, for TensorFlow's logger
 import os
+import sys
 import time
 from typing import Any, Mapping
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from prep.errors import EORecordsError
+from prep import cli
+from prep.errors import EORecordsError, InputError, UsageError
 
 FLAGS = flags.FLAGS
 
@@ -57,7 +63,7 @@ class TrainConfig:
     """Every option of a training run (the flags, one to one)."""
 
     data_dir: str
-    run_dir: str
+    out_dir: str
     model: str = "K-BranchCNN"
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     epochs: int = 100
@@ -110,7 +116,8 @@ def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
     d = TrainConfig("", "")
     flags.DEFINE_string("data_dir", None, "Prepared dataset directory (holds manifest.json).")
-    flags.DEFINE_string("run_dir", None, "Run directory for checkpoints, logs, models and reports.")
+    flags.DEFINE_string("out_dir", None, "Run folder for checkpoints, logs, models and reports.", short_name="o")
+    flags.DEFINE_alias("run_dir", "out_dir")  # its former name, for old command lines and flag files
     flags.DEFINE_string("model", d.model, "Model name for models.build (K-BranchCNN, VGG16, ResNet50, "
                         "DenseNet121, keras:<Application>, hub:<backbone>, ...).")
     flags.DEFINE_multi_string("model_option", [], "Model builder option as key=value (value parsed as JSON "
@@ -168,8 +175,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.", lower_bound=1)
     flags.DEFINE_integer("log_every_steps", d.log_every_steps, "TensorBoard training summaries every N steps.",
                          lower_bound=1)
-    flags.DEFINE_boolean("resume", d.resume, "Continue from the latest checkpoint in --run_dir.")
-    flags.DEFINE_boolean("overwrite", d.overwrite, "Start afresh even if --run_dir holds checkpoints.")
+    flags.DEFINE_boolean("resume", d.resume, "Continue from the latest checkpoint in --out_dir.")
+    flags.DEFINE_boolean("overwrite", d.overwrite, "Start afresh even if --out_dir holds checkpoints.")
     flags.DEFINE_string("init_from", d.init_from, "Initial weights: a pretrained name or path "
                         "(pretrained.load_into), e.g. K-BranchCNN or a run directory.")
     flags.DEFINE_boolean("evaluate_test", d.evaluate_test, "Evaluate the best model on --test_split at the end.")
@@ -179,7 +186,7 @@ def define_flags() -> None:
 
 def _parse_option(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise app.UsageError(f"--model_option {text!r}: expected key=value")
+        raise UsageError("expected key=value", path=f"--model_option {text}")
     key, value = text.split("=", 1)
     try:
         return key.strip(), json.loads(value)
@@ -188,6 +195,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def config_from_flags() -> TrainConfig:
+    """The TrainConfig of the parsed flags (--augment none and --normalize none become None)."""
     names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model_options"]
     values = {n: FLAGS[n].value for n in names}
     values["model_options"] = dict(_parse_option(t) for t in FLAGS.model_option)
@@ -202,7 +210,8 @@ def config_from_flags() -> TrainConfig:
 
 
 class RunDirError(EORecordsError, RuntimeError):
-    pass
+    """The run folder (--out_dir) does not fit the request: checkpoints without --resume, or a
+    --resume with different flags."""
 
 
 _MUST_MATCH = ("model", "bands", "per_resolution", "batch_size", "resample", "normalize", "data_dir")
@@ -216,12 +225,102 @@ def _check_resume(run_dir: str, cfg_dict: Mapping) -> None:
         before = json.load(f)
     diff = [k for k in _MUST_MATCH if k in before and before[k] != cfg_dict.get(k)]
     if diff:
-        raise RunDirError(f"{path}: --resume with different {', '.join(diff)} "
-                          f"({', '.join(f'{k}: {before[k]!r} -> {cfg_dict.get(k)!r}' for k in diff)})")
+        raise RunDirError(f"--resume with different {', '.join(diff)} "
+                          f"({', '.join(f'{k}: {before[k]!r} -> {cfg_dict.get(k)!r}' for k in diff)})", path=path,
+                          hint="resume with the flags of the run, or start a new --out_dir")
+
+
+def check_data_dir(data_dir: str) -> None:
+    """Raise InputError unless ``data_dir`` is a folder holding a manifest.json (no TensorFlow needed)."""
+    hint = "--data_dir takes the output folder of a finished preparation (python -m prep.bigearthnet, prep.so2sat)"
+    if not os.path.isdir(data_dir):
+        problem = "not a folder" if os.path.exists(data_dir) else "no such folder"
+        raise InputError(problem, path=f"--data_dir {data_dir}", hint=hint)
+    if not os.path.isfile(os.path.join(data_dir, cli.MANIFEST)):
+        raise InputError(f"no {cli.MANIFEST} in this folder: not prepared records, or the preparation did not "
+                         "finish", path=f"--data_dir {data_dir}", hint=hint)
+
+
+def _check_model(name: str) -> Mapping[str, tuple]:
+    """The default input spec of model ``name``; UsageError listing the known names if there is none."""
+    import models
+
+    try:
+        return models.default_input_spec(name)
+    except KeyError:
+        raise UsageError(f"unknown model; known: {', '.join(models.names())}, keras:<Application>, "
+                         "hub:<backbone>", path=f"--model {name}",
+                         hint='python -c "import models; print(models.names())" lists them') from None
+
+
+def _input_spec(cfg: TrainConfig, manifest: Mapping, model_inputs: Mapping[str, tuple]) -> dict:
+    """The data's input spec for cfg.bands / cfg.per_resolution, checked against the inputs the model
+    is named by (K-BranchCNN: 10m, 20m, 60m); InputError naming the model, dataset and bands otherwise."""
+    from prep import reader
+
+    spec = reader.dataset_spec(manifest)
+    presets = ", ".join(spec.band_presets)
+    flag = f"--bands {cfg.bands}" + (" --per_resolution" if cfg.per_resolution else "")
+    try:
+        input_spec = reader.input_spec(manifest, cfg.bands, cfg.per_resolution)
+    except (KeyError, ValueError) as e:  # unknown band or preset, bands on different grids (ReaderError)
+        raise InputError(str(e.args[0] if e.args else e), path=flag,
+                         hint=f"the {manifest['dataset']} presets: {presets}, or a comma list of band names; "
+                         "presets joined by '+'") from None
+    needs = list(model_inputs)
+    if needs != ["image"] and sorted(needs) != sorted(input_spec):
+        wanted = ", ".join(f"{k} ({v[-1]} bands)" for k, v in model_inputs.items())
+        dataset = manifest["dataset"]
+        if all(k in spec.band_presets for k in needs):
+            raise InputError(f"the model takes the inputs {wanted}; {flag} gives {', '.join(input_spec)}",
+                             path=f"--model {cfg.model}", hint=f"pass --bands {'+'.join(needs)} --per_resolution")
+        raise InputError(f"the model takes one input per band preset: {wanted}; the {dataset} records in "
+                         f"{cfg.data_dir} have no such presets ({flag} gives {', '.join(input_spec)})",
+                         path=f"--model {cfg.model}",
+                         hint=f"choose a model with one image input, or --bands (the {dataset} presets: {presets}) "
+                         f"with --per_resolution giving the groups {', '.join(needs)}")
+    return input_spec
+
+
+def _check_batch_size(cfg: TrainConfig, manifest: Mapping) -> int:
+    """Training steps per epoch; InputError when the training split holds less than one batch."""
+    from prep import reader
+
+    n_train = reader.num_examples(manifest, cfg.train_split)  # ReaderError naming the splits if absent
+    if n_train == 0:
+        raise InputError(f"the training split {cfg.train_split!r} holds no records", path=f"--data_dir {cfg.data_dir}",
+                         hint="prepare the dataset with a non-empty training split, or choose --train_split")
+    steps = n_train // cfg.batch_size
+    if steps == 0:
+        smaller = 1 << (n_train.bit_length() - 1)
+        raise InputError(f"the training split {cfg.train_split!r} holds {n_train} records, fewer than one batch",
+                         path=f"--batch_size {cfg.batch_size}",
+                         hint=f"pass --batch_size {n_train} or less (e.g. --batch_size {smaller})")
+    return min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
+
+
+def _history_before(rows: list[dict], start_epoch: int) -> list[dict]:
+    """The history.csv rows of the ``start_epoch`` epochs a resumed run has finished (numbered from 1;
+    a history written numbered from 0, by an older train.py, is renumbered)."""
+    if rows and rows[0]["epoch"] == 0:
+        rows = [{**r, "epoch": r["epoch"] + 1} for r in rows]
+    return [r for r in rows if r["epoch"] <= start_epoch]
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run (or resume) training as configured; returns a summary (history, best, files, test metrics)."""
+    """Run (or resume) training as configured; returns a summary (history, best, files, test metrics).
+
+    Everything that can be wrong with the request (data folder, model name, bands, batch size, run
+    folder state) is checked before ``cfg.out_dir`` is created or written: an ``EORecordsError``
+    then leaves no file behind, and a run folder this call created is removed again if the start
+    fails. ``summary["best_val_micro_f1"]`` is None until an epoch has ended.
+    """
+    if not cfg.data_dir:
+        raise UsageError("--data_dir is required")
+    if not cfg.out_dir:
+        raise UsageError("--out_dir is required")
+    check_data_dir(cfg.data_dir)  # before TensorFlow loads, so a wrong path fails fast
+
     import keras
     import tensorflow as tf
 
@@ -229,38 +328,35 @@ def train(cfg: TrainConfig) -> dict:
     from models import training
     from prep import reader
 
-    if not cfg.data_dir:
-        raise ValueError("--data_dir is required")
-    if not cfg.run_dir:
-        raise ValueError("--run_dir is required")
+    # Everything that can be wrong, checked before the run folder is touched.
     manifest = reader.load_manifest(cfg.data_dir)
     spec = reader.dataset_spec(manifest)
     task = reader.task(manifest)
     classes = list(manifest["classes"])
+    model_inputs = _check_model(cfg.model)
     if cfg.bands is None or cfg.per_resolution is None:
         bands, per_res = training.default_inputs(cfg.model, spec)
         cfg = dataclasses.replace(cfg, bands=cfg.bands if cfg.bands is not None else bands,
                                   per_resolution=cfg.per_resolution if cfg.per_resolution is not None else per_res)
-    input_spec = reader.input_spec(manifest, cfg.bands, cfg.per_resolution)
+    input_spec = _input_spec(cfg, manifest, model_inputs)
+    steps = _check_batch_size(cfg, manifest)
     val_split = cfg.val_split if cfg.val_split and cfg.val_split in manifest["splits"] else None
     if cfg.val_split and val_split is None:
         logging.warning("no split %r in %s; the best model is chosen by training micro-F1", cfg.val_split,
                         cfg.data_dir)
+    in_cfg = reader.input_config(cfg.data_dir, manifest, cfg.bands, cfg.per_resolution, cfg.resample, cfg.normalize)
+    weights = training.class_weight_vector(cfg.class_weights, manifest, cfg.train_split)
 
-    run_dir = cfg.run_dir
+    run_dir = cfg.out_dir
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     has_ckpt = tf.train.latest_checkpoint(ckpt_dir) is not None
     if has_ckpt and not cfg.resume and not cfg.overwrite:
-        raise RunDirError(f"{run_dir} already holds checkpoints: pass --resume to continue or --overwrite "
-                          "to start again")
+        raise RunDirError("already holds checkpoints", path=f"--out_dir {run_dir}",
+                          hint="pass --resume to continue or --overwrite to start again")
     cfg_dict = dataclasses.asdict(cfg)
     cfg_dict["data_dir"] = os.path.abspath(cfg.data_dir)
     if cfg.resume and has_ckpt:
         _check_resume(run_dir, cfg_dict)
-    if cfg.overwrite and has_ckpt and not cfg.resume:
-        import shutil
-        shutil.rmtree(ckpt_dir)
-        has_ckpt = False
 
     # Randomness and precision.
     keras.utils.set_random_seed(cfg.seed)
@@ -272,43 +368,15 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.mixed_precision:
         policy = "mixed_bfloat16" if cfg.strategy == "tpu" else "mixed_float16"
     keras.mixed_precision.set_global_policy(policy or "float32")
-    os.makedirs(run_dir, exist_ok=True)
     work_dir = run_dir if chief else os.path.join(run_dir, "workers", str(strategy.cluster_resolver.task_id))
-    os.makedirs(work_dir, exist_ok=True)
-
-    # Files describing the run.
-    in_cfg = reader.input_config(cfg.data_dir, manifest, cfg.bands, cfg.per_resolution, cfg.resample, cfg.normalize)
     info = training.run_info(os.path.join(cfg.data_dir, reader.MANIFEST), cfg.strategy, strategy, policy or "float32",
                              input_spec)
-    if chief:
-        training.write_json(os.path.join(run_dir, "flags.json"), cfg_dict)
-        training.write_json(os.path.join(run_dir, "input_config.json"), in_cfg)
-        runs = []
-        info_path = os.path.join(run_dir, "run_info.json")
-        if cfg.resume and os.path.exists(info_path):
-            with open(info_path, encoding="utf-8") as f:
-                old = json.load(f)
-            runs = old.get("previous", []) + [{k: old.get(k) for k in ("git_commit", "git_dirty", "started",
-                                                                        "manifest_sha256")}]
-        training.write_json(info_path, {**info, "previous": runs})
 
     # Data.
-    n_train = reader.num_examples(manifest, cfg.train_split)
-    steps = n_train // cfg.batch_size
-    if steps == 0:
-        raise ValueError(f"split {cfg.train_split!r} has {n_train} examples, fewer than one batch of "
-                         f"{cfg.batch_size}")
-    if cfg.steps_per_epoch:
-        steps = min(steps, cfg.steps_per_epoch)
     val_bs = cfg.val_batch_size or cfg.batch_size
     common = dict(bands=cfg.bands, per_resolution=cfg.per_resolution, resample=cfg.resample,
                   normalize=cfg.normalize, manifest=manifest)
-
     cache = False
-    if cfg.cache:  # one file cache shared by the datasets of all epochs, removed at the end
-        import tempfile
-        cache_dir = tempfile.mkdtemp(prefix="eorecords-cache-")
-        cache = os.path.join(cache_dir, "train")
 
     def train_dataset(epoch: int, skip: int):
         ds = reader.make_dataset(cfg.data_dir, cfg.train_split, batch_size=cfg.batch_size, training=True,
@@ -322,13 +390,12 @@ def train(cfg: TrainConfig) -> dict:
         val_ds = reader.make_dataset(cfg.data_dir, val_split, batch_size=val_bs, training=False, **common)
 
     # Model, optimizer, loss.
-    weights = training.class_weight_vector(cfg.class_weights, manifest, cfg.train_split)
     with strategy.scope():
         model = models.build(cfg.model, input_spec, len(classes), task, **dict(cfg.model_options))
         names = sorted(i.name for i in model.inputs)
         if names != sorted(input_spec):
-            raise ValueError(f"model {cfg.model} takes inputs {names}, the data give {sorted(input_spec)}; "
-                             "check --bands / --per_resolution")
+            raise InputError(f"the model takes inputs {', '.join(names)}, the data give {', '.join(input_spec)}",
+                             path=f"--model {cfg.model}", hint="check --bands / --per_resolution")
         if cfg.init_from and not (cfg.resume and has_ckpt):
             import pretrained
             report = pretrained.load_into(model, cfg.init_from)
@@ -339,22 +406,54 @@ def train(cfg: TrainConfig) -> dict:
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
+        # progress_epoch counts the finished epochs (the 0-based index of the next one; history.csv and
+        # the log number epochs from 1)
         progress_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         progress_batch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+        # -1 until an epoch has ended (a micro-F1 is >= 0); reported as None
         best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_micro_f1")
         # running sums of the current epoch (loss, tp, fp, fn, batches), so a resumed epoch reports the same
         epoch_sums = tf.Variable(tf.zeros([5], tf.float64), trainable=False, name="epoch_sums")
     checkpoint = tf.train.Checkpoint(model_variables=list(model.variables), optimizer=optimizer,
                                      epoch=progress_epoch, batch_in_epoch=progress_batch, best=best_metric,
                                      epoch_sums=epoch_sums)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work_dir, "checkpoints"),
-                                         max_to_keep=cfg.keep_checkpoints)
-    if cfg.resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s at epoch %d, batch %d, step %d", manager.latest_checkpoint,
-                     int(progress_epoch.numpy()), int(progress_batch.numpy()), int(optimizer.iterations.numpy()))
-    elif cfg.resume:
-        logging.info("--resume: no checkpoint in %s, starting afresh", ckpt_dir)
+
+    # The run folder: written only now. One this call creates is removed again if the start fails.
+    created = not os.path.exists(run_dir)
+    try:
+        if cfg.overwrite and has_ckpt and not cfg.resume:
+            import shutil
+            shutil.rmtree(ckpt_dir)
+            has_ckpt = False
+        os.makedirs(work_dir, exist_ok=True)
+        if chief:
+            training.write_json(os.path.join(run_dir, "flags.json"), cfg_dict)
+            training.write_json(os.path.join(run_dir, "input_config.json"), in_cfg)
+            runs = []
+            info_path = os.path.join(run_dir, "run_info.json")
+            if cfg.resume and os.path.exists(info_path):
+                with open(info_path, encoding="utf-8") as f:
+                    old = json.load(f)
+                runs = old.get("previous", []) + [{k: old.get(k) for k in ("git_commit", "git_dirty", "started",
+                                                                            "manifest_sha256")}]
+            training.write_json(info_path, {**info, "previous": runs})
+        manager = tf.train.CheckpointManager(checkpoint, os.path.join(work_dir, "checkpoints"),
+                                             max_to_keep=cfg.keep_checkpoints)
+        if cfg.resume and manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            logging.info("resumed from %s at epoch %d, batch %d, step %d", manager.latest_checkpoint,
+                         int(progress_epoch.numpy()) + 1, int(progress_batch.numpy()),
+                         int(optimizer.iterations.numpy()))
+        elif cfg.resume:
+            logging.info("--resume: no checkpoint in %s, starting afresh", ckpt_dir)
+    except BaseException:
+        if created:
+            import shutil
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if cfg.cache:  # one file cache shared by the datasets of all epochs, removed at the end
+        import tempfile
+        cache = os.path.join(tempfile.mkdtemp(prefix="eorecords-cache-"), "train")
 
     per_example_loss = training.make_loss(task, len(classes), cfg.label_smoothing, weights)
     counts = training.make_counts(task)
@@ -393,7 +492,7 @@ def train(cfg: TrainConfig) -> dict:
 
     history_path = os.path.join(run_dir, "history.csv")
     start_epoch = int(progress_epoch.numpy())
-    history = [r for r in training.read_history(history_path) if r["epoch"] < start_epoch] if cfg.resume else []
+    history = _history_before(training.read_history(history_path), start_epoch) if cfg.resume else []
     writers = {k: tf.summary.create_file_writer(os.path.join(work_dir, "logs", k)) for k in ("train", "val")}
     from tqdm import tqdm
 
@@ -436,7 +535,7 @@ def train(cfg: TrainConfig) -> dict:
             logging.info("stopped after %d steps (--max_steps); continue with --resume", step)
             break
 
-        row = {"epoch": epoch, "step": int(optimizer.iterations.numpy()),
+        row = {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy()),
                "learning_rate": training.current_lr(optimizer), "loss": loss_sum / max(seen, 1),
                "micro_f1": training.micro_f1(tp, fp, fn), "val_loss": None, "val_micro_f1": None}
         if val_ds is not None:
@@ -458,7 +557,7 @@ def train(cfg: TrainConfig) -> dict:
                 model.save(os.path.join(run_dir, "best.keras"))
         if score > float(best_metric.numpy()):
             best_metric.assign(score)
-        logging.info("epoch %d: loss %.4f micro-F1 %.4f%s", epoch + 1, row["loss"], row["micro_f1"],
+        logging.info("epoch %d: loss %.4f micro-F1 %.4f%s", row["epoch"], row["loss"], row["micro_f1"],
                      "" if val_ds is None else f", val loss {row['val_loss']:.4f} val micro-F1 {row['val_micro_f1']:.4f}")
         progress_epoch.assign(epoch + 1)
         progress_batch.assign(0)
@@ -469,9 +568,11 @@ def train(cfg: TrainConfig) -> dict:
         import shutil
         shutil.rmtree(os.path.dirname(cache), ignore_errors=True)
 
-    summary = {"run_dir": run_dir, "history": history, "stopped": stopped,
-               "best_val_micro_f1": float(best_metric.numpy()), "steps": int(optimizer.iterations.numpy()),
-               "test": None, "files": []}
+    best = float(best_metric.numpy())
+    summary = {"out_dir": run_dir, "history": history, "stopped": stopped,
+               "best_val_micro_f1": best if best >= 0 else None,  # None: no epoch has ended yet
+               "best_by": "validation" if val_ds is not None else "training",
+               "steps": int(optimizer.iterations.numpy()), "test": None, "files": []}
     if stopped or not chief:
         return summary
     final = os.path.join(run_dir, "final.keras")
@@ -495,8 +596,8 @@ def evaluate_best(cfg: TrainConfig, manifest: Mapping) -> dict | None:
     except ImportError as e:
         logging.warning("evaluate.py is not available (%s): skipping the test evaluation", e)
         return None
-    out_dir = os.path.join(cfg.run_dir, f"eval_{cfg.test_split}")
-    return evaluate.evaluate_model(cfg.run_dir, out_dir, data_dir=cfg.data_dir, split=cfg.test_split,
+    out_dir = os.path.join(cfg.out_dir, f"eval_{cfg.test_split}")
+    return evaluate.evaluate_model(cfg.out_dir, out_dir, data_dir=cfg.data_dir, split=cfg.test_split,
                                    checkpoint="best", batch_size=cfg.val_batch_size or cfg.batch_size,
                                    echo=logging.info)
 
@@ -517,26 +618,31 @@ def _quiet_tf_logging() -> None:
     absl_logging.get_absl_handler().addFilter(_TensorFlowChatter())
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    for name in ("data_dir", "run_dir"):
-        if not FLAGS[name].value:
-            raise app.UsageError(f"--{name} is required")
+def main(argv: list[str]) -> int:
+    """Train as the flags say; print the steps, the best micro-F1 (or that no validation ran) and the run folder."""
+    cli.no_arguments(argv)
+    cli.required("data_dir", "out_dir")
     _quiet_tf_logging()
     try:
         summary = train(config_from_flags())
-    except (RunDirError, FileNotFoundError) as e:
-        raise app.UsageError(str(e)) from None
+    except FileNotFoundError as e:  # a shard or file named in a flag that went missing
+        raise InputError(str(e)) from None
     best = summary["best_val_micro_f1"]
-    print(f"\n{summary['steps']} steps; best micro-F1 {best:.4f}; run directory {summary['run_dir']}")
+    if best is None:
+        result = "no epoch ended, so no validation ran and no best model was kept"
+    else:
+        result = f"best {summary['best_by']} micro-F1 {best:.4f}"
+    print(f"\n{summary['steps']} steps; {result}; run folder {summary['out_dir']}")
     if summary["stopped"]:
         print("stopped early (--max_steps): continue with --resume")
+    return 0
 
 
-def run():
-    define_flags()
-    app.run(main)
+def run() -> None:
+    """Console entry point (``eorecords-train``; also ``python train.py``)."""
+    module = sys.modules[__name__]
+    script = getattr(module, "__spec__", None) is None  # python train.py (not -m train, not the console script)
+    cli.run_command(module, prog="python train.py" if script else None)
 
 
 if __name__ == "__main__":

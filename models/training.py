@@ -21,8 +21,9 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 import models
-from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL
-from prep.shards import sha256_file
+from prep.datasets.spec import Task
+from prep.errors import InputError, UsageError
+from prep.files import atomic_write, sha256_file, write_json_atomic
 
 HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds")
 
@@ -69,23 +70,23 @@ def class_weight_vector(option: str, manifest: Mapping, split: str) -> np.ndarra
         counts_map = manifest["splits"][split].get("class_counts") or {}
         counts = np.array([float(counts_map.get(c, 0)) for c in classes])
         if not counts.any():
-            raise ValueError(f"--class_weights balanced: the manifest has no class counts for split {split!r}")
+            raise InputError(f"the manifest has no class counts for split {split!r}", path="--class_weights balanced")
         w = 1.0 / np.maximum(counts, 1.0)
     elif option.endswith(".json"):
         with open(option, encoding="utf-8") as f:
             table = json.load(f)
         missing = [c for c in classes if c not in table]
         if missing:
-            raise ValueError(f"{option}: no weight for classes {missing}")
+            raise InputError(f"no weight for classes {missing}", path=option)
         w = np.array([float(table[c]) for c in classes])
     else:
         try:
             w = np.array([float(v) for v in option.split(",")])
         except ValueError:
-            raise ValueError(f"--class_weights {option!r}: none, balanced, a .json file or {len(classes)} "
-                             "comma-separated numbers") from None
+            raise UsageError(f"expected none, balanced, a .json file or {len(classes)} comma-separated numbers",
+                             path=f"--class_weights {option}") from None
         if len(w) != len(classes):
-            raise ValueError(f"--class_weights has {len(w)} values for {len(classes)} classes")
+            raise UsageError(f"{len(w)} values for {len(classes)} classes", path=f"--class_weights {option}")
         return w.astype(np.float32)
     return (w / w.mean()).astype(np.float32)
 
@@ -126,7 +127,8 @@ def make_schedule(cfg, steps_per_epoch: int):
     warmup = int(round(cfg.lr_warmup_epochs * steps_per_epoch))
     decay_steps = max(1, int(round(cfg.lr_decay_epochs * steps_per_epoch)))
     if warmup and cfg.lr_schedule not in ("constant", "cosine"):
-        raise ValueError("--lr_warmup_epochs works with the constant and cosine schedules")
+        raise UsageError("works with the constant and cosine schedules only",
+                         path=f"--lr_warmup_epochs {cfg.lr_warmup_epochs} --lr_schedule {cfg.lr_schedule}")
     if cfg.lr_schedule == "constant":
         if not warmup:
             return lr
@@ -175,14 +177,14 @@ def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0, class_w
     class (single-label)."""
     ls = float(label_smoothing)
     w = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
-    if task == MULTI_LABEL:
+    if task == Task.MULTI_LABEL:
         def loss(y, logits):
             t = y * (1.0 - ls) + 0.5 * ls if ls else y
             e = tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=logits)
             if w is not None:
                 e = e * w
             return tf.reduce_mean(e, axis=-1)
-    elif task == SINGLE_LABEL:
+    elif task == Task.SINGLE_LABEL:
         def loss(y, logits):
             if ls:
                 t = tf.one_hot(y, num_classes) * (1.0 - ls) + ls / num_classes
@@ -211,7 +213,7 @@ def make_counts(task: str):
         wrong = tf.cast(tf.shape(y)[0], tf.float32) - right
         return right, wrong, wrong
 
-    return multi if task == MULTI_LABEL else single
+    return multi if task == Task.MULTI_LABEL else single
 
 
 def micro_f1(tp: float, fp: float, fn: float) -> float:
@@ -259,16 +261,12 @@ def run_info(manifest_path: str, strategy_name: str, strategy, precision_policy:
 
 
 def write_json(path: str, obj) -> None:
-    """``obj`` as indented JSON (non-JSON values as str) to ``path``, through a temporary file and a rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    """``obj`` as indented JSON (non-JSON values as str) to ``path``, atomically (prep.files)."""
+    write_json_atomic(path, obj, indent=2, default=str)
 
 
 def read_history(path: str) -> list[dict]:
-    """The rows of history.csv (epoch and step as int, the rest float or None); [] when absent."""
+    """The rows of history.csv (epoch, numbered from 1, and step as int, the rest float or None); [] when absent."""
     if not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as f:
@@ -277,24 +275,24 @@ def read_history(path: str) -> list[dict]:
 
 
 def write_history(path: str, rows: Sequence[Mapping]) -> None:
-    """history.csv: one row per epoch, the columns of HISTORY_FIELDS (None as empty)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    """history.csv: one row per epoch (numbered from 1), the columns of HISTORY_FIELDS (None as empty);
+    written atomically (prep.files)."""
+    with atomic_write(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if r.get(k) is None else r[k]) for k in HISTORY_FIELDS})
-    os.replace(tmp, path)
 
 
 def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
-    """curves.png: loss and micro-F1 per epoch, training and (when present) validation."""
+    """curves.png: loss and micro-F1 per epoch (the rows' epoch numbers, from 1), training and (when
+    present) validation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [r["epoch"] + 1 for r in rows]
+    epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "micro_f1", "micro-F1")):
         ax.plot(epochs, [r.get(key) for r in rows], marker="o", label="train")

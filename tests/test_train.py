@@ -1,4 +1,5 @@
-"""train.py: a small K-BranchCNN learns, resume equivalence, run directory, flag files, losses.
+"""train.py: a small K-BranchCNN learns, resume equivalence, run directory, flag files, losses, and the
+command line's one-line errors (nothing written when a run cannot start).
 
 To stay fast on one core the training runs use a "mini" BigEarthNet: the same bands, presets,
 classes and compact schema with every grid 5x smaller (24/12/4 px), written by the real shard
@@ -11,6 +12,8 @@ import glob
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -39,6 +42,7 @@ MINI = DatasetSpec(
 REFERENCE_CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "bigearthnet",
                                  "configs")
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def produce_mini(items):
@@ -70,7 +74,7 @@ def mini_dir(tmp_path_factory):
 
 
 def config(data_dir, run_dir, **kw):
-    base = dict(data_dir=data_dir, run_dir=str(run_dir), model="K-BranchCNN", epochs=2, batch_size=16,
+    base = dict(data_dir=data_dir, out_dir=str(run_dir), model="K-BranchCNN", epochs=2, batch_size=16,
                 learning_rate=1e-3, shuffle_buffer=256, progress=False, evaluate_test=False,
                 export_saved_model=False, checkpoint_every_steps=0, deterministic=True, seed=7)
     base.update(kw)
@@ -117,7 +121,7 @@ def test_small_kbranch_learns_and_fills_the_run_directory(mini_dir, tmp_path):
     assert info["manifest_sha256"] == sha
     assert info["git_commit"] and len(info["git_commit"]) == 40
     history = training.read_history(str(run / "history.csv"))
-    assert [r["epoch"] for r in history] == list(range(8))
+    assert [r["epoch"] for r in history] == list(range(1, 9))  # numbered from 1, as the log says
     assert history[-1]["step"] == summary["steps"] == 8 * (reader.num_examples(reader.load_manifest(mini_dir),
                                                                                  "train") // 16)
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -162,7 +166,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(mini_dir, tmp_path):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
     ha = training.read_history(str(tmp_path / "a" / "history.csv"))
     hb = training.read_history(str(tmp_path / "b" / "history.csv"))
-    assert [r["epoch"] for r in hb] == [0, 1]
+    assert [r["epoch"] for r in hb] == [1, 2]
     for key in ("loss", "micro_f1", "step"):  # the resumed epoch's figures cover the whole epoch
         np.testing.assert_allclose([r[key] for r in ha], [r[key] for r in hb], rtol=1e-5, err_msg=key)
 
@@ -193,6 +197,122 @@ def test_single_label_training(tmp_path):
     assert scores.shape == (16, 17) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)  # softmax over 17 LCZs
 
 
+# --- the command line ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def so2sat_dir(tmp_path_factory):
+    """Prepared So2Sat records with 48 training patches (fewer than the default batch of 256)."""
+    from prep import so2sat as prep_so2sat
+    from prep.synthetic import so2sat as synth_so2sat
+
+    tmp = tmp_path_factory.mktemp("so2sat_cli")
+    files = synth_so2sat.write_release(str(tmp / "h5"), 2, {"training": 48, "validation": 16, "testing": 16})
+    prep_so2sat.prepare(list(files.values()), str(tmp / "records"))
+    return str(tmp / "records")
+
+
+TF_BANNER = ("WARNING: All log messages", "I0000", "E0000", "W0000")
+
+
+def run_train(*args):
+    """``python train.py ARGS`` -> (exit status, stderr lines without TensorFlow's C++ banner, stdout)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    p = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip() and not ln.startswith(TF_BANNER)]
+    return p.returncode, lines, p.stdout
+
+
+def assert_one_error_line(lines, status, code, *words):
+    assert status == code, lines
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_missing_required_flags_give_one_line_and_exit_2(tmp_path):
+    status, lines, out = run_train()
+    assert_one_error_line(lines, status, 2, "--data_dir is required", "--help")
+    assert out == ""  # no help dump
+    status, lines, _ = run_train("--data_dir", str(tmp_path))
+    assert_one_error_line(lines, status, 2, "--out_dir is required", "--help")
+
+
+@pytest.mark.parametrize("case", ["missing data_dir", "no manifest", "unknown model", "batch too large",
+                                  "model needs other bands"])
+def test_a_run_that_cannot_start_says_why_and_writes_nothing(case, so2sat_dir, tmp_path):
+    run_dir = tmp_path / "runs" / "new"
+    args = ["--data_dir", so2sat_dir, "--out_dir", str(run_dir), "--model", "So2Sat-ResNet11", "--batch_size", "16"]
+    if case == "missing data_dir":
+        args[1] = str(tmp_path / "nowhere")
+        expect = (1, "--data_dir", str(tmp_path / "nowhere"), "no such folder", " - ")
+    elif case == "no manifest":
+        args[1] = str(tmp_path)
+        expect = (1, "--data_dir", str(tmp_path), "manifest.json", " - ")
+    elif case == "unknown model":
+        args[5] = "Foo"
+        expect = (2, "--model Foo", "unknown model", "K-BranchCNN", "So2Sat-ResNet11", "models.names()")
+    elif case == "batch too large":
+        args = args[:-2]  # the default --batch_size 256 on a split of 48
+        expect = (1, "--batch_size 256", "'train'", "48 records", "--batch_size 48 or less")
+    else:  # K-BranchCNN's 10m/20m/60m presets are not in So2Sat
+        args[5] = "K-BranchCNN"
+        expect = (1, "--model K-BranchCNN", "so2sat_lcz42", "10m (4 bands), 20m (6 bands), 60m (2 bands)", "--bands")
+    status, lines, _ = run_train(*args)
+    assert_one_error_line(lines, status, *expect)
+    assert not (tmp_path / "runs").exists()  # not even the parent folders
+
+
+def test_a_failed_start_leaves_an_existing_run_folder_as_it_was(so2sat_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    status, lines, _ = run_train("--data_dir", so2sat_dir, "--run_dir", str(run_dir),  # the old flag name
+                                 "--model", "So2Sat-ResNet11")
+    assert_one_error_line(lines, status, 1, "--batch_size 256")
+    assert list(run_dir.iterdir()) == []  # no flags.json, nothing
+
+
+def test_out_dir_has_a_short_name_and_the_old_run_dir_alias():
+    from absl import flags
+
+    with command_flags(train):
+        for args in (["--out_dir=r"], ["-o", "r"], ["--run_dir=r"]):
+            flags.FLAGS.unparse_flags()
+            try:
+                flags.FLAGS(["train.py", "--data_dir=d", *args])
+                assert train.config_from_flags().out_dir == "r", args
+            finally:
+                flags.FLAGS.unparse_flags()
+
+
+def test_max_steps_before_any_validation_reports_no_score(mini_dir, tmp_path, capsys):
+    from absl import flags
+
+    run_dir = tmp_path / "run"
+    with command_flags(train):
+        flags.FLAGS.unparse_flags()
+        try:
+            flags.FLAGS(["train.py", f"--data_dir={mini_dir}", f"--out_dir={run_dir}", "--batch_size=16",
+                         "--max_steps=2", "--checkpoint_every_steps=0", "--noprogress", "--noevaluate_test",
+                         "--noexport_saved_model"])
+            assert train.main(["train.py"]) == 0
+        finally:
+            flags.FLAGS.unparse_flags()
+    out = capsys.readouterr().out
+    assert "2 steps; no epoch ended, so no validation ran" in out and "--resume" in out
+    assert "-1.0" not in out  # not the "no score yet" value
+    assert not (run_dir / "history.csv").exists() and not (run_dir / "best.keras").exists()
+    summary = train.train(config(mini_dir, run_dir, resume=True, max_steps=3))  # still in the first epoch
+    assert summary["stopped"] and summary["steps"] == 3 and summary["best_val_micro_f1"] is None
+
+
+def test_resumed_history_is_numbered_from_one():
+    rows = [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4}]  # an older train.py
+    assert [r["epoch"] for r in train._history_before(rows, 2)] == [1, 2]
+    assert [r["epoch"] for r in train._history_before([{"epoch": 1}, {"epoch": 2}], 1)] == [1]
+
+
 # --- pieces -------------------------------------------------------------------------------------
 
 
@@ -210,7 +330,7 @@ def test_flag_files_carry_the_upstream_configurations(tmp_path):
             model = os.path.basename(path).split("_")[0]
             flags.FLAGS.unparse_flags()
             try:
-                flags.FLAGS(["train.py", f"--flagfile={path}", "--data_dir=d", "--run_dir=r"])
+                flags.FLAGS(["train.py", f"--flagfile={path}", "--data_dir=d", "--out_dir=r"])
                 cfg = train.config_from_flags()
             finally:
                 flags.FLAGS.unparse_flags()
