@@ -203,8 +203,8 @@ def test_single_label_training(tmp_path):
 @pytest.fixture(scope="module")
 def so2sat_dir(tmp_path_factory):
     """Prepared So2Sat records with 48 training patches (fewer than the default batch of 256)."""
-    from prep import so2sat as prep_so2sat
-    from prep.synthetic import so2sat as synth_so2sat
+    from prep.datasets.so2sat import command as prep_so2sat
+    from prep.datasets.so2sat import synthetic as synth_so2sat
 
     tmp = tmp_path_factory.mktemp("so2sat_cli")
     files = synth_so2sat.write_release(str(tmp / "h5"), 2, {"training": 48, "validation": 16, "testing": 16})
