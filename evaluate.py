@@ -18,7 +18,7 @@ that maximise F1 on a validation split: ``--threshold_split val`` (with ``--mode
 ``--thresholds_from VAL_PREDICTIONS.npz`` (either mode; a .json list of C numbers is also read).
 
 Writes into --out_dir: eval_result.json, eval_details.json, per_class_metrics.csv, report.md and
-the PNG plots (see models/report.py), and prints a table.
+the PNG plots (see evaluation/report.py), and prints a table.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
-from models import metrics, report
+from evaluation import metrics, report
 
 FLAGS = flags.FLAGS
 

@@ -15,7 +15,7 @@ import pytest
 from absl import app
 
 import evaluate
-from models import metrics, report
+from evaluation import metrics, report
 from tests.conftest import command_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""models.metrics against scikit-learn on random, adversarial and hypothesis-generated inputs,
+"""evaluation.metrics against scikit-learn on random, adversarial and hypothesis-generated inputs,
 the documented edge cases, and the So2Sat LCZ42 baseline's published confusion matrix."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from models import metrics
+from evaluation import metrics
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
 SO2SAT_BASELINE = os.path.join(REFERENCE, "so2sat", "baseline_sen2LCZ_drop_results.json")
@@ -417,9 +417,9 @@ def test_so2sat_baseline_per_class_report():
         assert abs(res[key] - float(published)) <= 0.005 + 1e-9, key
 
 
-def test_metrics_and_report_import_without_keras():
-    # evaluate.py --predictions needs only these two: importing them must not load Keras (seconds)
-    code = ("import sys, models.metrics, models.report; "
+def test_evaluation_package_imports_without_keras():
+    # the evaluation package is numpy + matplotlib only: importing it must not load Keras (seconds)
+    code = ("import sys, evaluation, evaluation.metrics, evaluation.report; "
             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -3,7 +3,7 @@
 ``write_report(out_dir, accumulator, class_names, meta)`` writes, for either task:
 
 - ``eval_result.json``: flat {metric key: number} under the BigEarthNet evaluation's key names
-  (``models.metrics``), finite numbers only (json ``allow_nan=False``).
+  (``evaluation.metrics``), finite numbers only (json ``allow_nan=False``).
 - ``eval_details.json``: task, sample count, class names, thresholds, the confusion matrix
   (single-label) and whatever ``meta`` holds (source files, split, ...).
 - ``per_class_metrics.csv``: one row per class (support, counts, precision, recall, F-scores, AP).
@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models import metrics
+from evaluation import metrics
 
 EVAL_JSON = "eval_result.json"
 DETAILS_JSON = "eval_details.json"
