@@ -108,6 +108,35 @@ def test_predictions_cli_multi_label_writes_every_file(tmp_path):
     assert details["thresholds"] == [0.5] * 19
 
 
+def test_report_names_the_classes_without_positives(tmp_path):
+    s, y = multi_label_data(seed=3)
+    y[:, -1] = np.arange(len(y)) % 10 == 0  # Marine waters occurs here; only Agro-forestry areas does not
+    agro = BEN19.index("Agro-forestry areas")
+    y[:, agro] = False
+    assert y.any(axis=0).sum() == 18
+    out = tmp_path / "r"
+    res = evaluate.evaluate_arrays(s, y, BEN19, "multi_label", str(out), plots=False, echo=None)
+    result = load_json_strict(out / report.EVAL_JSON)
+    present = [j for j in range(19) if j != agro]
+    ap = np.array([result[f"average_precision_class{j}"] for j in range(19)])
+    assert result["macro_average_precision"] == pytest.approx(ap.mean(), abs=1e-12)
+    assert result["macro_average_precision_present_classes"] == pytest.approx(ap[present].mean(), abs=1e-12)
+    details = load_json_strict(out / report.DETAILS_JSON)
+    assert details["classes_without_positives"] == ["Agro-forestry areas"]
+    md = (out / report.REPORT_MD).read_text()
+    assert "without a positive sample" in md and "Agro-forestry areas" in md.split("## Headline")[0]
+    assert "`macro_average_precision_present_classes`" in md
+    note = [line for line in res["table"].splitlines() if "without a positive sample" in line]
+    assert len(note) == 1 and note[0].endswith("Agro-forestry areas")
+    # every class present: no line in the table, "none" in report.md and an empty list in the details
+    y[:5, agro] = True
+    res = evaluate.evaluate_arrays(s, y, BEN19, "multi_label", str(out), plots=False, echo=None)
+    assert "without a positive sample" not in res["table"]
+    assert load_json_strict(out / report.DETAILS_JSON)["classes_without_positives"] == []
+    assert "classes without a positive sample: none" in (out / report.REPORT_MD).read_text()
+    assert res["result"]["macro_average_precision"] == res["result"]["macro_average_precision_present_classes"]
+
+
 def test_predictions_single_label_confusion_outputs(tmp_path):
     s, t = single_label_data()
     names = [f"LCZ {j + 1}" for j in range(17)]
