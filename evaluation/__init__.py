@@ -5,6 +5,6 @@
 - ``evaluation.report``: ``write_report`` writes eval_result.json, eval_details.json, the per-class
   CSV, report.md, the PNG plots and the console table for a filled accumulator.
 
-Neither imports Keras nor TensorFlow, so ``evaluate.py --predictions`` and the metric benchmark
-start in a fraction of a second.
+Neither imports Keras nor TensorFlow (tests/test_metrics.py and tests/test_evaluate.py check it in a
+fresh interpreter), so ``evaluate.py --predictions`` and ``bench/metrics.py`` never load them.
 """
