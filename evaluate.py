@@ -2,23 +2,29 @@
 
 Two ways in:
 
-  python evaluate.py --model RUN_DIR_OR_.keras --data_dir OUT --split test --out_dir DIR
+  python evaluate.py --model RUN_DIR_OR_.keras [--data_dir OUT] [--split test] [--out_dir DIR]
   python evaluate.py --predictions FILE.npz --out_dir DIR
 
-With ``--model`` the model runs over the prepared split (``prep.reader.make_dataset``; bands,
+With --model the model runs over the prepared split (prep.reader.make_dataset; bands,
 per-resolution inputs, resampling and normalisation come from RUN/input_config.json, or from the
 flags for a bare .keras file), its logits go through a sigmoid (multi-label) or a softmax
-(single-label), and the predictions are written to DIR/predictions.npz beside the report. With
-``--predictions`` the metrics are recomputed from such a file without the model. A predictions
-file holds ``scores`` (N x C float), ``targets`` (N x C multi-hot, or N class indices for
-single-label), ``class_names`` and optionally ``task``.
+(single-label), and the predictions are written to DIR/predictions.npz beside the report.
+--out_dir defaults to RUN/eval for a run directory and to MODEL_eval beside a bare MODEL.keras
+file. With --predictions the metrics are recomputed from such a file without the model (and
+without loading Keras or TensorFlow); --out_dir is required. A predictions file holds scores
+(N x C float), targets (N x C multi-hot, or N class indices for single-label), class_names and
+optionally task.
 
-Multi-label predictions threshold the scores at ``--threshold`` (0.5), or at per-class thresholds
-that maximise F1 on a validation split: ``--threshold_split val`` (with ``--model``) or
-``--thresholds_from VAL_PREDICTIONS.npz`` (either mode; a .json list of C numbers is also read).
+Multi-label predictions threshold the scores at --threshold (0.5), or at per-class thresholds
+that maximise F1 on a validation split: --threshold_split val (with --model) or
+--thresholds_from VAL_PREDICTIONS.npz (either mode; a .json list of C numbers is also read).
+Single-label predictions are the top-scoring class: giving any of these threshold flags for
+single-label data is refused (exit 2) rather than silently ignored.
 
-Writes into --out_dir: eval_result.json, eval_details.json, per_class_metrics.csv, report.md and
-the PNG plots (see models/report.py), and prints a table.
+Writes into the output folder: eval_result.json, eval_details.json, per_class_metrics.csv,
+report.md and the PNG plots (see evaluation/report.py), and prints a table. Bad input (a missing
+or malformed file, a model that does not fit the data) is reported as one line,
+"error: FILE: problem", exit status 1; a missing or contradictory flag exits 2.
 """
 from __future__ import annotations
 
@@ -26,13 +32,26 @@ import functools
 import json
 import math
 import os
+import sys
+import zipfile
+import zlib
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from models import metrics, report
+from evaluation import metrics, report
+from prep import cli
+from prep.datasets.spec import Task
+from prep.errors import InputError, UsageError
 
 FLAGS = flags.FLAGS
+
+DEFAULT_THRESHOLD = 0.5
+INPUT_CONFIG = "input_config.json"
+PREDICTIONS_NPZ = "predictions.npz"
+RUN_EVAL_DIR = "eval"  # --out_dir for a run directory: RUN/eval
+FILE_EVAL_SUFFIX = "_eval"  # --out_dir for a bare .keras file: <stem>_eval beside it
 
 
 @functools.cache  # declared once per process, however often run() or a test calls it
@@ -46,15 +65,18 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Prepared dataset directory (holds manifest.json); with --model. "
                         "Defaults to the data_dir in the run's input_config.json.")
     flags.DEFINE_string("split", "test", "Split to evaluate with --model.")
-    flags.DEFINE_string("out_dir", None, "Directory for the report files.")
-    flags.DEFINE_enum("task", "auto", ["auto", metrics.MULTI_LABEL, metrics.SINGLE_LABEL],
+    flags.DEFINE_string("out_dir", None, "Directory for the report files. Required with --predictions; with --model "
+                        f"it defaults to RUN/{RUN_EVAL_DIR} (run directory) or MODEL{FILE_EVAL_SUFFIX} beside "
+                        "MODEL.keras.")
+    flags.DEFINE_enum("task", "auto", ["auto"] + [t.value for t in Task],
                       "Task; auto takes it from the manifest / input_config / predictions file, else from the "
                       "targets' shape (N x C = multi-label, N = single-label).")
-    flags.DEFINE_float("threshold", 0.5, "Score threshold for a positive multi-label decision.")
-    flags.DEFINE_string("thresholds_from", None, "Per-class thresholds: a validation predictions .npz (thresholds "
-                        "maximising each class's F1 on it) or a .json list of C thresholds.")
-    flags.DEFINE_string("threshold_split", None, "With --model: pick per-class F1-maximising thresholds on this "
-                        "split (e.g. val) and apply them to --split.")
+    flags.DEFINE_float("threshold", DEFAULT_THRESHOLD, "Score threshold for a positive multi-label decision "
+                       "(refused for single-label data, whose prediction is the top-scoring class).")
+    flags.DEFINE_string("thresholds_from", None, "Per-class thresholds (multi-label): a validation predictions .npz "
+                        "(thresholds maximising each class's F1 on it) or a .json list of C thresholds.")
+    flags.DEFINE_string("threshold_split", None, "With --model (multi-label): pick per-class F1-maximising "
+                        "thresholds on this split (e.g. val) and apply them to --split.")
     flags.DEFINE_integer("batch_size", 256, "Batch size for running the model.")
     flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0 = the whole split); for quick checks.")
     flags.DEFINE_string("bands", None, "For a bare .keras file: band preset (10m20m, all, ...) or a comma-separated "
@@ -64,84 +86,197 @@ def define_flags() -> None:
     flags.DEFINE_string("normalize", None, "For a bare .keras file: manifest, upstream or none.")
     flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
 
-INPUT_CONFIG = "input_config.json"
-PREDICTIONS_NPZ = "predictions.npz"
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
 
 
 # --------------------------------------------------------------------------------------------
 # Predictions files
 
 
-def save_predictions(path: str, scores: np.ndarray, targets: np.ndarray, class_names, task: str, **extra) -> None:
-    """Write a predictions file (compressed npz) that ``load_predictions`` reads back."""
+def save_predictions(path: str | os.PathLike, scores: np.ndarray, targets: np.ndarray, class_names: Sequence[str],
+                     task: str, **extra: Any) -> None:
+    """Write a predictions file (compressed npz) that ``load_predictions`` reads back.
+
+    Args:
+      path: the .npz file to write.
+      scores: N x C probabilities (stored as float32).
+      targets: N x C multi-hot, or N class indices (single-label).
+      class_names: C names.
+      task: a ``Task`` value.
+      **extra: more arrays to store (e.g. ``split``).
+    """
     np.savez_compressed(path, scores=np.asarray(scores, np.float32), targets=np.asarray(targets),
-                        class_names=np.asarray(list(class_names), dtype=str), task=np.asarray(task),
+                        class_names=np.asarray(list(class_names), dtype=str), task=np.asarray(str(task)),
                         **{k: np.asarray(v) for k, v in extra.items()})
 
 
-def infer_task(targets: np.ndarray, declared: str | None = None) -> str:
-    """The declared task when given, else N class indices -> single-label, N x C -> multi-label."""
+def infer_task(targets: np.ndarray, declared: str | None = None) -> Task:
+    """The declared task when given (not "auto"), else N class indices -> single-label, N x C -> multi-label.
+
+    Raises:
+      ValueError: ``declared`` is not a task name.
+    """
     if declared and declared != "auto":
-        if declared not in (metrics.MULTI_LABEL, metrics.SINGLE_LABEL):
-            raise ValueError(f"unknown task {declared!r}")
-        return declared
-    return metrics.SINGLE_LABEL if np.ndim(targets) == 1 else metrics.MULTI_LABEL
+        try:
+            return Task(declared)
+        except ValueError:
+            raise ValueError(f"unknown task {declared!r} (expected {' or '.join(t.value for t in Task)})") from None
+    return Task.SINGLE_LABEL if np.ndim(targets) == 1 else Task.MULTI_LABEL
 
 
-def load_predictions(path: str, task: str = "auto"):
-    """(scores, targets, class_names, task) from a predictions .npz, checked for consistency."""
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, read eagerly; InputError when the file is missing or not an .npz archive."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: predictions file not found")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("scores", "targets") if k not in z]
-        if missing:
-            raise ValueError(f"{path}: missing array(s) {missing}; a predictions file holds scores, targets, class_names")
-        scores = z["scores"]
-        targets = z["targets"]
-        names = [str(n) for n in z["class_names"]] if "class_names" in z else None
-        stored_task = str(z["task"]) if "task" in z else None
+        raise InputError("no such file", path=path)
+    if os.path.isdir(path):
+        raise InputError("is a directory, not a predictions .npz file", path=path)
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise InputError("holds a single array (.npy), not an .npz archive of scores, targets and class_names",
+                             path=path)
+        with z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"not a readable .npz archive ({_first_line(e)})", path=path) from None
+
+
+def load_predictions(path: str | os.PathLike, task: str = "auto") -> tuple[np.ndarray, np.ndarray, list[str], Task]:
+    """Read a predictions .npz and check it for consistency.
+
+    Args:
+      path: a file written by ``save_predictions`` (or any .npz with ``scores`` N x C and
+        ``targets`` N x C or N; ``class_names`` (C) and ``task`` are optional).
+      task: "auto" (the stored task, else from the targets' shape) or a ``Task`` value.
+
+    Returns:
+      (scores N x C, targets, class names, task).
+
+    Raises:
+      InputError: the file is missing, not an .npz archive, lacks ``scores`` or ``targets``, or its
+        arrays do not fit together (shapes, class count, non-finite scores, targets that are not
+        0/1 or valid class indices); the message names the file and the problem.
+    """
+    path = os.fspath(path)
+    arrays = _read_npz(path)
+    missing = [k for k in ("scores", "targets") if k not in arrays]
+    if missing:
+        raise InputError(f"missing array(s) {', '.join(missing)}; a predictions file holds scores (N x C), targets "
+                         f"(N x C or N) and class_names (C); it has {', '.join(sorted(arrays)) or 'none'}", path=path)
+    scores, targets = arrays["scores"], arrays["targets"]
+
+    def bad(problem: str):
+        return InputError(problem, path=path)
+
+    for name, a in (("scores", scores), ("targets", targets)):
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise bad(f"{name} must be numbers, got dtype {a.dtype}")
     if scores.ndim != 2:
-        raise ValueError(f"{path}: scores must be N x C, got shape {scores.shape}")
+        raise bad(f"scores must be N x C, got shape {scores.shape}")
     n, c = scores.shape
+    if n == 0 or c == 0:
+        raise bad(f"scores hold no predictions (shape {scores.shape})")
     if targets.shape not in ((n,), (n, c)):
-        raise ValueError(f"{path}: targets shape {targets.shape} fits neither ({n},) nor ({n}, {c})")
-    if names is None:
+        raise bad(f"targets shape {targets.shape} fits neither ({n},) nor ({n}, {c}) (scores are {n} x {c})")
+    if "class_names" in arrays:
+        raw = arrays["class_names"]
+        if raw.ndim != 1:
+            raise bad(f"class_names must be a list of {c} names, got shape {raw.shape}")
+        names = [str(v) for v in raw]
+    else:
         names = [f"class {j}" for j in range(c)]
     if len(names) != c:
-        raise ValueError(f"{path}: {len(names)} class_names for {c} score columns")
+        raise bad(f"{len(names)} class_names for {c} score columns")
+    stored_task = str(arrays["task"]) if "task" in arrays else None
     chosen = task if task and task != "auto" else stored_task
-    task = infer_task(targets, chosen)
-    if task == metrics.MULTI_LABEL and targets.shape != (n, c):
-        raise ValueError(f"{path}: multi-label targets must be N x C multi-hot, got shape {targets.shape}")
+    try:
+        task = infer_task(targets, chosen)
+    except ValueError as e:
+        raise bad(str(e)) from None
+    if task == Task.MULTI_LABEL:
+        if targets.shape != (n, c):
+            raise bad(f"multi-label targets must be N x C multi-hot, got shape {targets.shape}")
+        if not np.isin(targets, (0, 1)).all():
+            raise bad("multi-label targets must be 0 or 1")
+    elif targets.ndim == 1:
+        if not np.isfinite(targets).all() or not np.equal(np.mod(targets, 1), 0).all():
+            raise bad("single-label targets must be whole class indices")
+        if targets.min() < 0 or targets.max() >= c:
+            raise bad(f"single-label targets must be class indices 0..{c - 1}, found {targets.min()}..{targets.max()}")
     if not np.isfinite(scores).all():
-        raise ValueError(f"{path}: scores contain NaN or infinite values")
+        raise bad("scores contain NaN or infinite values")
     return scores, targets, names, task
 
 
-def load_thresholds(path: str, num_classes: int, default: float = 0.5) -> np.ndarray:
-    """Per-class thresholds from a .json list (or {"thresholds": [...]}) or chosen on a predictions .npz."""
+def load_thresholds(path: str, num_classes: int, default: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Per-class thresholds from a .json list (or {"thresholds": [...]}), or chosen on a predictions .npz.
+
+    From an .npz the thresholds maximise each class's F1 on it (``metrics.select_thresholds``);
+    a class without positives there keeps ``default``.
+
+    Returns:
+      float64 array of ``num_classes`` thresholds.
+
+    Raises:
+      InputError: the file is missing or unreadable, or holds another number of classes.
+    """
     if path.endswith(".json"):
-        with open(path) as f:
-            data = json.load(f)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise InputError("no such file", path=path) from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"not a readable JSON file ({_first_line(e)})", path=path) from None
         if isinstance(data, dict):
             data = data.get("thresholds")
-        thr = np.asarray(data, dtype=np.float64)
+        try:
+            thr = np.asarray(data, dtype=np.float64)
+        except (TypeError, ValueError):
+            thr = np.zeros(0)
         if thr.shape != (num_classes,) or not np.isfinite(thr).all():
-            raise ValueError(f"{path}: expected a list of {num_classes} finite thresholds")
+            raise InputError(f"expected a list of {num_classes} finite thresholds", path=path)
         return thr
-    scores, targets, _, task = load_predictions(path, metrics.MULTI_LABEL)
+    scores, targets, _, task = load_predictions(path, Task.MULTI_LABEL)
     if scores.shape[1] != num_classes:
-        raise ValueError(f"{path}: {scores.shape[1]} classes, the evaluated predictions have {num_classes}")
+        raise InputError(f"{scores.shape[1]} classes, the evaluated predictions have {num_classes}", path=path)
     return metrics.select_thresholds(scores, targets, default=default)
+
+
+def _refuse_thresholds_for_single_label(source: str, **given: Any) -> None:
+    """UsageError when a threshold option (name=value, None = not given) comes with single-label data."""
+    named = [f"--{name}" for name, value in given.items() if value not in (None, "")]
+    if named:
+        raise UsageError(f"single-label data: {' and '.join(named)} applies to multi-label data only (a single-label "
+                         "prediction is the top-scoring class); leave it out", path=source)
 
 
 # --------------------------------------------------------------------------------------------
 # Evaluation
 
 
-def evaluate_arrays(scores, targets, class_names, task, out_dir, *, threshold=0.5, meta=None, plots=True,
-                    batch_rows=8192, echo=print) -> dict:
-    """Accumulate (in row batches) and write the report; returns write_report's dict."""
+def evaluate_arrays(scores: np.ndarray, targets: np.ndarray, class_names: Sequence[str], task: str,
+                    out_dir: str, *, threshold: float | Sequence[float] = DEFAULT_THRESHOLD, meta: dict | None = None,
+                    plots: bool = True, batch_rows: int = 8192, echo: Callable[[str], Any] | None = print) -> dict:
+    """Accumulate the predictions (in row batches, as a model run would) and write the report.
+
+    Args:
+      scores: N x C probabilities. targets: N x C multi-hot, or N class indices (single-label).
+      class_names: C names. task: a ``Task`` value.
+      out_dir: folder for the report files (created).
+      threshold: multi-label decision threshold, one number or C (unused for single-label).
+      meta: extra fields for eval_details.json and report.md (sources, split, ...).
+      plots: write the PNG plots. batch_rows: rows per accumulator update.
+      echo: called with the console table (None: not printed).
+
+    Returns:
+      ``evaluation.report.write_report``'s dict: {"result", "files", "table"}.
+    """
     scores = np.asarray(scores)
     acc = metrics.make_accumulator(task, scores.shape[1], threshold=threshold)
     for start in range(0, len(scores), batch_rows):
@@ -149,52 +284,89 @@ def evaluate_arrays(scores, targets, class_names, task, out_dir, *, threshold=0.
     return report.write_report(out_dir, acc, class_names, meta=meta, plots=plots, echo=echo)
 
 
-def evaluate_predictions(path: str, out_dir: str, *, task="auto", threshold=0.5, thresholds_from=None,
-                         plots=True, echo=print) -> dict:
+def evaluate_predictions(path: str, out_dir: str, *, task: str = "auto", threshold: float | None = None,
+                         thresholds_from: str | None = None, plots: bool = True,
+                         echo: Callable[[str], Any] | None = print) -> dict:
+    """Evaluate a predictions .npz (see ``load_predictions``) and write the report into ``out_dir``.
+
+    ``threshold`` (None: ``DEFAULT_THRESHOLD``) or ``thresholds_from`` (see ``load_thresholds``)
+    set the multi-label decisions.
+
+    Returns:
+      ``evaluate_arrays``' dict.
+
+    Raises:
+      InputError: an unreadable or inconsistent predictions or thresholds file.
+      UsageError: ``threshold`` or ``thresholds_from`` given for single-label predictions.
+    """
     scores, targets, names, task = load_predictions(path, task)
     meta = {"predictions": os.path.abspath(path)}
-    if task == metrics.MULTI_LABEL:
+    if task == Task.SINGLE_LABEL:
+        _refuse_thresholds_for_single_label(os.fspath(path), threshold=threshold, thresholds_from=thresholds_from)
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    if task == Task.MULTI_LABEL:
         if thresholds_from:
             threshold = load_thresholds(thresholds_from, scores.shape[1], default=threshold)
             meta["thresholds_from"] = os.path.abspath(thresholds_from)
         else:
-            meta["threshold"] = float(threshold)
+            meta["threshold"] = threshold
     return evaluate_arrays(scores, targets, names, task, out_dir, threshold=threshold, meta=meta, plots=plots,
                            echo=echo)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function of logits (any shape), computed in float64, returned as float32."""
     x = np.asarray(x, np.float64)
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of N x C logits (float64 inside, float32 out)."""
     x = np.asarray(x, np.float64)
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def resolve_model(path: str, checkpoint: str = "best") -> tuple[str, dict | None]:
-    """(model file, input_config or None) for a run directory or a .keras file."""
+    """(model file, input_config or None) for a run directory or a .keras file.
+
+    A run directory gives ``<checkpoint>.keras`` (else best.keras, else final.keras) and its
+    input_config.json; a .keras file gives itself and the input_config.json beside it, if any.
+
+    Raises:
+      InputError: no such model, no model file in the run directory, no (readable) input_config.json.
+    """
     if os.path.isdir(path):
         candidates = [os.path.join(path, f"{checkpoint}.keras")]
         candidates += [os.path.join(path, f"{n}.keras") for n in ("best", "final") if n != checkpoint]
         model_file = next((p for p in candidates if os.path.exists(p)), None)
         if model_file is None:
-            raise FileNotFoundError(f"{path}: no {checkpoint}.keras (nor best/final.keras) in the run directory")
+            raise InputError(f"no {checkpoint}.keras (nor best/final.keras) in the run directory", path=path)
         config_path = os.path.join(path, INPUT_CONFIG)
         if not os.path.exists(config_path):
-            raise FileNotFoundError(f"{config_path}: the run directory has no input_config.json")
+            raise InputError("the run directory has no input_config.json", path=config_path)
     else:
         if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: model not found")
+            raise InputError("no such model (a run directory or a .keras file)", path=path)
         model_file = path
         config_path = os.path.join(os.path.dirname(os.path.abspath(path)), INPUT_CONFIG)
     config = None
     if os.path.exists(config_path):
-        with open(config_path) as f:
-            config = json.load(f)
+        try:
+            with open(config_path) as f:
+                config = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"not a readable JSON file ({_first_line(e)})", path=config_path) from None
     return model_file, config
+
+
+def default_out_dir(model_path: str) -> str:
+    """Where ``--model`` writes without ``--out_dir``: RUN/eval for a run directory, else
+    ``<stem>_eval`` beside the .keras file (runs/m.keras -> runs/m_eval)."""
+    if os.path.isdir(model_path):
+        return os.path.join(model_path, RUN_EVAL_DIR)
+    head, name = os.path.split(os.path.normpath(model_path))
+    return os.path.join(head, os.path.splitext(name)[0] + FILE_EVAL_SUFFIX)
 
 
 def input_settings(config: dict | None, overrides: dict) -> dict:
@@ -219,12 +391,17 @@ def input_settings(config: dict | None, overrides: dict) -> dict:
 
 
 def load_manifest(data_dir: str) -> dict:
+    """The prepared dataset's manifest (``prep.reader.load_manifest``); InputError when there is none."""
     from prep import reader
 
-    return reader.load_manifest(data_dir)
+    try:
+        return reader.load_manifest(data_dir)
+    except FileNotFoundError as e:  # the reader's message names the file and what to do
+        raise InputError(_first_line(e)) from None
 
 
 def make_dataset(data_dir: str, split: str, settings: dict, batch_size: int):
+    """The split as a deterministic, unshuffled tf.data dataset of (features dict, targets) batches."""
     from prep import reader
 
     return reader.make_dataset(data_dir, split, batch_size=batch_size, training=False, deterministic=True,
@@ -232,56 +409,133 @@ def make_dataset(data_dir: str, split: str, settings: dict, batch_size: int):
 
 
 def load_model(model_file: str):
-    """The model, through ``models.load_model`` (which registers the project's custom layers)."""
+    """The model, through ``models.load_model`` (which registers the project's custom layers).
+
+    Raises:
+      InputError: the file is not a loadable Keras model.
+    """
     import models
 
-    return models.load_model(model_file, compile=False)
+    try:
+        return models.load_model(model_file, compile=False)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as e:
+        raise InputError(f"cannot load the model ({_first_line(e)})", path=model_file) from None
+
+
+def _input_names(model) -> list[str]:
+    return [t.name for t in model.inputs]
+
+
+def model_inputs(model, features: Any, source: str = "the data") -> Any:
+    """``features`` in the structure the model was built with, so that Keras matches them as is.
+
+    Models built by ``models.build`` take a dict {input name: tensor} (names = the input_spec keys,
+    as the reader's feature dict has them); other functional models may take one tensor or a
+    list. ``features`` is the reader's dict (or one tensor); each model input takes the feature
+    of its name, or the only feature when both have exactly one.
+
+    Raises:
+      InputError: a model input has no feature of its name (e.g. per-resolution inputs asked of
+        single-image data), naming both sides.
+    """
+    available = dict(features) if isinstance(features, Mapping) else None
+    names = _input_names(model)
+
+    def pick(name: str):
+        if available is None:
+            if len(names) == 1:
+                return features
+        elif name in available:
+            return available[name]
+        elif len(names) == 1 and len(available) == 1:
+            return next(iter(available.values()))
+        given = sorted(available) if available is not None else "one unnamed tensor"
+        raise InputError(f"the model's inputs {names} do not match the data's features {given}", path=source)
+
+    expected = model.input
+    if isinstance(expected, Mapping):
+        return {key: pick(key) for key in expected}
+    if isinstance(expected, (list, tuple)):
+        return type(expected)(pick(t.name) for t in expected)
+    return pick(expected.name)
 
 
 def predict_split(model, data_dir: str, split: str, settings: dict, task: str, num_classes: int,
-                  batch_size: int, max_batches: int = 0, total: int | None = None):
-    """Run the model over a split: (scores N x C float32, targets), activation applied."""
+                  batch_size: int, max_batches: int = 0, total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run the model over a split: (scores N x C float32, targets), activation applied.
+
+    Raises:
+      InputError: the model's inputs or outputs do not fit the data, or the split is empty.
+    """
     from tqdm import tqdm
 
     ds = make_dataset(data_dir, split, settings, batch_size)
-    activation = sigmoid if task == metrics.MULTI_LABEL else softmax
+    activation = sigmoid if task == Task.MULTI_LABEL else softmax
     n_batches = math.ceil(total / batch_size) if total else None
     if max_batches:
         n_batches = min(n_batches or max_batches, max_batches)
-    single_input = len(model.inputs) == 1
     scores, targets = [], []
     for i, (features, y) in enumerate(tqdm(ds, total=n_batches, desc=f"{split}", unit="batch")):
         if max_batches and i >= max_batches:
             break
-        if isinstance(features, dict) and single_input and len(features) == 1:
-            features = next(iter(features.values()))
-        logits = np.asarray(model(features, training=False))
+        logits = np.asarray(model(model_inputs(model, features, data_dir), training=False))
         if logits.ndim != 2 or logits.shape[1] != num_classes:
-            raise ValueError(f"model output shape {logits.shape} does not fit {num_classes} classes")
+            raise InputError(f"the model's output shape {logits.shape} does not fit the dataset's {num_classes} "
+                             "classes", path=data_dir)
         scores.append(activation(logits))
         targets.append(np.asarray(y))
     if not scores:
-        raise ValueError(f"{data_dir}: split {split!r} yielded no batches")
+        raise InputError(f"split {split!r} yielded no batches", path=data_dir)
     return np.concatenate(scores), np.concatenate(targets)
 
 
-def evaluate_model(model_path: str, out_dir: str, *, data_dir=None, split="test", checkpoint="best", task="auto",
-                   threshold=0.5, thresholds_from=None, threshold_split=None, batch_size=256, max_batches=0,
-                   overrides=None, plots=True, echo=print) -> dict:
+def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str | None = None, split: str = "test",
+                   checkpoint: str = "best", task: str = "auto", threshold: float | None = None,
+                   thresholds_from: str | None = None, threshold_split: str | None = None, batch_size: int = 256,
+                   max_batches: int = 0, overrides: Mapping[str, Any] | None = None, plots: bool = True,
+                   echo: Callable[[str], Any] | None = print) -> dict:
+    """Run a model over a prepared split, save its predictions and write the report.
+
+    Args:
+      model_path: a run directory written by train.py, or a .keras file.
+      out_dir: report folder; None: ``default_out_dir(model_path)``.
+      data_dir: prepared dataset (default: the run's input_config.json data_dir).
+      split: the split evaluated. checkpoint: best or final (run directory).
+      task: "auto" (input_config, else manifest) or a ``Task`` value.
+      threshold, thresholds_from, threshold_split: multi-label decisions (None: not given; the
+        threshold is then ``DEFAULT_THRESHOLD``); refused for single-label data.
+      batch_size, max_batches: model batches (max_batches 0 = all).
+      overrides: input settings for a bare .keras file (bands, per_resolution, resample, normalize).
+      plots: write the PNG plots. echo: called with the console table (None: not printed).
+
+    Returns:
+      ``evaluate_arrays``' dict; "files" also lists the predictions file(s) written.
+
+    Raises:
+      InputError: missing or inconsistent model, config, manifest or split.
+      UsageError: no data_dir to be found, an undeterminable task, threshold options with single-label data.
+    """
     model_file, config = resolve_model(model_path, checkpoint)
+    if out_dir is None:
+        out_dir = default_out_dir(model_path)
     data_dir = data_dir or (config or {}).get("data_dir")
     if not data_dir:
-        raise ValueError("--data_dir is required (the model has no input_config.json naming it)")
+        raise UsageError("--data_dir is required (the model has no input_config.json naming it)")
     manifest = load_manifest(data_dir)
     if split not in manifest.get("splits", {}):
-        raise ValueError(f"{data_dir}: no split {split!r} in manifest.json (has {sorted(manifest.get('splits', {}))})")
+        raise InputError(f"no split {split!r} in manifest.json (has {sorted(manifest.get('splits', {}))})", path=data_dir)
     class_names = list(manifest["classes"])
     if config and config.get("classes") and list(config["classes"]) != class_names:
-        raise ValueError(f"{model_path}: the model's classes (input_config.json) differ from {data_dir}'s manifest")
+        raise InputError(f"the model's classes (input_config.json) differ from {data_dir}'s manifest", path=model_path)
     if task == "auto":
         task = (config or {}).get("task") or manifest.get("task")
-    if task not in (metrics.MULTI_LABEL, metrics.SINGLE_LABEL):
-        raise ValueError(f"{data_dir}: cannot tell the task (manifest task is {manifest.get('task')!r}); pass --task")
+    if task not in tuple(Task):
+        raise UsageError(f"cannot tell the task (manifest task is {manifest.get('task')!r}); pass --task", path=data_dir)
+    task = Task(task)
+    if task == Task.SINGLE_LABEL:
+        _refuse_thresholds_for_single_label(data_dir, threshold=threshold, thresholds_from=thresholds_from,
+                                            threshold_split=threshold_split)
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     settings = input_settings(config, overrides or {})
     shown = {k: ("the training statistics" if k == "normalize" and isinstance(v, dict) else v)
              for k, v in settings.items()}
@@ -294,22 +548,23 @@ def evaluate_model(model_path: str, out_dir: str, *, data_dir=None, split="test"
 
     meta = {"model": os.path.abspath(model_file), "data_dir": os.path.abspath(data_dir), "split": split,
             "input": {k: v for k, v in settings.items()}}
-    if task == metrics.MULTI_LABEL:
+    val_path = None
+    if task == Task.MULTI_LABEL:
         if threshold_split:
             if threshold_split not in manifest["splits"]:
-                raise ValueError(f"{data_dir}: no split {threshold_split!r} to pick thresholds on")
+                raise InputError(f"no split {threshold_split!r} to pick thresholds on", path=data_dir)
             val_scores, val_targets = predict_split(model, data_dir, threshold_split, settings, task,
                                                     len(class_names), batch_size, max_batches,
                                                     written(threshold_split))
-            save_predictions(os.path.join(out_dir, f"predictions_{threshold_split}.npz"), val_scores, val_targets,
-                             class_names, task, split=threshold_split)
+            val_path = os.path.join(out_dir, f"predictions_{threshold_split}.npz")
+            save_predictions(val_path, val_scores, val_targets, class_names, task, split=threshold_split)
             threshold = metrics.select_thresholds(val_scores, val_targets, default=threshold)
             meta["thresholds_from"] = f"split {threshold_split} (F1-maximising per class)"
         elif thresholds_from:
             threshold = load_thresholds(thresholds_from, len(class_names), default=threshold)
             meta["thresholds_from"] = os.path.abspath(thresholds_from)
         else:
-            meta["threshold"] = float(threshold)
+            meta["threshold"] = threshold
     scores, targets = predict_split(model, data_dir, split, settings, task, len(class_names), batch_size,
                                     max_batches, written(split))
     pred_path = os.path.join(out_dir, PREDICTIONS_NPZ)
@@ -317,37 +572,44 @@ def evaluate_model(model_path: str, out_dir: str, *, data_dir=None, split="test"
     meta["predictions"] = os.path.abspath(pred_path)
     out = evaluate_arrays(scores, targets, class_names, task, out_dir, threshold=threshold, meta=meta, plots=plots,
                           echo=echo)
-    out["files"] += [pred_path] + ([os.path.join(out_dir, f"predictions_{threshold_split}.npz")]
-                                   if task == metrics.MULTI_LABEL and threshold_split else [])
+    out["files"] += [pred_path] + ([val_path] if val_path else [])
+    out["out_dir"] = out_dir
     return out
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.out_dir:
-        raise app.UsageError("--out_dir is required")
+def main(argv: Sequence[str]) -> int:
+    """The command (run by ``run`` through ``prep.cli.run_command``); returns the exit status 0."""
+    cli.no_arguments(argv)
     if bool(FLAGS.predictions) == bool(FLAGS.model):
-        raise app.UsageError("give exactly one of --predictions FILE.npz or --model RUN_DIR_OR_.keras")
+        raise UsageError("give exactly one of --predictions FILE.npz or --model RUN_DIR_OR_.keras")
+    # None = not given: the threshold options are refused for single-label data only when given
+    threshold = FLAGS.threshold if FLAGS["threshold"].present else None
     if FLAGS.predictions:
+        cli.required("out_dir")
         if FLAGS.threshold_split:
-            raise app.UsageError("--threshold_split needs --model; with --predictions use --thresholds_from")
-        out = evaluate_predictions(FLAGS.predictions, FLAGS.out_dir, task=FLAGS.task, threshold=FLAGS.threshold,
+            raise UsageError("--threshold_split needs --model; with --predictions use --thresholds_from")
+        out = evaluate_predictions(FLAGS.predictions, FLAGS.out_dir, task=FLAGS.task, threshold=threshold,
                                    thresholds_from=FLAGS.thresholds_from, plots=FLAGS.plots)
+        out_dir = FLAGS.out_dir
     else:
         overrides = {"bands": FLAGS.bands, "per_resolution": FLAGS.per_resolution, "resample": FLAGS.resample,
                      "normalize": FLAGS.normalize}
         out = evaluate_model(FLAGS.model, FLAGS.out_dir, data_dir=FLAGS.data_dir, split=FLAGS.split,
-                             checkpoint=FLAGS.checkpoint, task=FLAGS.task, threshold=FLAGS.threshold,
+                             checkpoint=FLAGS.checkpoint, task=FLAGS.task, threshold=threshold,
                              thresholds_from=FLAGS.thresholds_from, threshold_split=FLAGS.threshold_split,
                              batch_size=FLAGS.batch_size, max_batches=FLAGS.max_batches, overrides=overrides,
                              plots=FLAGS.plots)
-    print(f"\nwrote {len(out['files'])} files to {FLAGS.out_dir}")
+        out_dir = out["out_dir"]
+    print(f"\nwrote {len(out['files'])} files to {out_dir}")
+    return 0
 
 
-def run():
-    define_flags()
-    app.run(main)
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console entry point (``eorecords-evaluate``; also ``python evaluate.py``)."""
+    argv = list(sys.argv if argv is None else argv)
+    script = os.path.basename(argv[0]) if argv else ""
+    cli.run_command(sys.modules[__name__], argv,
+                    prog=script if script.startswith("eorecords") else "python evaluate.py")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the models package imports Keras
 
-from models import metrics  # noqa: E402
+from evaluation import metrics  # noqa: E402
 
 
 def run_once(scores, targets, batch, task, threshold=0.5):

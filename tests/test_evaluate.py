@@ -7,15 +7,17 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
-from absl import app
 
 import evaluate
-from models import metrics, report
+from evaluation import metrics, report
+from prep.errors import InputError, UsageError
 from tests.conftest import command_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,10 +62,21 @@ def load_json_strict(path):
         return json.load(f, parse_constant=lambda c: pytest.fail(f"{path} holds {c}"))
 
 
-def run_cli(*args):
+def run_cli(*args, cwd=ROOT, program=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=120)
+    command = [program] if program else [sys.executable, os.path.join(ROOT, "evaluate.py")]
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def assert_one_line_error(proc, code, *fragments):
+    """The command failed with exit status ``code`` and one stderr line, ``error: ...``, holding ``fragments``."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
 
 
 def main_with_flags(*args):
@@ -106,6 +119,35 @@ def test_predictions_cli_multi_label_writes_every_file(tmp_path):
     details = load_json_strict(out / report.DETAILS_JSON)
     assert details["task"] == "multi_label" and details["samples"] == len(s) and details["classes"] == BEN19
     assert details["thresholds"] == [0.5] * 19
+
+
+def test_report_names_the_classes_without_positives(tmp_path):
+    s, y = multi_label_data(seed=3)
+    y[:, -1] = np.arange(len(y)) % 10 == 0  # Marine waters occurs here; only Agro-forestry areas does not
+    agro = BEN19.index("Agro-forestry areas")
+    y[:, agro] = False
+    assert y.any(axis=0).sum() == 18
+    out = tmp_path / "r"
+    res = evaluate.evaluate_arrays(s, y, BEN19, "multi_label", str(out), plots=False, echo=None)
+    result = load_json_strict(out / report.EVAL_JSON)
+    present = [j for j in range(19) if j != agro]
+    ap = np.array([result[f"average_precision_class{j}"] for j in range(19)])
+    assert result["macro_average_precision"] == pytest.approx(ap.mean(), abs=1e-12)
+    assert result["macro_average_precision_present_classes"] == pytest.approx(ap[present].mean(), abs=1e-12)
+    details = load_json_strict(out / report.DETAILS_JSON)
+    assert details["classes_without_positives"] == ["Agro-forestry areas"]
+    md = (out / report.REPORT_MD).read_text()
+    assert "without a positive sample" in md and "Agro-forestry areas" in md.split("## Headline")[0]
+    assert "`macro_average_precision_present_classes`" in md
+    note = [line for line in res["table"].splitlines() if "without a positive sample" in line]
+    assert len(note) == 1 and note[0].endswith("Agro-forestry areas")
+    # every class present: no line in the table, "none" in report.md and an empty list in the details
+    y[:5, agro] = True
+    res = evaluate.evaluate_arrays(s, y, BEN19, "multi_label", str(out), plots=False, echo=None)
+    assert "without a positive sample" not in res["table"]
+    assert load_json_strict(out / report.DETAILS_JSON)["classes_without_positives"] == []
+    assert "classes without a positive sample: none" in (out / report.REPORT_MD).read_text()
+    assert res["result"]["macro_average_precision"] == res["result"]["macro_average_precision_present_classes"]
 
 
 def test_predictions_single_label_confusion_outputs(tmp_path):
@@ -167,21 +209,113 @@ def test_task_detection_and_one_hot_single_label(tmp_path):
 
 
 def test_bad_predictions_files_are_named_in_errors(tmp_path):
-    np.savez(tmp_path / "a.npz", scores=np.zeros((4, 3)))
-    with pytest.raises(ValueError, match=r"a\.npz: missing array"):
-        evaluate.load_predictions(str(tmp_path / "a.npz"))
-    np.savez(tmp_path / "b.npz", scores=np.zeros((4, 3)), targets=np.zeros((4, 3)), class_names=np.array(["x"]))
-    with pytest.raises(ValueError, match=r"b\.npz: 1 class_names for 3"):
-        evaluate.load_predictions(str(tmp_path / "b.npz"))
-    np.savez(tmp_path / "c.npz", scores=np.full((2, 2), np.nan), targets=np.zeros(2, int))
-    with pytest.raises(ValueError, match=r"c\.npz: scores contain NaN"):
-        evaluate.load_predictions(str(tmp_path / "c.npz"))
-    with pytest.raises(FileNotFoundError, match="nope.npz"):
-        evaluate.load_predictions(str(tmp_path / "nope.npz"))
-    with pytest.raises(app.UsageError, match="exactly one of --predictions"):
+    def check(name, problem, **arrays):
+        path = tmp_path / name
+        if arrays:
+            np.savez(path, **arrays)
+        with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: {problem}"):
+            evaluate.load_predictions(str(path))
+
+    check("nope.npz", "no such file")
+    check("a.npz", r"missing array\(s\) targets", scores=np.zeros((4, 3)))
+    check("a2.npz", r"missing array\(s\) scores, targets", logits=np.zeros((4, 3)))
+    check("b.npz", "1 class_names for 3", scores=np.zeros((4, 3)), targets=np.zeros((4, 3)), class_names=np.array(["x"]))
+    check("c.npz", "scores contain NaN", scores=np.full((2, 2), np.nan), targets=np.zeros(2, int))
+    check("d.npz", r"scores must be N x C, got shape \(4,\)", scores=np.zeros(4), targets=np.zeros(4))
+    check("e.npz", r"targets shape \(5,\) fits neither", scores=np.zeros((4, 3)), targets=np.zeros(5))
+    check("f.npz", "multi-label targets must be 0 or 1", scores=np.zeros((2, 3)), targets=np.full((2, 3), 0.9))
+    check("g.npz", r"single-label targets must be class indices 0\.\.2, found 0\.\.3", scores=np.zeros((2, 3)),
+          targets=np.array([0, 3]))
+    check("h.npz", "unknown task 'regression'", scores=np.zeros((2, 3)), targets=np.zeros(2, int), task="regression")
+    check("i.npz", "scores hold no predictions", scores=np.zeros((0, 3)), targets=np.zeros(0, int))
+    check("j.npz", "scores must be numbers", scores=np.array([["a", "b"]]), targets=np.zeros(1, int))
+    (tmp_path / "text.npz").write_text("scores,targets\n0.1,1\n")
+    check("text.npz", "not a readable .npz archive")
+    np.save(tmp_path / "plain.npy", np.zeros((2, 3)))
+    check("plain.npy", r"holds a single array \(.npy\)")
+    # the errors are InputErrors and, for callers that caught them before, still ValueErrors
+    assert issubclass(InputError, ValueError)
+    with pytest.raises(UsageError, match="exactly one of --predictions"):
         main_with_flags(f"--out_dir={tmp_path}")
-    with pytest.raises(app.UsageError, match="--threshold_split needs --model"):
+    with pytest.raises(UsageError, match="--threshold_split needs --model"):
         main_with_flags(f"--out_dir={tmp_path}", f"--predictions={tmp_path / 'a.npz'}", "--threshold_split=val")
+
+
+def test_cli_reports_bad_predictions_files_in_one_line(tmp_path):
+    proc = run_cli("--predictions", "nothere.npz", "--out_dir", "o", cwd=tmp_path)
+    assert assert_one_line_error(proc, 1) == "error: nothere.npz: no such file"
+    np.savez(tmp_path / "noscores.npz", targets=np.zeros((4, 3)), class_names=np.array(list("abc")))
+    proc = run_cli("--predictions=noscores.npz", "--out_dir=o", cwd=tmp_path)
+    assert_one_line_error(proc, 1, "error: noscores.npz: missing array(s) scores", "class_names")
+    np.savez(tmp_path / "shapes.npz", scores=np.zeros((4, 3)), targets=np.zeros((4, 2)))
+    proc = run_cli("--predictions=shapes.npz", "--out_dir=o", cwd=tmp_path)
+    assert_one_line_error(proc, 1, "error: shapes.npz: targets shape (4, 2) fits neither (4,) nor (4, 3)")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    proc = run_cli("--predictions=junk.npz", "--out_dir=o", cwd=tmp_path)
+    assert_one_line_error(proc, 1, "error: junk.npz: not a readable .npz archive")
+    s, y = multi_label_data(n=50, c=4)
+    evaluate.save_predictions(tmp_path / "ok.npz", s, y, list("abcd"), "multi_label")
+    proc = run_cli("--predictions=ok.npz", "--out_dir=o", "--thresholds_from=thr.json", cwd=tmp_path)
+    assert_one_line_error(proc, 1, "error: thr.json: no such file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_usage_errors_and_help(tmp_path):
+    proc = run_cli(cwd=tmp_path)
+    assert_one_line_error(proc, 2, "give exactly one of --predictions", "(python evaluate.py --help)")
+    proc = run_cli("--predictions=p.npz", cwd=tmp_path)
+    assert_one_line_error(proc, 2, "--out_dir is required", "--help")
+    proc = run_cli("--predictions=p.npz", "--out_dir=o", "extra", cwd=tmp_path)
+    assert_one_line_error(proc, 2, "unexpected arguments: extra", "--help")
+    proc = run_cli("--predictions=p.npz", "--out_dir=o", "--treshold=0.3", cwd=tmp_path)
+    assert_one_line_error(proc, 2, "treshold", "--help")
+    # help from the installed console script: the command's description and its own flags
+    script = os.path.join(os.path.dirname(sys.executable), "eorecords-evaluate")
+    if not os.path.exists(script):
+        pytest.skip("eorecords-evaluate is not installed (pip install -e .)")
+    proc = run_cli("--help", cwd=tmp_path, program=script)
+    assert proc.returncode in (0, 1) and not proc.stderr, proc.stderr  # absl exits 1 after printing the help
+    assert "Evaluate a trained model, or a saved predictions file" in proc.stdout
+    for flag in ("--predictions", "--model", "--out_dir", "--threshold", "--thresholds_from", "--split"):
+        assert flag in proc.stdout, flag
+    proc = run_cli(program=script, cwd=tmp_path)
+    assert_one_line_error(proc, 2, "give exactly one of --predictions", "(eorecords-evaluate --help)")
+
+
+def test_threshold_flags_are_refused_for_single_label_data(tmp_path):
+    s, t = single_label_data(n=60, c=5)
+    evaluate.save_predictions(tmp_path / "so2sat.npz", s, t, list("abcde"), "single_label")
+    proc = run_cli("--predictions=so2sat.npz", "--out_dir=o", "--threshold=0.3", cwd=tmp_path)
+    assert_one_line_error(proc, 2, "so2sat.npz: single-label data: --threshold applies to multi-label data only")
+    assert not (tmp_path / "o").exists()
+    # even at its default value: given is given
+    proc = run_cli("--predictions=so2sat.npz", "--out_dir=o", "--threshold=0.5", cwd=tmp_path)
+    assert_one_line_error(proc, 2, "--threshold")
+    (tmp_path / "thr.json").write_text("[0.5, 0.5, 0.5, 0.5, 0.5]")
+    with pytest.raises(UsageError, match="--thresholds_from applies to multi-label data only"):
+        evaluate.evaluate_predictions(str(tmp_path / "so2sat.npz"), str(tmp_path / "o"),
+                                      thresholds_from=str(tmp_path / "thr.json"), echo=None)
+    # not given: single-label evaluates (the library default is "not given", not 0.5)
+    proc = run_cli("--predictions=so2sat.npz", "--out_dir=o", "--noplots", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "threshold" not in load_json_strict(tmp_path / "o" / report.DETAILS_JSON)
+
+
+def test_predictions_cli_does_not_load_keras(tmp_path):
+    # evaluate.py --predictions needs numpy and matplotlib only: a fresh interpreter running it to the
+    # end (report, plots) must never have imported Keras or TensorFlow
+    s, y = multi_label_data(n=80, c=5)
+    evaluate.save_predictions(tmp_path / "p.npz", s, y, list("abcde"), "multi_label")
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('LOADED', sorted(m for m in ('keras', 'tensorflow') if m in sys.modules)))\n"
+            f"sys.argv = ['evaluate.py', '--predictions={tmp_path / 'p.npz'}', '--out_dir={tmp_path / 'o'}']\n"
+            "import evaluate\n"
+            "evaluate.run()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env=dict(os.environ, MPLBACKEND="Agg"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED []"
+    assert (tmp_path / "o" / report.PR_PNG).exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +400,90 @@ def test_model_single_label_keras_file(tmp_path, monkeypatch):
     assert (out / report.CONFUSION_PNG).exists()
     assert evaluate.input_settings(None, {"bands": "B04,B03,B02", "normalize": "none"}) == {
         "bands": ["B04", "B03", "B02"], "per_resolution": False, "resample": "bicubic", "normalize": None}
+    # the multi-label threshold options are refused for single-label data, before the model loads
+    for option in ({"threshold": 0.3}, {"threshold_split": "val"}, {"thresholds_from": "thr.json"}):
+        (name, _), = option.items()
+        with pytest.raises(UsageError, match=f"single-label data: --{name} applies to multi-label data only"):
+            evaluate.evaluate_model(str(path), str(out), data_dir=str(tmp_path), echo=None, **option)
+
+
+def _registry_style_model(c, spec=None, seed=0):
+    """A tiny model built the way models.build builds every model: a dict of inputs named after the
+    input_spec keys (models.common.make_inputs / finish)."""
+    import keras
+
+    from models import common
+
+    keras.utils.set_random_seed(seed)
+    inputs = common.make_inputs(spec or {"image": (4, 4, 3)})
+    flat = [keras.layers.Flatten()(inputs[k]) for k in inputs]
+    x = flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat)
+    return common.finish(inputs, keras.layers.Dense(c)(x), "tiny")
+
+
+def _structure_warnings(caught):
+    return [str(w.message) for w in caught if "structure" in str(w.message)]
+
+
+def test_model_inputs_fed_in_the_structure_the_model_was_built_with(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    c = 3
+    classes = ["a", "b", "c"]
+    data = {"test": (rng.normal(size=(40, 4, 4, 3)).astype(np.float32), (rng.random((40, c)) < 0.4).astype(np.float32))}
+    _fake_reader(monkeypatch, "multi_label", classes, data)
+    model = _registry_style_model(c)
+    x = data["test"][0][:4]
+    with warnings.catch_warnings(record=True) as caught:  # the test can see the warning: a bare tensor gives it
+        warnings.simplefilter("always")
+        model(x, training=False)
+    assert _structure_warnings(caught)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    (run / "input_config.json").write_text(json.dumps({"data_dir": "/somewhere", "task": "multi_label",
+                                                       "classes": classes, "bands": ["B04", "B03", "B02"]}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main_with_flags(f"--model={run}", "--batch_size=16", "--noplots")  # no --out_dir: RUN/eval
+    assert not _structure_warnings(caught), _structure_warnings(caught)
+    scores = evaluate.load_predictions(str(run / "eval" / "predictions.npz"))[0]
+    expected = evaluate.sigmoid(np.asarray(model({"image": data["test"][0]}, training=False)))
+    assert np.allclose(scores, expected, atol=1e-6)
+    assert (run / "eval" / report.EVAL_JSON).exists()
+
+    # a bare .keras file: MODEL_eval beside it
+    model.save(tmp_path / "m.keras")
+    main_with_flags(f"--model={tmp_path / 'm.keras'}", f"--data_dir={tmp_path}", "--bands=B04,B03,B02", "--noplots")
+    assert (tmp_path / "m_eval" / "predictions.npz").exists()
+    assert evaluate.default_out_dir(str(run)) == os.path.join(str(run), "eval")
+    assert evaluate.default_out_dir("runs/x/best.keras") == os.path.join("runs/x", "best_eval")
+    assert evaluate.default_out_dir("m.keras") == "m_eval"
+
+
+def test_model_inputs_for_each_input_structure():
+    import keras
+
+    x = np.zeros((2, 4, 4, 3), np.float32)
+    inp = keras.Input((4, 4, 3), name="image")
+    out = keras.layers.Dense(2)(keras.layers.Flatten()(inp))
+    for model, expected_type in ((keras.Model({"image": inp}, out), dict), (keras.Model(inp, out), np.ndarray),
+                                 (keras.Model([inp], out), list)):
+        for features in ({"image": x}, x, {"renamed": x}):
+            fed = evaluate.model_inputs(model, features)
+            assert isinstance(fed, expected_type)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model(fed, training=False)
+            assert not _structure_warnings(caught), (model.input, features)
+    # per-resolution inputs (K-BranchCNN style) take the feature of their name
+    multi = _registry_style_model(2, {"10m": (4, 4, 3), "20m": (2, 2, 3)})
+    features = {"20m": np.ones((2, 2, 2, 3), np.float32), "10m": x}
+    fed = evaluate.model_inputs(multi, features)
+    assert list(fed) == ["10m", "20m"] and fed["20m"] is features["20m"]
+    with pytest.raises(InputError, match=r"^recs: the model's inputs \['10m', '20m'\] do not match the data's features "
+                                         r"\['image'\]"):
+        evaluate.model_inputs(multi, {"image": x}, "recs")
 
 
 def test_model_classes_must_match_manifest(tmp_path, monkeypatch):

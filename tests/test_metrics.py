@@ -1,4 +1,4 @@
-"""models.metrics against scikit-learn on random, adversarial and hypothesis-generated inputs,
+"""evaluation.metrics against scikit-learn on random, adversarial and hypothesis-generated inputs,
 the documented edge cases, and the So2Sat LCZ42 baseline's published confusion matrix."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from models import metrics
+from evaluation import metrics
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
 SO2SAT_BASELINE = os.path.join(REFERENCE, "so2sat", "baseline_sen2LCZ_drop_results.json")
@@ -60,6 +60,8 @@ def sklearn_multi_label(scores, targets, threshold=0.5) -> dict[str, float]:
         for j, v in enumerate(ap):
             ref[f"average_precision_class{j}"] = v
         ref["macro_average_precision"] = float(ap.mean())
+        present = [skm.average_precision_score(y[:, j], s[:, j]) for j in range(c) if y[:, j].any()]
+        ref["macro_average_precision_present_classes"] = float(np.mean(present)) if present else 0.0
         ref["micro_average_precision"] = skm.average_precision_score(y.ravel(), s.ravel()) if y.any() else 0.0
         support = y.sum(axis=0)
         ref["weighted_average_precision"] = float((ap * support).sum() / support.sum()) if support.sum() else 0.0
@@ -95,6 +97,8 @@ def sklearn_single_label(scores, targets) -> dict[str, float]:
         for j, v in enumerate(ap):
             ref[f"average_precision_class{j}"] = v
         ref["macro_average_precision"] = float(ap.mean())
+        present = [skm.average_precision_score(onehot[:, j], s[:, j]) for j in range(c) if onehot[:, j].any()]
+        ref["macro_average_precision_present_classes"] = float(np.mean(present)) if present else 0.0
         ref["micro_average_precision"] = skm.average_precision_score(onehot.ravel(), s.ravel())
         support = onehot.sum(axis=0)
         ref["weighted_average_precision"] = float((ap * support).sum() / support.sum())
@@ -137,7 +141,7 @@ def test_key_names_are_the_upstream_ones():
               "macro_f0_5_score_class18", "macro_accuracy_class18", "micro_average_precision",
               "macro_average_precision", "weighted_average_precision"):
         assert k in keys
-    assert len(keys) == 13 + 6 + 6 + 6 * 19 + 3 + 19
+    assert len(keys) == 13 + 6 + 6 + 6 * 19 + 4 + 19
     assert len(set(keys)) == len(keys)
 
 
@@ -220,6 +224,53 @@ def test_edge_class_without_positives():
     assert res["average_precision_class1"] == 0.0
     assert res["macro_recall_class_avg"] == pytest.approx((1.0 + 0.0) / 2)  # still in the macro average
     assert res["weighted_average_precision"] == pytest.approx(res["average_precision_class0"])
+    assert res["macro_average_precision"] == pytest.approx(res["average_precision_class0"] / 2)
+    assert res["macro_average_precision_present_classes"] == pytest.approx(res["average_precision_class0"])
+
+
+def test_average_precision_with_a_class_without_positives():
+    # a BigEarthNet-19-sized split where "Agro-forestry areas" (class 7) never occurs
+    rng = np.random.default_rng(11)
+    n, c, absent = 400, 19, 7
+    y = rng.random((n, c)) < rng.uniform(0.05, 0.4, c)
+    y[:, absent] = False
+    s = np.clip(0.3 * y + rng.normal(0.35, 0.2, (n, c)), 0, 1).astype(np.float32)
+    acc = metrics.MultiLabelAccumulator(c)
+    for a in range(0, n, 150):
+        acc.update(s[a:a + 150], y[a:a + 150])
+    res = acc.result()
+    present = [j for j in range(c) if j != absent]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns that class 7 has no positive sample
+        sk_all = skm.average_precision_score(y.astype(int), s, average="macro")
+        sk_per_class = skm.average_precision_score(y.astype(int), s, average=None)
+    sk_present = skm.average_precision_score(y[:, present].astype(int), s[:, present], average="macro")
+    assert sk_per_class[absent] == 0.0  # sklearn's convention, which macro_average_precision keeps
+    assert res["average_precision_class7"] == 0.0
+    assert res["macro_average_precision"] == pytest.approx(sk_all, abs=1e-9)
+    assert res["macro_average_precision_present_classes"] == pytest.approx(sk_present, abs=1e-9)
+    assert res["macro_average_precision_present_classes"] > res["macro_average_precision"]
+    assert acc.classes_without_positives() == [absent]
+
+    # single-label: a class that is no sample's label (LCZ 7 of 17) is the same case
+    t = rng.integers(0, 16, n)
+    t[t >= 6] += 1
+    logits = rng.normal(0, 1, (n, 17))
+    logits[np.arange(n), t] += 1.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    single = metrics.SingleLabelAccumulator(17)
+    single.update(probs, t)
+    res = single.result()
+    onehot = np.eye(17, dtype=int)[t]
+    occurring = np.flatnonzero(onehot.any(axis=0))
+    assert list(occurring) == [j for j in range(17) if j != 6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk_all = skm.average_precision_score(onehot, probs, average="macro")
+    sk_present = skm.average_precision_score(onehot[:, occurring], probs[:, occurring], average="macro")
+    assert res["macro_average_precision"] == pytest.approx(sk_all, abs=1e-9)
+    assert res["macro_average_precision_present_classes"] == pytest.approx(sk_present, abs=1e-9)
+    assert single.classes_without_positives() == [6]
 
 
 def test_edge_samples_without_labels():
@@ -417,9 +468,9 @@ def test_so2sat_baseline_per_class_report():
         assert abs(res[key] - float(published)) <= 0.005 + 1e-9, key
 
 
-def test_metrics_and_report_import_without_keras():
-    # evaluate.py --predictions needs only these two: importing them must not load Keras (seconds)
-    code = ("import sys, models.metrics, models.report; "
+def test_evaluation_package_imports_without_keras():
+    # the evaluation package is numpy + matplotlib only: importing it must not load Keras (seconds)
+    code = ("import sys, evaluation, evaluation.metrics, evaluation.report; "
             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -42,8 +42,15 @@ Definitions (n = samples, C = classes, y = targets, s = scores, p = predictions)
 - ``label_ranking_avg_precision``: sklearn ``label_ranking_average_precision_score``.
 - ``label_cardinality``: mean number of true classes per sample.
 - ``*_average_precision``: sklearn ``average_precision_score`` (step-wise area under the
-  precision-recall curve, no interpolation), per class, and its micro (all decisions pooled),
-  macro (mean over all classes) and weighted (by class support) averages.
+  precision-recall curve, no interpolation), per class (``average_precision_class<j>``), and its
+  averages: ``micro_average_precision`` (all (sample, class) decisions pooled),
+  ``macro_average_precision`` (mean over ALL C classes, a class with no positive sample counting
+  as AP 0: sklearn's ``average="macro"``, and the mAP the papers report),
+  ``macro_average_precision_present_classes`` (mean over the classes with at least one positive
+  sample only: AP is undefined for the others, so this is the mAP of the classes the split can
+  measure; it equals ``macro_average_precision`` when every class occurs) and
+  ``weighted_average_precision`` (weighted by class support, which leaves those classes out too).
+  ``classes_without_positives()`` lists the classes concerned; the reports name them.
 - Single-label: ``overall_accuracy`` = trace / n; ``cohen_kappa`` = (p_o - p_e) / (1 - p_e) with
   p_e from the row and column marginals (sklearn ``cohen_kappa_score``); ``average_accuracy`` =
   mean recall over the classes that occur in the targets (sklearn ``balanced_accuracy_score``);
@@ -53,8 +60,10 @@ Edge cases (all values finite: no NaN ever reaches the JSON)
 -------------------------------------------------------------
 Every ratio whose denominator is 0 is 0, as sklearn with ``zero_division=0``:
 - a class with no positives: its recall, F-scores, accuracy and average precision are 0 (its
-  precision too unless it was predicted) and it still counts in the macro averages; it has weight
-  0 in the weighted averages.
+  precision too unless it was predicted) and it still counts in the macro averages
+  (``macro_average_precision`` included); it has weight 0 in the weighted averages and is left
+  out of ``macro_average_precision_present_classes`` (0 when no class has a positive sample).
+  Single-label: a class absent from the targets is such a class (one-hot targets).
 - a sample with no true classes: recall 0; precision, F-scores and Jaccard 0 (even when nothing is
   predicted for it); it counts as exact (``subset_accuracy`` 1) when nothing is predicted;
   ``coverage`` 0, ``ranking_loss`` 0 and ``label_ranking_avg_precision`` 1 (sklearn; the ranking
@@ -74,8 +83,10 @@ from typing import Sequence
 
 import numpy as np
 
-MULTI_LABEL = "multi_label"
-SINGLE_LABEL = "single_label"
+from prep.datasets.spec import Task
+
+MULTI_LABEL = Task.MULTI_LABEL
+SINGLE_LABEL = Task.SINGLE_LABEL
 
 # Averaged over samples (the BigEarthNet evaluation's first group).
 SAMPLE_KEYS = (
@@ -119,7 +130,8 @@ MACRO_CLASS_PREFIXES = (
     "macro_f0_5_score_class",
     "macro_accuracy_class",
 )
-AP_KEYS = ("micro_average_precision", "macro_average_precision", "weighted_average_precision")
+AP_KEYS = ("micro_average_precision", "macro_average_precision", "macro_average_precision_present_classes",
+           "weighted_average_precision")
 AP_CLASS_PREFIX = "average_precision_class"
 
 SINGLE_KEYS = (
@@ -242,15 +254,28 @@ def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
 
 
 def average_precision_summary(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """Per-class AP and the micro / macro / weighted averages (keys of ``AP_KEYS``)."""
+    """Per-class average precision and its averages (the keys of ``AP_KEYS``).
+
+    Args:
+      scores: N x C scores (any real values; only their order matters).
+      targets: N x C multi-hot (or one-hot) targets, bool or 0/1.
+
+    Returns:
+      (per-class AP, length C float64; 0 for a class with no positive sample) and
+      {key: value} for ``micro_average_precision``, ``macro_average_precision`` (mean over all
+      C classes), ``macro_average_precision_present_classes`` (mean over the classes with a
+      positive sample; 0 when there is none) and ``weighted_average_precision``.
+    """
     targets = targets.astype(bool)
     c = scores.shape[1]
     per_class = np.array([average_precision(scores[:, j], targets[:, j]) for j in range(c)], dtype=np.float64)
     support = targets.sum(axis=0).astype(np.float64)
+    present = support > 0
     total = support.sum()
     summary = {
         "micro_average_precision": average_precision(scores.ravel(), targets.ravel()),
         "macro_average_precision": float(per_class.mean()) if c else 0.0,
+        "macro_average_precision_present_classes": float(per_class[present].mean()) if present.any() else 0.0,
         "weighted_average_precision": float((per_class * support).sum() / total) if total else 0.0,
     }
     return per_class, summary
@@ -372,6 +397,10 @@ class MultiLabelAccumulator:
 
     def targets(self) -> np.ndarray:
         return np.concatenate(self._targets) if self._targets else np.zeros((0, self.num_classes), bool)
+
+    def classes_without_positives(self) -> list[int]:
+        """Indices of the classes no sample seen so far has as a true class (their AP is undefined, see the module doc)."""
+        return [int(j) for j in np.flatnonzero(self.tp + self.fn == 0)]
 
     def per_class(self) -> dict[str, np.ndarray]:
         """Per-class arrays: support, predicted, tp, fp, fn, precision, recall, f1, f2, f0_5, accuracy, ap, threshold."""
@@ -512,6 +541,10 @@ class SingleLabelAccumulator:
     def confusion_matrix(self) -> np.ndarray:
         return self.cm.copy()
 
+    def classes_without_positives(self) -> list[int]:
+        """Indices of the classes that are no sample's true class so far (their AP is undefined, see the module doc)."""
+        return [int(j) for j in np.flatnonzero(self.cm.sum(axis=1) == 0)]
+
     def one_hot_targets(self) -> np.ndarray:
         t = self.targets()
         out = np.zeros((len(t), self.num_classes), bool)
@@ -554,7 +587,11 @@ class SingleLabelAccumulator:
 
 
 def make_accumulator(task: str, num_classes: int, threshold=0.5, keep_scores: bool = True):
-    """The accumulator for ``task`` ("multi_label" or "single_label")."""
+    """The accumulator for ``task`` (a ``Task`` or its value, "multi_label" / "single_label").
+
+    Raises:
+      ValueError: for any other task.
+    """
     if task == MULTI_LABEL:
         return MultiLabelAccumulator(num_classes, threshold=threshold, keep_scores=keep_scores)
     if task == SINGLE_LABEL:

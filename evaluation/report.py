@@ -3,11 +3,14 @@
 ``write_report(out_dir, accumulator, class_names, meta)`` writes, for either task:
 
 - ``eval_result.json``: flat {metric key: number} under the BigEarthNet evaluation's key names
-  (``models.metrics``), finite numbers only (json ``allow_nan=False``).
-- ``eval_details.json``: task, sample count, class names, thresholds, the confusion matrix
-  (single-label) and whatever ``meta`` holds (source files, split, ...).
+  (``evaluation.metrics``), finite numbers only (json ``allow_nan=False``).
+- ``eval_details.json``: task, sample count, class names, the classes with no positive sample
+  (``classes_without_positives``: their AP is 0 in ``macro_average_precision`` and left out of
+  ``macro_average_precision_present_classes``), thresholds, the confusion matrix (single-label)
+  and whatever ``meta`` holds (source files, split, ...).
 - ``per_class_metrics.csv``: one row per class (support, counts, precision, recall, F-scores, AP).
-- ``report.md``: headline metrics, every summary metric, the per-class table and the plots.
+- ``report.md``: headline metrics, the classes with no positive sample, every summary metric, the
+  per-class table and the plots. The console table names those classes too (when there are any).
 - ``per_class_f1.png``, ``precision_recall.png``; ``confusion_matrix.png`` and
   ``confusion_matrix.csv`` (single-label); ``label_cooccurrence.png`` (multi-label).
 
@@ -23,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models import metrics
+from evaluation import metrics
 
 EVAL_JSON = "eval_result.json"
 DETAILS_JSON = "eval_details.json"
@@ -44,6 +47,7 @@ HEADLINE = {
         ("micro_recall", "micro recall"),
         ("micro_average_precision", "micro AP"),
         ("macro_average_precision", "macro AP (mAP)"),
+        ("macro_average_precision_present_classes", "mAP, present classes"),
         ("hamming_loss", "Hamming loss"),
         ("subset_accuracy", "subset accuracy"),
         ("one_error", "one-error"),
@@ -58,6 +62,7 @@ HEADLINE = {
         ("macro_f1_score_class_avg", "macro F1"),
         ("weighted_f1_score", "weighted F1"),
         ("macro_average_precision", "macro AP"),
+        ("macro_average_precision_present_classes", "mAP, present classes"),
     ),
 }
 
@@ -117,13 +122,25 @@ def _short(name: str, width: int = 38) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def console_table(task: str, result: dict, rows: list[dict], samples: int | None = None) -> str:
-    """A fixed-width text table: headline metrics, then one line per class."""
+def absent_classes_note(names: Sequence[str]) -> str:
+    """One line naming the classes with no positive sample ("none" when every class has one)."""
+    if not names:
+        return "classes without a positive sample: none"
+    return (f"{len(names)} class(es) without a positive sample (AP 0 in macro AP, left out of mAP over present "
+            f"classes): " + "; ".join(names))
+
+
+def console_table(task: str, result: dict, rows: list[dict], samples: int | None = None,
+                  absent: Sequence[str] = ()) -> str:
+    """A fixed-width text table: headline metrics, the classes ``absent`` (no positive sample; a
+    line only when there are some), then one line per class."""
     title = f"{task.replace('_', '-')} evaluation" + (f", {samples} samples" if samples is not None else "")
     lines = [title, "=" * len(title)]
     for key, label in HEADLINE[task]:
         if key in result:
             lines.append(f"  {label:<22} {result[key]:8.4f}")
+    if absent:
+        lines += ["", "  " + absent_classes_note(absent)]
     width = max([len(_short(r["class"])) for r in rows] + [5])
     has_ap = any("average_precision" in r for r in rows)
     head = f"  {'#':>3} {'class':<{width}} {'support':>8} {'prec':>7} {'recall':>7} {'F1':>7}"
@@ -138,12 +155,16 @@ def console_table(task: str, result: dict, rows: list[dict], samples: int | None
     return "\n".join(lines)
 
 
-def markdown_report(task: str, result: dict, rows: list[dict], meta: dict, images: Sequence[str]) -> str:
+def markdown_report(task: str, result: dict, rows: list[dict], meta: dict, images: Sequence[str],
+                    absent: Sequence[str] = ()) -> str:
+    """report.md: the sources (``meta``), headline metrics, the classes ``absent`` (no positive
+    sample), every summary metric, the per-class table and the ``images`` (file names in its folder)."""
     n_classes = len(rows)
     out = [f"# Evaluation report ({task.replace('_', '-')})", ""]
     for key in ("model", "predictions", "data_dir", "split", "samples", "threshold", "thresholds_from"):
         if meta.get(key) not in (None, ""):
             out.append(f"- {key.replace('_', ' ')}: `{meta[key]}`")
+    out.append(f"- {absent_classes_note(absent)}")
     out += ["", "## Headline", "", "| metric | value |", "|---|---|"]
     for key, label in HEADLINE[task]:
         if key in result:
@@ -311,7 +332,8 @@ def write_report(out_dir: str, acc, class_names: Sequence[str], meta: dict | Non
         return p
 
     write_json(path(EVAL_JSON), result)
-    details = {"task": task, "samples": int(acc.n), "classes": class_names}
+    absent = [class_names[j] for j in acc.classes_without_positives()]
+    details = {"task": str(task), "samples": int(acc.n), "classes": class_names, "classes_without_positives": absent}
     if task == metrics.MULTI_LABEL:
         details["thresholds"] = [float(t) for t in acc.thresholds]
     else:
@@ -344,8 +366,8 @@ def write_report(out_dir: str, acc, class_names: Sequence[str], meta: dict | Non
 
     meta.setdefault("samples", acc.n)
     with open(path(REPORT_MD), "w") as f:
-        f.write(markdown_report(task, result, rows, meta, images))
-    table = console_table(task, result, rows, samples=acc.n)
+        f.write(markdown_report(task, result, rows, meta, images, absent=absent))
+    table = console_table(task, result, rows, samples=acc.n, absent=absent)
     if echo:
         echo(table)
     return {"result": result, "files": files, "table": table}
