@@ -606,10 +606,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Console entry point (``eorecords-evaluate``; also ``python evaluate.py``)."""
-    argv = list(sys.argv if argv is None else argv)
-    script = os.path.basename(argv[0]) if argv else ""
-    cli.run_command(sys.modules[__name__], argv,
-                    prog=script if script.startswith("eorecords") else "python evaluate.py")
+    cli.run_command(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

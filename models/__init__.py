@@ -28,26 +28,21 @@ same architecture, or a registered pretrained name, resolved lazily through
 ``pretrained.resolve(name)`` (which must return the path of such a file).
 """
 
-from __future__ import annotations
-
-import importlib
-
-# The registry (and with it Keras) is imported on first use of one of these names, so that
-# ``import models.metrics`` (evaluate.py --predictions, the metric benches) does not load Keras.
-_REGISTRY_NAMES = frozenset({"build", "names", "get", "default_input_spec", "load_weights", "load_model",
-                             "register", "ModelInfo", "TASKS", "LOGITS_LAYER", "normalize_input_spec",
-                             "BIGEARTHNET_SPEC", "SO2SAT_SPEC", "KERAS_LISTED", "PREFIXES"})
-
-
-def __getattr__(name: str):
-    if name in _REGISTRY_NAMES:
-        return getattr(importlib.import_module("models.registry"), name)
-    raise AttributeError(f"module 'models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | _REGISTRY_NAMES)
-
+from models.registry import (
+    KERAS_LISTED,
+    LOGITS_LAYER,
+    PREFIXES,
+    TASKS,
+    ModelInfo,
+    build,
+    default_input_spec,
+    get,
+    load_model,
+    load_weights,
+    names,
+    normalize_input_spec,
+    register,
+)
 
 __all__ = ["build", "names", "get", "default_input_spec", "load_weights", "load_model",
-           "register", "ModelInfo", "TASKS", "LOGITS_LAYER", "normalize_input_spec"]
+           "register", "ModelInfo", "TASKS", "LOGITS_LAYER", "normalize_input_spec", "KERAS_LISTED", "PREFIXES"]

@@ -1,8 +1,8 @@
 """The model registry behind ``models.build``/``names``/``get``/``load_model`` (see the package doc).
 
-Importing it imports Keras and every model module (which registers their custom layers for
-``.keras`` loading); ``import models`` alone does not, so ``models.metrics`` and
-``models.report`` stay free of Keras.
+Importing it (``import models`` does) imports Keras and every model module, which registers
+their custom layers for ``.keras`` loading. Metrics and reports live in ``evaluation/``, free of
+Keras.
 """
 
 
