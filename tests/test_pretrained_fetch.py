@@ -27,12 +27,20 @@ REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
 class _Server:
     """Serves ``files`` (path -> bytes). Paths under /cut/ send only half the body on the first
-    plain GET and then drop the connection; paths under /norange/ ignore Range headers."""
+    plain GET and then drop the connection; paths under /norange/ ignore Range headers.
+
+    Each request is logged in arrival order (the client asks one at a time, so that is the order
+    it asked in) with the bytes of body the handler wrote. The handler thread may still be
+    finishing after the client has read the last byte, so ``requests`` and ``sent`` first wait
+    (a few seconds at most) until every logged request has been handled.
+    """
+
+    SETTLE_S = 5.0
 
     def __init__(self, files: dict[str, bytes]):
         self.files = files
-        self.requests: list[tuple[str, str | None]] = []
-        self.sent: list[int] = []
+        self.log: list[dict] = []
+        self._changed = threading.Condition()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -40,8 +48,14 @@ class _Server:
                 pass
 
             def do_GET(self):
-                rng = self.headers.get("Range")
-                server.requests.append((self.path, rng))
+                record = server._begin(self.path, self.headers.get("Range"))
+                try:
+                    self._answer(record)
+                finally:
+                    server._end(record)
+
+            def _answer(self, record: dict):
+                rng = record["range"]
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404, "not here")
@@ -67,11 +81,39 @@ class _Server:
                     payload = payload[: len(payload) // 2]
                 self.wfile.write(payload)
                 self.wfile.flush()
-                server.sent.append(len(payload))
+                record["sent"] = len(payload)
                 self.close_connection = True
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def _begin(self, path: str, rng: str | None) -> dict:
+        with self._changed:
+            record = {"path": path, "range": rng, "sent": 0, "done": False}
+            self.log.append(record)
+            return record
+
+    def _end(self, record: dict) -> None:
+        with self._changed:
+            record["done"] = True
+            self._changed.notify_all()
+
+    def settled(self) -> list[dict]:
+        """The request log once every logged request has been handled (AssertionError after SETTLE_S)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: all(r["done"] for r in self.log), self.SETTLE_S):
+                raise AssertionError(f"the test server still handles a request after {self.SETTLE_S} s")
+            return [dict(r) for r in self.log]
+
+    @property
+    def requests(self) -> list[tuple[str, str | None]]:
+        """(path, Range header) of each request, in arrival order."""
+        return [(r["path"], r["range"]) for r in self.settled()]
+
+    @property
+    def sent(self) -> list[int]:
+        """Body bytes written for each request, in arrival order."""
+        return [r["sent"] for r in self.settled()]
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
