@@ -4,7 +4,9 @@
 - ``download(url, dest)``: HTTP(S) with a tqdm progress bar, resumed with HTTP Range requests after a
   cut connection (and across runs: the partial file ``dest.part`` is kept until complete), or a copy
   of a local file / ``file://`` URL. The SHA-256 is checked when known; on a mismatch the download is
-  deleted and ``ChecksumError`` raised. The digest is kept beside the file (``dest.sha256``).
+  deleted and ``ChecksumError`` raised. The digest is kept beside the file (``dest.sha256``). A host
+  name that does not resolve or a refused connection fails at once (retrying cannot help; ``--url``
+  names a mirror or a local file); timeouts and cut connections are retried.
 - ``extract(archive, target)``: zip or tar, all entries checked before anything is written: no entry
   may leave the target folder (absolute paths, ``..``), no links or special files, and no absurd
   sizes or compression ratios (``Limits``). Unpacks into a temporary folder renamed at the end, so a
@@ -124,6 +126,33 @@ def _copy_local(src: Path, part: Path, progress: bool, chunk_size: int) -> None:
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
+_MIRROR_HINT = "pass --url with a reachable mirror, a local file or a file:// URL"
+
+
+def _unreachable(url: str, error: Exception, part: Path) -> FetchError | None:
+    """The FetchError for an error that retrying cannot cure, or None for one worth retrying.
+
+    A host name that does not resolve (``socket.gaierror``, e.g. no network or no DNS) and a refused
+    connection (nothing listens on the port) fail at once; timeouts, cut connections and resets
+    are retried by the caller.
+    """
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or url
+    if isinstance(reason, socket.gaierror):
+        why = reason.strerror or str(reason)
+        problem = f"cannot resolve host {host!r} ({why}): no network, or no DNS for this name"
+    elif isinstance(reason, ConnectionRefusedError):
+        port = parts.port or {"https": 443, "ftp": 21}.get(parts.scheme.lower(), 80)
+        problem = f"connection to {host}:{port} refused: nothing is listening there"
+    else:
+        return None
+    have = part.stat().st_size if part.exists() else 0
+    if have:
+        problem += f"; {have} bytes kept in {part} for a later resume"
+    return FetchError(problem, path=url, hint=_MIRROR_HINT)
+
+
 def _http_download(url: str, part: Path, *, progress: bool, retries: int, timeout: float,
                    chunk_size: int, backoff: float) -> None:
     failures = 0
@@ -181,6 +210,9 @@ def _http_download(url: str, part: Path, *, progress: bool, retries: int, timeou
                 error: Exception = e
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
                     TimeoutError) as e:
+                unreachable = _unreachable(url, e, part)
+                if unreachable is not None:
+                    raise unreachable from None
                 error = e
             failures += 1
             have = part.stat().st_size if part.exists() else 0
@@ -203,6 +235,15 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
     """Download ``url`` (http/https, ``file://`` or a local path) to ``dest``; returns ``dest``.
 
     An existing ``dest`` is kept when its digest matches ``sha256`` (or when no digest is known).
+    A cut connection, a timeout (``timeout`` seconds per read) or an HTTP 408/429/5xx answer is
+    retried up to ``retries`` times, resuming with a Range request, with ``backoff`` * 2**n seconds
+    between tries (at most 30 s).
+
+    Raises:
+      FetchError: at once for a host name that does not resolve, a refused connection or another
+        HTTP error, naming the URL; after the retries for the transient failures (the partial
+        ``dest.part`` is kept for the next run).
+      ChecksumError: the complete download does not have the SHA-256 ``sha256`` (it is deleted).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

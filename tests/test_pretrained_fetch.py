@@ -10,8 +10,10 @@ import io
 import json
 import os
 import re
+import socket
 import tarfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -27,7 +29,9 @@ REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
 class _Server:
     """Serves ``files`` (path -> bytes). Paths under /cut/ send only half the body on the first
-    plain GET and then drop the connection; paths under /norange/ ignore Range headers.
+    plain GET and then drop the connection, paths under /alwayscut/ do so on every request; paths
+    under /norange/ ignore Range headers; a path under /slow/ asked first keeps the client waiting
+    ``SLOW_S`` seconds and hangs up without an answer.
 
     Each request is logged in arrival order (the client asks one at a time, so that is the order
     it asked in) with the bytes of body the handler wrote. The handler thread may still be
@@ -36,6 +40,7 @@ class _Server:
     """
 
     SETTLE_S = 5.0
+    SLOW_S = 0.6
 
     def __init__(self, files: dict[str, bytes]):
         self.files = files
@@ -57,6 +62,10 @@ class _Server:
             def _answer(self, record: dict):
                 rng = record["range"]
                 body = server.files.get(self.path)
+                if self.path.startswith("/slow/") and len(server.log) == 1:
+                    time.sleep(server.SLOW_S)  # longer than the client's timeout; then hang up silently
+                    self.close_connection = True
+                    return
                 if body is None:
                     self.send_error(404, "not here")
                     return
@@ -77,7 +86,7 @@ class _Server:
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 payload = body[start:]
-                if self.path.startswith("/cut/") and not rng:
+                if (self.path.startswith("/cut/") and not rng) or self.path.startswith("/alwayscut/"):
                     payload = payload[: len(payload) // 2]
                 self.wfile.write(payload)
                 self.wfile.flush()
@@ -122,7 +131,7 @@ class _Server:
 @pytest.fixture
 def server():
     payload = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
-    srv = _Server({"/files/model.zip": payload, "/cut/model.zip": payload, "/norange/model.zip": payload})
+    srv = _Server({f"/{kind}/model.zip": payload for kind in ("files", "cut", "alwayscut", "norange", "slow")})
     srv.payload = payload
     srv.thread.start()
     yield srv
@@ -191,17 +200,65 @@ def test_http_error_names_the_url_and_is_not_retried(server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_gives_up_after_retries_and_keeps_the_partial_file(tmp_path):
-    # a port with nothing listening: every attempt fails with a connection error
-    import socket
+def test_gives_up_after_retries_and_keeps_the_partial_file(server, tmp_path):
+    # every answer is cut half-way: each try resumes, and the last failure keeps what arrived
+    dest = tmp_path / "m.zip"
+    with pytest.raises(fetch.FetchError, match="after 1 retries") as err:
+        fetch.download(server.url("/alwayscut/model.zip"), dest, retries=1, backoff=0, progress=False)
+    half = len(server.payload) // 2
+    quarter = (len(server.payload) - half) // 2
+    assert server.sent == [half, quarter]
+    part = Path(str(dest) + ".part")
+    assert part.read_bytes() == server.payload[: half + quarter] and f"{half + quarter} bytes kept" in str(err.value)
+    assert not dest.exists()
 
+
+def test_a_timeout_is_retried(server, tmp_path):
+    dest = tmp_path / "model.zip"
+    fetch.download(server.url("/slow/model.zip"), dest, sha256=_sha(server.payload), timeout=0.2, backoff=0,
+                   progress=False)
+    assert dest.read_bytes() == server.payload
+    assert server.requests == [("/slow/model.zip", None)] * 2
+
+
+@pytest.fixture
+def refusing_port():
+    """A port bound on 127.0.0.1 without listening: connections are refused, and no other process
+    can take the port while the test runs (closing it first would leave that race open)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    yield sock.getsockname()[1]
     sock.close()
-    with pytest.raises(fetch.FetchError, match="after 1 retries"):
-        fetch.download(f"http://127.0.0.1:{port}/m.zip", tmp_path / "m.zip", retries=1, backoff=0,
-                       progress=False, timeout=5)
+
+
+def test_a_refused_connection_fails_at_once(refusing_port, tmp_path):
+    url = f"http://127.0.0.1:{refusing_port}/m.zip"
+    start = time.monotonic()
+    with pytest.raises(fetch.FetchError) as err:
+        fetch.download(url, tmp_path / "m.zip", retries=5, backoff=1.0, progress=False, timeout=5)
+    assert time.monotonic() - start < 1.0  # one retry alone would sleep 1 s
+    message = str(err.value)
+    assert message.startswith(url + ": ") and f"127.0.0.1:{refusing_port} refused" in message
+    assert "--url" in message and "retries" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_naming_it(monkeypatch, tmp_path):
+    lookups = []
+
+    def no_dns(host, *args, **kwargs):
+        lookups.append(host)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    start = time.monotonic()
+    with pytest.raises(fetch.FetchError) as err:
+        fetch.fetch("K-BranchCNN", cache=tmp_path / "cache", progress=False)
+    assert time.monotonic() - start < 1.0
+    assert lookups == ["bigearth.net"]  # asked once: no retry
+    message = str(err.value)
+    assert "cannot resolve host 'bigearth.net'" in message and "Temporary failure in name resolution" in message
+    assert "--url" in message and "K-BranchCNN.zip" in message
 
 
 def test_local_paths_and_file_urls(tmp_path):
