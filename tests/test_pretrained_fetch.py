@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prep import files
 from pretrained import fetch, registry
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
@@ -293,8 +294,8 @@ def _zip(path: Path, entries: dict[str, bytes], symlink: str | None = None) -> P
     return path
 
 
-def _tar(path: Path, add) -> Path:
-    with tarfile.open(path, "w") as tf:
+def _tar(path: Path, add, mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tf:
         add(tf)
     return path
 
@@ -303,34 +304,52 @@ def _assert_nothing_written(tmp_path: Path, keep: set[str]):
     assert {p.name for p in tmp_path.iterdir()} == keep
 
 
+# The one safe unpacking (prep.files.extract_archive) is tested here, with pretrained.fetch.extract,
+# its thin wrapper, and the wheel's example archive (what prep.synthetic's extract_examples unpacks).
+
 def test_extract_unpacks_nested_files_and_replaces_the_target(tmp_path):
     archive = _zip(tmp_path / "ok.zip", {"K-BranchCNN/model.index": b"i", "K-BranchCNN/sub/x.data": b"d" * 10})
     target = tmp_path / "out"
     target.mkdir()
     (target / "stale").write_text("old")
-    fetch.extract(archive, target)
+    assert files.extract_archive(archive, target) == target
     assert (target / "K-BranchCNN" / "model.index").read_bytes() == b"i"
     assert (target / "K-BranchCNN" / "sub" / "x.data").read_bytes() == b"d" * 10
     assert not (target / "stale").exists()
     _assert_nothing_written(tmp_path, {"ok.zip", "out"})
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/abs/evil.txt", "..\\evil.txt"])
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/abs/evil.txt", "..\\evil.txt",
+                                  "C:/evil.txt"])
 def test_extract_rejects_entries_escaping_the_folder(tmp_path, name):
     archive = _zip(tmp_path / "bad.zip", {"fine.txt": b"ok", name: b"evil"})
-    with pytest.raises(fetch.UnsafeArchiveError, match="absolute path|escapes the target"):
-        fetch.extract(archive, tmp_path / "out")
+    with pytest.raises(files.UnsafeArchiveError, match="absolute path|escapes the target") as err:
+        files.extract_archive(archive, tmp_path / "out")
+    assert str(err.value).startswith(f"{archive}: entry ") and err.value.path == str(archive)
     _assert_nothing_written(tmp_path, {"bad.zip"})
+
+
+def test_extract_rejects_tar_entries_escaping_the_folder(tmp_path):
+    for name in ("../evil.txt", "/etc/evil.txt", "top/../../evil.txt"):
+        def add(tf, name=name):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tf.addfile(info, io.BytesIO(b"evil"))
+
+        archive = _tar(tmp_path / "bad.tar.gz", add, "w:gz")
+        with pytest.raises(files.UnsafeArchiveError, match="absolute path|escapes the target"):
+            files.extract_archive(archive, tmp_path / "out", strip_components=1)
+        _assert_nothing_written(tmp_path, {"bad.tar.gz"})
 
 
 def test_extract_rejects_zip_symlinks(tmp_path):
     archive = _zip(tmp_path / "link.zip", {"a.txt": b"a"}, symlink="passwd")
-    with pytest.raises(fetch.UnsafeArchiveError, match="link"):
-        fetch.extract(archive, tmp_path / "out")
+    with pytest.raises(files.UnsafeArchiveError, match="link"):
+        files.extract_archive(archive, tmp_path / "out")
     _assert_nothing_written(tmp_path, {"link.zip"})
 
 
-@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE])
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE, tarfile.CHRTYPE])
 def test_extract_rejects_tar_links_and_special_files(tmp_path, kind):
     def add(tf):
         data = b"hello"
@@ -343,36 +362,92 @@ def test_extract_rejects_tar_links_and_special_files(tmp_path, kind):
         tf.addfile(link)
 
     archive = _tar(tmp_path / "bad.tar", add)
-    with pytest.raises(fetch.UnsafeArchiveError, match="link|not a regular file"):
-        fetch.extract(archive, tmp_path / "out")
+    with pytest.raises(files.UnsafeArchiveError, match="link|not a regular file"):
+        files.extract_archive(archive, tmp_path / "out")
     _assert_nothing_written(tmp_path, {"bad.tar"})
 
 
 def test_extract_rejects_absurd_ratios_and_sizes(tmp_path):
     archive = _zip(tmp_path / "bomb.zip", {"zeros.bin": bytes(4 << 20)})
-    with pytest.raises(fetch.UnsafeArchiveError, match="compression ratio"):
-        fetch.extract(archive, tmp_path / "out", fetch.Limits(max_ratio=100))
-    with pytest.raises(fetch.UnsafeArchiveError, match="over the limit"):
-        fetch.extract(archive, tmp_path / "out", fetch.Limits(max_member_bytes=1 << 20, max_ratio=1e9))
+    with pytest.raises(files.UnsafeArchiveError, match="compression ratio"):
+        files.extract_archive(archive, tmp_path / "out", limits=files.ArchiveLimits(max_ratio=100))
+    with pytest.raises(files.UnsafeArchiveError, match="over the limit"):
+        files.extract_archive(archive, tmp_path / "out",
+                              limits=files.ArchiveLimits(max_member_bytes=1 << 20, max_ratio=1e9))
+    with pytest.raises(files.UnsafeArchiveError, match="more than the limit 1"):
+        files.extract_archive(_zip(tmp_path / "two.zip", {"a": b"a", "b": b"b"}), tmp_path / "out",
+                              limits=files.ArchiveLimits(max_members=1))
     # tar.gz: the ratio is judged on the whole archive
     def add(tf):
         info = tarfile.TarInfo("zeros.bin")
         info.size = 4 << 20
         tf.addfile(info, io.BytesIO(bytes(info.size)))
-    with tarfile.open(tmp_path / "bomb.tar.gz", "w:gz") as tf:
-        add(tf)
-    with pytest.raises(fetch.UnsafeArchiveError, match="ratio"):
-        fetch.extract(tmp_path / "bomb.tar.gz", tmp_path / "out", fetch.Limits(max_ratio=100))
-    _assert_nothing_written(tmp_path, {"bomb.zip", "bomb.tar.gz"})
+    _tar(tmp_path / "bomb.tar.gz", add, "w:gz")
+    with pytest.raises(files.UnsafeArchiveError, match="ratio"):
+        files.extract_archive(tmp_path / "bomb.tar.gz", tmp_path / "out", limits=files.ArchiveLimits(max_ratio=100))
+    _assert_nothing_written(tmp_path, {"bomb.zip", "two.zip", "bomb.tar.gz"})
     # with room enough the same archive unpacks
-    fetch.extract(archive, tmp_path / "out", fetch.Limits(max_ratio=1e4))
+    files.extract_archive(archive, tmp_path / "out", limits=files.ArchiveLimits(max_ratio=1e4))
     assert (tmp_path / "out" / "zeros.bin").stat().st_size == 4 << 20
 
 
-def test_extract_refuses_non_archives(tmp_path):
+def test_extract_refuses_non_archives_and_corrupt_ones(tmp_path):
+    (tmp_path / "x.zip").write_bytes(b"not an archive")
+    with pytest.raises(files.ArchiveError, match="neither a zip nor a tar"):
+        files.extract_archive(tmp_path / "x.zip", tmp_path / "out")
+    with pytest.raises(files.ArchiveError, match="no such file"):
+        files.extract_archive(tmp_path / "absent.zip", tmp_path / "out")
+    good = _zip(tmp_path / "good.zip", {"a.bin": bytes(range(256)) * 400})
+    data = bytearray(good.read_bytes())
+    data[100:140] = bytes(40)  # inside the compressed data of a.bin
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    with pytest.raises(files.ArchiveError, match="cannot unpack") as err:
+        files.extract_archive(tmp_path / "bad.zip", tmp_path / "out")
+    assert str(err.value).startswith(f"{tmp_path / 'bad.zip'}: ")
+    _assert_nothing_written(tmp_path, {"x.zip", "good.zip", "bad.zip"})
+
+
+def test_extract_strips_leading_components_and_can_merge_into_a_folder(tmp_path):
+    archive = _zip(tmp_path / "a.zip", {"Top/p1/x.tif": b"1", "Top/p2/y.tif": b"2", "Top/readme": b"r",
+                                        "beside.txt": b"dropped"})
+    out = files.extract_archive(archive, tmp_path / "out", strip_components=1)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["p1", "p1/x.tif", "p2", "p2/y.tif", "readme"]
+    shared = tmp_path / "shared"
+    (shared / "mine").mkdir(parents=True)
+    (shared / "p1").mkdir()
+    (shared / "p1" / "old.tif").write_bytes(b"old")
+    files.extract_archive(archive, shared, strip_components=1, merge=True)
+    assert sorted(p.name for p in shared.iterdir()) == ["mine", "p1", "p2", "readme"]
+    assert [p.name for p in (shared / "p1").iterdir()] == ["x.tif"]  # an unpacked item replaces its namesake
+    _assert_nothing_written(tmp_path, {"a.zip", "out", "shared"})
+
+
+def test_extract_with_strip_components_unpacks_the_wheels_example_patches(tmp_path):
+    import splits
+    from tests.conftest import extract_examples
+
+    archive = splits.example_archive("S2")
+    out = files.extract_archive(archive, tmp_path / "ours", strip_components=1)
+    reference = extract_examples(tmp_path / "reference")
+    ours = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert ours == sorted(str(p.relative_to(reference)) for p in reference.rglob("*"))
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 6
+    for f in reference.rglob("*.tif"):
+        assert (out / f.relative_to(reference)).read_bytes() == f.read_bytes()
+
+
+def test_fetch_extract_wraps_the_errors_as_fetch_errors(tmp_path):
+    archive = _zip(tmp_path / "link.zip", {"a.txt": b"a"}, symlink="passwd")
+    with pytest.raises(fetch.UnsafeArchiveError, match="link") as err:
+        fetch.extract(archive, tmp_path / "out")
+    assert isinstance(err.value, fetch.FetchError) and isinstance(err.value, files.UnsafeArchiveError)
     (tmp_path / "x.zip").write_bytes(b"not an archive")
     with pytest.raises(fetch.FetchError, match="neither a zip nor a tar"):
         fetch.extract(tmp_path / "x.zip", tmp_path / "out")
+    with pytest.raises(fetch.UnsafeArchiveError, match="compression ratio"):
+        fetch.extract(_zip(tmp_path / "bomb.zip", {"z": bytes(4 << 20)}), tmp_path / "out", fetch.Limits(max_ratio=100))
+    assert fetch.extract(_zip(tmp_path / "ok.zip", {"d/f": b"f"}), tmp_path / "out") == tmp_path / "out"
+    assert (tmp_path / "out" / "d" / "f").read_bytes() == b"f"
 
 
 # ------------------------------------------------------------------------------------ registry/fetch
