@@ -303,7 +303,14 @@ def fetch(name: str | registry.Entry, *, cache: str | os.PathLike | None = None,
     """Download (and unpack) one registry entry; returns the unpacked folder or the model file.
 
     ``url`` overrides the registry address (a mirror, a local file or ``file://`` URL) and ``sha256``
-    the registry digest.
+    the registry digest; ``limits`` bounds the unpacking (default ``Limits()``); ``download_kwargs``
+    go to ``download`` (``retries``, ``timeout``, ``backoff``, ``chunk_size``).
+
+    Raises:
+      UnknownModelError: ``name`` is no registry name or alias.
+      FetchError: the download failed (see ``download``), the file is not the expected HDF5 model,
+        or the archive cannot be unpacked (UnsafeArchiveError for a refused entry).
+      ChecksumError: the download does not have the expected SHA-256.
     """
     entry = registry.get(name) if isinstance(name, str) else name
     root = cache_dir(cache)
