@@ -423,12 +423,11 @@ def test_extract_strips_leading_components_and_can_merge_into_a_folder(tmp_path)
 
 
 def test_extract_with_strip_components_unpacks_the_wheels_example_patches(tmp_path):
-    import splits
-    from tests.conftest import extract_examples
+    from tests import conftest
 
-    archive = splits.example_archive("S2")
+    archive = conftest.splits.example_archive("S2")  # the archive conftest's extract_examples unpacks
     out = files.extract_archive(archive, tmp_path / "ours", strip_components=1)
-    reference = extract_examples(tmp_path / "reference")
+    reference = conftest.extract_examples(tmp_path / "reference")
     ours = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert ours == sorted(str(p.relative_to(reference)) for p in reference.rglob("*"))
     assert len([p for p in out.iterdir() if p.is_dir()]) == 6
