@@ -1,7 +1,9 @@
 """Command line: ``python -m pretrained list | fetch NAME | convert NAME`` (also ``eorecords-pretrained``).
 
 - ``list``: the registry (one line per BigEarthNet model, one summary line for the 497 GHS-S2Net
-  zones unless ``--all``), with what is already in the cache; ``--json`` for a machine-readable dump.
+  zones unless ``--all``) with each name's aliases (``K-BranchCNN``, ``MODEL_CNN_<zone>``: any of
+  them, in any case, works as NAME) and what is already in the cache; ``--json`` for a
+  machine-readable dump.
 - ``fetch NAME``: download (progress bar, resumable, SHA-256 checked) and unpack into the cache.
 - ``convert NAME``: fetch if needed, convert to our Keras model, write ``<cache>/converted/NAME.weights.h5``,
   ``NAME.keras`` and ``NAME.json``.
@@ -13,11 +15,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 import pretrained
+from prep import cli
+from prep.errors import UsageError
 from pretrained import fetch as fetch_lib
 from pretrained import registry
 
@@ -39,7 +44,7 @@ def define_flags() -> None:
     flags.DEFINE_boolean("progress", True, "Show progress bars.")
     flags.DEFINE_integer("retries", 5, "fetch: how often to resume a cut download before giving up.")
 
-USAGE = "usage: python -m pretrained [flags] list | fetch NAME | convert NAME"
+USAGE = "commands: list | fetch NAME | convert NAME"
 
 
 def _state(entry: registry.Entry) -> str:
@@ -56,25 +61,28 @@ def cmd_list() -> int:
     if FLAGS.json:
         print(json.dumps([e.to_json() for e in entries], indent=1))
         return 0
-    rows = [("NAME", "ARCHITECTURE", "FORMAT", "INPUTS", "SHA256", "CACHE")]
+    rows = [("NAME", "ALIASES", "ARCHITECTURE", "FORMAT", "INPUTS", "SHA256", "CACHE")]
+    patterns = dict(registry.name_patterns())
     summarised = set()
     for e in entries:
         inputs = " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in e.input_spec().items())
+        digest = "pinned" if e.sha256 else "unknown"
         if e.family and not FLAGS.all:
             if e.family in summarised:
                 continue
             summarised.add(e.family)
             members = registry.families()[e.family]
             cached = sum(_state(registry.get(m)) != "-" for m in members)
-            name = f"{e.family}-<zone> ({len(members)} zones)"
-            rows.append((name, e.architecture, e.format, inputs, "unknown" if not e.sha256 else "pinned",
-                         f"{cached} cached"))
+            pattern = next(n for n in patterns if registry.ZONE in n and n.startswith(e.family))
+            rows.append((f"{pattern} ({len(members)} zones)", ",".join(patterns[pattern]), e.architecture,
+                         e.format, inputs, digest, f"{cached} cached"))
             continue
-        rows.append((e.name, e.architecture, e.format, inputs, "pinned" if e.sha256 else "unknown", _state(e)))
+        rows.append((e.name, ",".join(e.aliases), e.architecture, e.format, inputs, digest, _state(e)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"\ncache: {fetch_lib.cache_dir(FLAGS.cache_dir)}")
+    print("names and aliases are matched in any case")
     if not FLAGS.all:
         print("zones: python -m pretrained list --all")
     return 0
@@ -99,25 +107,39 @@ def cmd_convert(name: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """Run the command in ``argv[1:]`` (absl's remaining arguments); returns the exit status 0.
+
+    Raises:
+      prep.errors.UsageError: no command, an unknown one, or the wrong number of arguments.
+      prep.errors.EORecordsError: an unknown model name, a failed download, a failed conversion.
+    """
     args = argv[1:]
     if not args:
-        raise app.UsageError(USAGE)
+        raise UsageError(f"no command given; {USAGE}")
     command, rest = args[0], args[1:]
-    try:
-        if command == "list" and not rest:
-            return cmd_list()
-        if command in ("fetch", "convert") and len(rest) == 1:
-            return (cmd_fetch if command == "fetch" else cmd_convert)(rest[0])
-    except (registry.UnknownModelError, fetch_lib.FetchError, pretrained.ConversionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    raise app.UsageError(USAGE)
+    if command not in ("list", "fetch", "convert"):
+        raise UsageError(f"unknown command {command!r}; {USAGE}")
+    if FLAGS.source is not None and command != "convert":
+        raise UsageError(f"--source applies to convert only, not to {command}")
+    if command == "list":
+        cli.no_arguments(args)
+        return cmd_list()
+    if len(rest) != 1:
+        got = "no NAME" if not rest else f"{len(rest)} arguments ({' '.join(rest)})"
+        raise UsageError(f"{command} takes one model NAME, got {got}; {USAGE}")
+    return (cmd_fetch if command == "fetch" else cmd_convert)(rest[0])
 
 
-def run() -> None:
-    """Console entry point (``eorecords-pretrained``)."""
-    define_flags()
-    app.run(main)
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m pretrained`` and the ``eorecords-pretrained`` console script.
+
+    Runs under ``prep.cli.run_command``: ``--help`` shows this module's text and flags, a usage
+    error prints one ``error: ...`` line and exits 2, any other eorecords error exits 1.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    script = os.path.basename(argv[0])
+    prog = script if script.startswith("eorecords") else "python -m pretrained"
+    cli.run_command(sys.modules[__name__], argv, prog=prog)
 
 
 if __name__ == "__main__":

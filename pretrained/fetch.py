@@ -4,38 +4,36 @@
 - ``download(url, dest)``: HTTP(S) with a tqdm progress bar, resumed with HTTP Range requests after a
   cut connection (and across runs: the partial file ``dest.part`` is kept until complete), or a copy
   of a local file / ``file://`` URL. The SHA-256 is checked when known; on a mismatch the download is
-  deleted and ``ChecksumError`` raised. The digest is kept beside the file (``dest.sha256``).
-- ``extract(archive, target)``: zip or tar, all entries checked before anything is written: no entry
-  may leave the target folder (absolute paths, ``..``), no links or special files, and no absurd
-  sizes or compression ratios (``Limits``). Unpacks into a temporary folder renamed at the end, so a
-  rejected or failed archive leaves nothing behind.
+  deleted and ``ChecksumError`` raised. The digest is kept beside the file (``dest.sha256``). A host
+  name that does not resolve or a refused connection fails at once (retrying cannot help; ``--url``
+  names a mirror or a local file); timeouts and cut connections are retried.
+- ``extract(archive, target)``: ``prep.files.extract_archive`` (zip or tar, all entries checked
+  before anything is written: no entry may leave the target folder, no links or special files, no
+  absurd sizes or compression ratios, ``Limits``; a rejected archive leaves nothing behind) with
+  this module's errors.
 - ``fetch(name)``: the above for one registry entry; returns the unpacked folder (TF1 zips) or the
   file (Keras HDF5).
 """
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import json
 import os
 import re
-import shutil
 import socket
-import stat
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from pathlib import Path
 
 from absl import logging
 from tqdm import tqdm
 
+from prep import files
 from prep.errors import EORecordsError
-from prep.shards import sha256_file
+from prep.files import sha256_file
 from pretrained import registry
 
 ENV_CACHE = "EORECORDS_CACHE"
@@ -53,19 +51,11 @@ class ChecksumError(FetchError):
     """The downloaded bytes do not have the expected SHA-256."""
 
 
-class UnsafeArchiveError(FetchError):
+class UnsafeArchiveError(FetchError, files.UnsafeArchiveError):
     """An archive entry would escape the target folder, is a link, or is absurdly large."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """Bounds on what an archive may unpack to."""
-
-    max_members: int = 100_000
-    max_member_bytes: int = 8 << 30  # 8 GiB for one file
-    max_total_bytes: int = 32 << 30  # 32 GiB in all
-    max_ratio: float = 200.0  # uncompressed / compressed, checked for members above ratio_min_bytes
-    ratio_min_bytes: int = 1 << 20
+Limits = files.ArchiveLimits  # bounds on what an archive may unpack to
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -122,6 +112,33 @@ def _copy_local(src: Path, part: Path, progress: bool, chunk_size: int) -> None:
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+_MIRROR_HINT = "pass --url with a reachable mirror, a local file or a file:// URL"
+
+
+def _unreachable(url: str, error: Exception, part: Path) -> FetchError | None:
+    """The FetchError for an error that retrying cannot cure, or None for one worth retrying.
+
+    A host name that does not resolve (``socket.gaierror``, e.g. no network or no DNS) and a refused
+    connection (nothing listens on the port) fail at once; timeouts, cut connections and resets
+    are retried by the caller.
+    """
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or url
+    if isinstance(reason, socket.gaierror):
+        why = reason.strerror or str(reason)
+        problem = f"cannot resolve host {host!r} ({why}): no network, or no DNS for this name"
+    elif isinstance(reason, ConnectionRefusedError):
+        port = parts.port or {"https": 443, "ftp": 21}.get(parts.scheme.lower(), 80)
+        problem = f"connection to {host}:{port} refused: nothing is listening there"
+    else:
+        return None
+    have = part.stat().st_size if part.exists() else 0
+    if have:
+        problem += f"; {have} bytes kept in {part} for a later resume"
+    return FetchError(problem, path=url, hint=_MIRROR_HINT)
 
 
 def _http_download(url: str, part: Path, *, progress: bool, retries: int, timeout: float,
@@ -181,6 +198,9 @@ def _http_download(url: str, part: Path, *, progress: bool, retries: int, timeou
                 error: Exception = e
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
                     TimeoutError) as e:
+                unreachable = _unreachable(url, e, part)
+                if unreachable is not None:
+                    raise unreachable from None
                 error = e
             failures += 1
             have = part.stat().st_size if part.exists() else 0
@@ -203,6 +223,15 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
     """Download ``url`` (http/https, ``file://`` or a local path) to ``dest``; returns ``dest``.
 
     An existing ``dest`` is kept when its digest matches ``sha256`` (or when no digest is known).
+    A cut connection, a timeout (``timeout`` seconds per read) or an HTTP 408/429/5xx answer is
+    retried up to ``retries`` times, resuming with a Range request, with ``backoff`` * 2**n seconds
+    between tries (at most 30 s).
+
+    Raises:
+      FetchError: at once for a host name that does not resolve, a refused connection or another
+        HTTP error, naming the URL; after the retries for the transient failures (the partial
+        ``dest.part`` is kept for the next run).
+      ChecksumError: the complete download does not have the SHA-256 ``sha256`` (it is deleted).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -228,155 +257,22 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
 
 # ----------------------------------------------------------------------------------------- unpacking
 
-@dataclasses.dataclass(frozen=True)
-class _Member:
-    name: str
-    kind: str  # "file" | "dir" | "link" | "special"
-    size: int
-    compressed: int | None
-    handle: object
+archive_kind = files.archive_kind
 
 
-def _check_name(archive: Path, name: str) -> str:
-    """The entry's relative path with ``/`` separators, or UnsafeArchiveError."""
-    if "\x00" in name:
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} has a NUL byte in its name")
-    clean = name.replace("\\", "/")
-    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} has an absolute path")
-    parts = [p for p in clean.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} escapes the target folder ('..')")
-    return "/".join(parts)
+def extract(archive: str | os.PathLike, target: str | os.PathLike, limits: Limits | None = None) -> Path:
+    """Unpack a zip or tar ``archive`` into the folder ``target`` (replaced if present); returns it.
 
-
-def _zip_members(zf: zipfile.ZipFile) -> list[_Member]:
-    out = []
-    for info in zf.infolist():
-        mode = (info.external_attr >> 16) & 0o170000
-        if info.is_dir():
-            kind = "dir"
-        elif mode == stat.S_IFLNK:
-            kind = "link"
-        elif mode in (0, stat.S_IFREG):
-            kind = "file"
-        else:
-            kind = "special"
-        out.append(_Member(info.filename, kind, info.file_size, info.compress_size, info))
-    return out
-
-
-def _tar_members(tf: tarfile.TarFile) -> list[_Member]:
-    out = []
-    for info in tf.getmembers():
-        if info.isdir():
-            kind = "dir"
-        elif info.issym() or info.islnk():
-            kind = "link"
-        elif info.isreg():
-            kind = "file"
-        else:
-            kind = "special"
-        out.append(_Member(info.name, kind, info.size, None, info))
-    return out
-
-
-def _validate(archive: Path, members: list[_Member], limits: Limits) -> list[tuple[str, _Member]]:
-    if len(members) > limits.max_members:
-        raise UnsafeArchiveError(f"{archive}: {len(members)} entries, more than the limit {limits.max_members}")
-    total = 0
-    checked = []
-    for m in members:
-        rel = _check_name(archive, m.name)
-        if m.kind == "link":
-            raise UnsafeArchiveError(f"{archive}: entry {m.name!r} is a symbolic or hard link; links are refused")
-        if m.kind == "special":
-            raise UnsafeArchiveError(f"{archive}: entry {m.name!r} is not a regular file or folder")
-        if m.kind == "file":
-            if m.size > limits.max_member_bytes:
-                raise UnsafeArchiveError(
-                    f"{archive}: entry {m.name!r} unpacks to {m.size} bytes, over the limit {limits.max_member_bytes}")
-            if (m.compressed is not None and m.size >= limits.ratio_min_bytes
-                    and m.size > limits.max_ratio * max(m.compressed, 1)):
-                raise UnsafeArchiveError(
-                    f"{archive}: entry {m.name!r} has a compression ratio of {m.size / max(m.compressed, 1):.0f}, "
-                    f"over the limit {limits.max_ratio:g} (zip bomb?)")
-            total += m.size
-            if total > limits.max_total_bytes:
-                raise UnsafeArchiveError(f"{archive}: unpacks to more than {limits.max_total_bytes} bytes")
-        if rel:
-            checked.append((rel, m))
-    archive_size = archive.stat().st_size
-    if total >= limits.ratio_min_bytes and total > limits.max_ratio * max(archive_size, 1):
-        raise UnsafeArchiveError(
-            f"{archive}: {archive_size} bytes unpack to {total} bytes, a ratio over {limits.max_ratio:g} (archive bomb?)")
-    return checked
-
-
-def _copy_capped(fin, path: Path, declared: int, archive: Path, name: str) -> None:
-    written = 0
-    with open(path, "wb") as fout:
-        while block := fin.read(1 << 20):
-            written += len(block)
-            if written > declared:
-                raise UnsafeArchiveError(f"{archive}: entry {name!r} holds more bytes than its header declares")
-            fout.write(block)
-
-
-def archive_kind(path: str | os.PathLike) -> str | None:
-    """``"zip"``, ``"tar"`` or None."""
-    if zipfile.is_zipfile(path):
-        return "zip"
+    ``prep.files.extract_archive`` does the work (every entry checked first, see there); its errors
+    come back as this module's: UnsafeArchiveError for a refused entry, FetchError for an archive
+    that cannot be read. ``limits`` defaults to ``Limits()``.
+    """
     try:
-        if tarfile.is_tarfile(path):
-            return "tar"
-    except OSError:
-        pass
-    return None
-
-
-def extract(archive: str | os.PathLike, target: str | os.PathLike, limits: Limits = Limits()) -> Path:
-    """Unpack a zip or tar ``archive`` into the folder ``target`` (replaced if present)."""
-    archive, target = Path(archive), Path(target)
-    kind = archive_kind(archive)
-    if kind is None:
-        raise FetchError(f"{archive}: neither a zip nor a tar archive")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.unpacking-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    opener = zipfile.ZipFile if kind == "zip" else tarfile.open
-    try:
-        with opener(archive) as handle:
-            members = _zip_members(handle) if kind == "zip" else _tar_members(handle)
-            checked = _validate(archive, members, limits)
-            tmp.mkdir()
-            root = tmp.resolve()
-            for rel, m in checked:
-                out = (tmp / rel)
-                if not str(out.resolve()).startswith(str(root) + os.sep):
-                    raise UnsafeArchiveError(f"{archive}: entry {m.name!r} escapes the target folder")
-                if m.kind == "dir":
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                if kind == "zip":
-                    with handle.open(m.handle) as fin:
-                        _copy_capped(fin, out, m.size, archive, m.name)
-                else:
-                    fin = handle.extractfile(m.handle)
-                    _copy_capped(fin, out, m.size, archive, m.name)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, FetchError):
-            raise
-        raise FetchError(f"{archive}: cannot unpack ({type(e).__name__}: {e})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+        return files.extract_archive(archive, target, limits=limits or Limits())
+    except files.UnsafeArchiveError as e:
+        raise UnsafeArchiveError(e.problem, path=e.path, hint=e.hint) from None
+    except files.ArchiveError as e:
+        raise FetchError(e.problem, path=e.path, hint=e.hint) from None
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -403,11 +299,18 @@ def download_path(entry: registry.Entry, cache: Path, url: str | None = None) ->
 
 def fetch(name: str | registry.Entry, *, cache: str | os.PathLike | None = None, url: str | None = None,
           sha256: str | None = None, progress: bool = True, force: bool = False,
-          limits: Limits = Limits(), **download_kwargs) -> Path:
+          limits: Limits | None = None, **download_kwargs) -> Path:
     """Download (and unpack) one registry entry; returns the unpacked folder or the model file.
 
     ``url`` overrides the registry address (a mirror, a local file or ``file://`` URL) and ``sha256``
-    the registry digest.
+    the registry digest; ``limits`` bounds the unpacking (default ``Limits()``); ``download_kwargs``
+    go to ``download`` (``retries``, ``timeout``, ``backoff``, ``chunk_size``).
+
+    Raises:
+      UnknownModelError: ``name`` is no registry name or alias.
+      FetchError: the download failed (see ``download``), the file is not the expected HDF5 model,
+        or the archive cannot be unpacked (UnsafeArchiveError for a refused entry).
+      ChecksumError: the download does not have the expected SHA-256.
     """
     entry = registry.get(name) if isinstance(name, str) else name
     root = cache_dir(cache)

@@ -115,16 +115,21 @@ def _entry(name: str, fields: dict, family: str | None = None) -> Entry:
     )
 
 
+ZONE = "<zone>"  # stands for a UTM grid zone in the name patterns of a family
+
+
 @functools.lru_cache(maxsize=None)
-def _load(path: str = REGISTRY_FILE) -> tuple[dict[str, Entry], dict[str, str]]:
+def _load(path: str = REGISTRY_FILE) -> tuple[dict[str, Entry], dict[str, str], dict[str, tuple[str, ...]]]:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if data.get("format") != "eorecords-pretrained-registry":
         raise ValueError(f"{path}: not an eorecords pretrained registry")
     entries: dict[str, Entry] = {}
+    patterns: dict[str, tuple[str, ...]] = {}  # family -> (name pattern, *alias patterns)
     for name, fields in data.get("models", {}).items():
         entries[name] = _entry(name, fields)
     for family, fields in data.get("families", {}).items():
+        patterns[family] = tuple(t.format(zone=ZONE) for t in (fields["name_template"], *fields.get("aliases", ())))
         zones = fields["zones"]
         if len(set(zones)) != len(zones):
             raise ValueError(f"{path}: family {family!r} lists a zone twice")
@@ -142,18 +147,18 @@ def _load(path: str = REGISTRY_FILE) -> tuple[dict[str, Entry], dict[str, str]]:
             if key in lookup and lookup[key] != name:
                 raise ValueError(f"{path}: name or alias {key!r} is used by {lookup[key]!r} and {name!r}")
             lookup[key] = name
-    return entries, lookup
+    return entries, lookup, patterns
 
 
 def names(include_families: bool = True) -> list[str]:
     """All registry names, in file order; ``include_families=False`` leaves out the per-zone models."""
-    entries, _ = _load()
+    entries, _, _ = _load()
     return [n for n, e in entries.items() if include_families or e.family is None]
 
 
 def families() -> dict[str, list[str]]:
     """Family name -> the names of its members."""
-    entries, _ = _load()
+    entries, _, _ = _load()
     out: dict[str, list[str]] = {}
     for name, entry in entries.items():
         if entry.family:
@@ -161,19 +166,37 @@ def families() -> dict[str, list[str]]:
     return out
 
 
+def name_patterns() -> list[tuple[str, tuple[str, ...]]]:
+    """(name, aliases) of every model outside a family, then (name pattern, alias patterns) of each
+    family, with ``<zone>`` standing for the zone (``("ghs-s2net-<zone>", ("MODEL_CNN_<zone>",))``)."""
+    entries, _, patterns = _load()
+    out = [(n, e.aliases) for n, e in entries.items() if e.family is None]
+    return out + [(p[0], p[1:]) for p in patterns.values()]
+
+
+def describe_names() -> str:
+    """All accepted names in one line: ``name (alias, ...)`` for each model and family pattern."""
+    return ", ".join(f"{n} ({', '.join(a)})" if a else n for n, a in name_patterns())
+
+
 def get(name: str) -> Entry:
-    """The entry called ``name`` (or with that alias), case-insensitive."""
-    entries, lookup = _load()
+    """The entry called ``name`` (or with that alias), case-insensitive.
+
+    Raises:
+      UnknownModelError: no entry has that name or alias; the message lists every name with its
+        aliases.
+    """
+    entries, lookup, _ = _load()
     key = lookup.get(str(name).strip().lower())
     if key is None:
-        known = ", ".join(names(include_families=False))
         raise UnknownModelError(
-            f"unknown pretrained model {name!r}; known: {known}, and ghs-s2net-<UTM zone> "
-            f"(see `python -m pretrained list --all`)"
+            f"unknown pretrained model {name!r}; known names (aliases in brackets, any case): {describe_names()}; "
+            f"{ZONE} is a UTM grid zone (see `python -m pretrained list --all`)"
         )
     return entries[key]
 
 
 def exists(name: str) -> bool:
-    _, lookup = _load()
+    """Whether ``name`` is a registry name or alias (case-insensitive)."""
+    _, lookup, _ = _load()
     return str(name).strip().lower() in lookup

@@ -10,6 +10,13 @@ model must reproduce the graph's logits within 1e-5.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -348,3 +355,47 @@ def test_resnet50_slim_checkpoint_matches_tf1(tmp_path):
     report = convert_tf1.convert(tmp_path, model)
     assert report["architecture"] == "ResNet50" and report["parameters"] == 23_622_035
     _close(model(feeds, training=False), logits)
+
+
+# ------------------------------------------------------------------------------------------ README
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_blocks(section: str) -> list[tuple[str, str]]:
+    """(language, code) of every fenced block in the README section headed ``## <section>``."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start:end if end >= 0 else len(text)]
+    return re.findall(r"^```(\w+)\n(.*?)^```$", body, re.M | re.S)
+
+
+def test_readme_pretrained_snippet_runs_as_written(kbranch, tmp_path, monkeypatch):
+    """The README's offline recipe: `convert --source` on a local zip, then its Python block."""
+    blocks = readme_blocks("Pretrained checkpoints")
+    (convert_line,) = [line.split("#")[0] for lang, code in blocks if lang == "bash"
+                       for line in code.splitlines() if "--source" in line]
+    (snippet,) = [code for lang, code in blocks if lang == "python"]
+    args = shlex.split(convert_line)
+    assert args[:4] == ["python", "-m", "pretrained", "convert"]
+    source = args[args.index("--source") + 1]
+    shutil.copyfile(kbranch["zip"], tmp_path / source)  # the file the recipe says was obtained elsewhere
+    cache = tmp_path / "cache"
+    env = {**os.environ, "EORECORDS_CACHE": str(cache)}
+    done = subprocess.run([sys.executable, *args[1:], "--noprogress"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "bigearthnet19-kbranchcnn: 80 weights, 16,524,979 parameters" in done.stdout
+
+    # the Python block as written, with the cache above and no way to download anything
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EORECORDS_CACHE", str(cache))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the README snippet tried to download")
+
+    monkeypatch.setattr(pretrained.fetch, "download", no_download)
+    namespace: dict = {}
+    exec(compile(snippet, str(README), "exec"), namespace)
+    _close(namespace["model"](kbranch["feeds"], training=False), kbranch["logits"])
