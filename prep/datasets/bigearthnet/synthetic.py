@@ -33,14 +33,13 @@ import functools
 import json
 import multiprocessing
 import os
-import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
 
-from prep import cli, tiff
+from prep import cli, files, tiff
 from prep.datasets.bigearthnet import spec as ben
 from prep.datasets.contract import ContractArchive
 from prep.errors import UsageError
@@ -393,38 +392,21 @@ def generate_bigearthnet(out_dir, num_patches: int, seed: int = 0, *, workers: i
 def extract_examples(dest, modality: str = "S2") -> list[Path]:
     """Extract the real example patches of the bigearthnet-common wheel into ``dest/<patch>/``.
 
-    Only regular files and folders are extracted, and only inside ``dest`` (absolute paths,
-    ``..``, links and devices are refused). Returns the patch folders, sorted.
+    Through ``prep.files.extract_archive`` (the archive's top folder dropped, each patch folder
+    replacing its namesake in ``dest``, anything else in ``dest`` kept): only regular files and
+    folders, only inside ``dest``. Returns the patch folders, sorted.
+
+    Raises:
+      prep.files.ArchiveError: an unsafe or unreadable archive (named in the message).
     """
     from splits import bigearthnet as splits
 
     archive = splits.example_archive(modality)
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    folders = set()
     with tarfile.open(archive, "r:*") as tar:
-        for m in tar:
-            parts = PurePosixPath(m.name).parts
-            if PurePosixPath(m.name).is_absolute() or ".." in parts or "\\" in m.name:
-                raise ValueError(f"{archive}: unsafe member path {m.name!r}")
-            if not (m.isfile() or m.isdir()):
-                raise ValueError(f"{archive}: member {m.name!r} is not a regular file or folder")
-            rel = parts[1:]  # drop the archive's top folder (BigEarthNet-S2-Example/)
-            if not rel:
-                continue
-            target = root.joinpath(*rel)
-            if root not in target.resolve().parents:
-                raise ValueError(f"{archive}: member {m.name!r} would land outside {root}")
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(m)
-            with src, open(target, "wb") as f:
-                shutil.copyfileobj(src, f)
-            folders.add(root.joinpath(rel[0]))
-    return sorted(p for p in folders if p.is_dir())
+        top = sorted({PurePosixPath(m.name).parts[1] for m in tar if len(PurePosixPath(m.name).parts) > 1})
+    files.extract_archive(archive, dest, strip_components=1, merge=True)
+    return sorted(p for p in (dest / name for name in top) if p.is_dir())
 
 
 # --- the contract test's archive ------------------------------------------------------------
