@@ -369,3 +369,19 @@ def test_fixed_offset_slicing_falls_back_when_a_record_differs(ben_dirs, tmp_pat
     np.testing.assert_array_equal(yg, yw)
     fast, _ = read(src, "train", bands="all", normalize=None)
     np.testing.assert_array_equal(fast["image"], want["image"])
+
+
+def test_one_sentinel2_vocabulary_across_datasets():
+    """ESA's zero-padded names everywhere, short forms as aliases, presets meaning the same bands."""
+    from prep import datasets
+    from prep.datasets.spec import canonical_band_name
+
+    assert [canonical_band_name(n) for n in ("B2", "b04", "B8", "B8A", "b8a", "B08A", "B11", "VV", "VH_lee")] == [
+        "B02", "B04", "B08", "B8A", "B8A", "B8A", "B11", "VV", "VH_lee"]
+    ben, s2s = datasets.get("bigearthnet"), datasets.get("so2sat")
+    for spec in (ben, s2s):
+        assert spec.resolve_bands("B04,B03,B02") == spec.resolve_bands("B4,B3,B2") == ("B04", "B03", "B02")
+        assert spec.band("b8a").name == "B8A"
+    for preset in set(ben.band_presets) & set(s2s.band_presets) - {"all"}:
+        assert ben.band_presets[preset] == s2s.band_presets[preset], preset
+    assert {"rgb", "10m", "10m20m"} <= set(ben.band_presets) & set(s2s.band_presets)

@@ -82,9 +82,10 @@ def test_spec_bands_classes_presets():
     spec = get("so2sat_lcz42")
     assert spec is s2s.SPEC and spec.task == "single_label"
     assert spec.band_names[:8] == ("VH_re", "VH_im", "VV_re", "VV_im", "VH_lee", "VV_lee", "C12_re", "C12_im")
-    assert spec.band_names[8:] == ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+    assert spec.band_names[8:] == ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+    assert spec.schema().band_keys["B02"] == "bands/B2"  # records keep the keys they were first written with
     assert all(b.shape == (32, 32) and b.dtype == "float32" and b.resolution_m == 10 for b in spec.bands)
-    assert spec.resolve_bands("rgb") == ("B4", "B3", "B2")
+    assert spec.resolve_bands("rgb") == ("B04", "B03", "B02") == spec.resolve_bands("B4,B3,B2")
     assert spec.resolve_bands("sen1") == s2s.SEN1_BANDS and spec.resolve_bands("sen2") == s2s.SEN2_BANDS
     assert spec.resolve_bands("all") == spec.band_names
     assert spec.num_classes == 17 and spec.class_names[0] == "Compact high rise" and spec.class_names[-1] == "Water"
@@ -142,11 +143,11 @@ def test_round_trip_within_float32(v2, v2_out):
         assert r["patch_id"][0] == f"training.h5:{i}".encode()
         assert int(r["label/index"][0]) == int(np.argmax(label[i]))
         for c, name in enumerate(s2s.SEN1_BANDS):
-            px = np.frombuffer(r[f"bands/{name}"][0], "<f4").reshape(32, 32)
+            px = np.frombuffer(r[s2s.BAND_KEYS[name]][0], "<f4").reshape(32, 32)
             np.testing.assert_array_equal(px, sen1[i, :, :, c].astype(np.float32))
             np.testing.assert_allclose(px, sen1[i, :, :, c], rtol=2.0 ** -24, atol=0)
         for c, name in enumerate(s2s.SEN2_BANDS):
-            px = np.frombuffer(r[f"bands/{name}"][0], "<f4").reshape(32, 32)
+            px = np.frombuffer(r[s2s.BAND_KEYS[name]][0], "<f4").reshape(32, 32)
             np.testing.assert_allclose(px, sen2[i, :, :, c], rtol=2.0 ** -24, atol=0)
             # the DN survives the cast
             np.testing.assert_array_equal(np.rint(px.astype(np.float64) * 10000), np.rint(sen2[i, :, :, c] * 10000))
@@ -170,7 +171,7 @@ def test_statistics_and_verify(v2, v2_out):
     manifest = json.load(open(os.path.join(v2_out, "manifest.json")))
     with h5py.File(v2["validation"]) as f:
         b4 = f["sen2"][:, :, :, 2].astype(np.float32).astype(np.float64)
-    st = manifest["statistics"]["val"]["B4"]
+    st = manifest["statistics"]["val"]["B04"]
     assert st["mean"] == pytest.approx(b4.mean(), rel=1e-9)
     assert st["min"] == pytest.approx(b4.min()) and st["max"] == pytest.approx(b4.max())
 

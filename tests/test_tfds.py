@@ -209,7 +209,7 @@ def test_so2sat_examples_match_the_hdf5_rows(tmp_path):
         assert src == "testing.h5"
         rows[int(row)] = ex
     assert sorted(rows) == [0, 1, 2, 3]
-    rgb = [s2s.SEN2_BANDS.index(b) for b in ("B4", "B3", "B2")]
+    rgb = [s2s.SEN2_BANDS.index(b) for b in ("B04", "B03", "B02")]
     for r, ex in rows.items():
         np.testing.assert_array_equal(ex["image"], sen2[r][..., rgb].astype(np.float32))
         assert ex["label"] == int(np.argmax(label[r]))

@@ -7,7 +7,24 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from typing import Mapping
+
+_S2_NAME = re.compile(r"^[Bb]0?(\d{1,2})([Aa]?)$")
+
+
+def canonical_band_name(name: str) -> str:
+    """One vocabulary for Sentinel-2 bands: ESA's zero-padded names B01 ... B12 and B8A.
+
+    Short or lower-case forms are aliases: ``B2``/``b2`` -> ``B02``, ``B8a``/``B08A`` -> ``B8A``.
+    Any other name (Sentinel-1 channels such as ``VV``, ``VH_lee``) is returned unchanged.
+    Source: ESA Sentinel-2 MSI band designations.
+    """
+    m = _S2_NAME.match(name)
+    if not m:
+        return name
+    number = int(m.group(1))
+    return f"B{number}A" if m.group(2) else f"B{number:02d}"
 
 
 class Task(enum.StrEnum):
@@ -84,9 +101,11 @@ class DatasetSpec:
     description: str = ""
 
     def band(self, name: str) -> Band:
-        for b in self.bands:
-            if b.name == name:
-                return b
+        """The band ``name`` (Sentinel-2 short forms such as ``B4`` accepted); KeyError lists the bands."""
+        for candidate in (name, canonical_band_name(name)):
+            for b in self.bands:
+                if b.name == candidate:
+                    return b
         raise KeyError(
             f"dataset {self.name!r} has no band {name!r}; bands: {', '.join(self.band_names)}")
 
@@ -113,11 +132,9 @@ class DatasetSpec:
             if selection in self.band_presets:
                 return tuple(self.band_presets[selection])
             selection = [s.strip() for s in selection.split(",") if s.strip()]
-        names = tuple(selection)
+        names = tuple(self.band(n).name for n in selection)  # canonical names; unknown ones raise
         if not names:
             raise ValueError("empty band selection")
-        for n in names:
-            self.band(n)  # raises with the list of valid names
         if len(set(names)) != len(names):
             raise ValueError(f"band selection repeats a band: {names}")
         return names

@@ -530,7 +530,7 @@ def _encoded_rows(src: Source, start: int, stop: int, dtype: str, read_rows: int
     row_entry, id_entry = cs.int64_entry("meta/row"), cs.bytes_entry("patch_id")
     n = min(TILE_ROWS, chunk_rows(read_rows))
     block = scratch.get(("block", dtype, n), lambda: layout.new_block(n))
-    columns = [block.column(f"bands/{name}") for name in s2s.BAND_NAMES]
+    columns = [block.column(s2s.BAND_KEYS[name]) for name in s2s.BAND_NAMES]
     shape = (STATS_BATCH, len(s2s.BAND_NAMES), STATS_ROWS * s2s.PATCH[0] * s2s.PATCH[1])
     work = scratch.get(("stats", shape), lambda: np.empty(shape, np.float64))
     for c, geos in _chunks(src, start, stop, dtype, read_rows, handles, scratch, _geo_entries(cs)):

@@ -13,7 +13,8 @@ channels, in the order of the last axis of ``sen1``:
     C12_re, C12_im  real and imaginary part of the off-diagonal element of the Lee-filtered
                     dual-pol covariance matrix
 
-and the sen2 bands B2 B3 B4 B5 B6 B7 B8 B8A B11 B12 (10/20 m bands all resampled to 10 m).
+and the sen2 bands B02 B03 B04 B05 B06 B07 B08 B8A B11 B12 (10/20 m bands all resampled to 10 m;
+ESA's names, as in every dataset here; ``B2`` etc. are accepted as aliases).
 Labels are 17-element one-hot rows in LCZ order 1..10, A..G; we store the class index.
 
 The HDF5 files hold float64; records hold float32 by default (``spec_for_dtype("float64")``
@@ -34,8 +35,12 @@ PATCH = (32, 32)
 RESOLUTION_M = 10
 
 SEN1_BANDS = ("VH_re", "VH_im", "VV_re", "VV_im", "VH_lee", "VV_lee", "C12_re", "C12_im")
-SEN2_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+# ESA's zero-padded names, the vocabulary of every dataset (B2, B4, ... are accepted as aliases).
+SEN2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 BAND_NAMES = SEN1_BANDS + SEN2_BANDS
+# Feature key of each band in the records: the names the first records were written with (B2, not
+# B02), kept so that records prepared before the rename read the same and bytes stay unchanged.
+BAND_KEYS = {n: "bands/" + (f"B{int(n[1:])}" if n[1:].isdigit() else n) for n in BAND_NAMES}
 
 # What each sen1 short name stands for (documentation and GeoTIFF band descriptions).
 SEN1_DESCRIPTIONS = {
@@ -53,7 +58,10 @@ BAND_PRESETS = {
     "all": BAND_NAMES,
     "sen1": SEN1_BANDS,
     "sen2": SEN2_BANDS,
-    "rgb": ("B4", "B3", "B2"),
+    "rgb": ("B04", "B03", "B02"),
+    # the BigEarthNet presets, same names and band order, so a model trained on one takes the other
+    "10m": ("B04", "B03", "B02", "B08"),
+    "10m20m": ("B04", "B03", "B02", "B08", "B05", "B06", "B07", "B8A", "B11", "B12"),
 }
 
 # The 17 Local Climate Zones in one-hot order: built types 1-10, land-cover types A-G.
@@ -112,7 +120,7 @@ def _compact(dtype: str) -> Schema:
     return Schema(
         name="compact",
         version="1",
-        fields=tuple(Field(f"bands/{n}", "bytes", 1, desc) for n in BAND_NAMES) + (
+        fields=tuple(Field(BAND_KEYS[n], "bytes", 1, desc) for n in BAND_NAMES) + (
             Field("label/index", "int64", 1, "LCZ class index 0..16 (one-hot position)"),
             Field("patch_id", "bytes", 1, "source file and row, e.g. 'training.h5:123'"),
             Field("meta/source", "bytes", 1, "HDF5 file name (prefixed by the v3 scenario folder)"),
@@ -126,7 +134,7 @@ def _compact(dtype: str) -> Schema:
             Field("geo/city", "bytes", 1, "city name (when given)"),
         ),
         band_encoding="raw_bytes",
-        band_keys={n: f"bands/{n}" for n in BAND_NAMES},
+        band_keys=dict(BAND_KEYS),
         label_key="label/index",
         label_encoding="index",
     )
@@ -186,8 +194,9 @@ def geo_values(geo: Geo | None) -> dict:
 
 def record_values(bands: dict[str, bytes], label: int, source: str, row: int, geo: Geo | dict | None) -> dict:
     """Feature values of the compact schema; ``bands`` maps every band name to its raw LE bytes,
-    ``geo`` is a Geo, the ``geo/*`` values already built (``geo_values``), or None."""
-    v = {f"bands/{n}": [bands[n]] for n in BAND_NAMES}
+    ``geo`` is a Geo, the ``geo/*`` values already built (``geo_values``), or None.
+    """
+    v = {BAND_KEYS[n]: [bands[n]] for n in BAND_NAMES}
     v["label/index"] = [int(label)]
     v["patch_id"] = [f"{source}:{row}".encode()]
     v["meta/source"] = [source.encode()]

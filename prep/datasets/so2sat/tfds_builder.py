@@ -8,7 +8,7 @@ records (the float64 files cast once; see prep.so2sat for what the cast keeps).
 Configs ``<release>_<preset>``: release ``v2`` (training/validation/testing.h5, the culture-10
 split) or a version-3 scenario ``v3_random``, ``v3_block``, ``v3_culture_10`` (a
 training/testing.h5 pair each); preset ``all`` (8 Sentinel-1 channels then 10 Sentinel-2
-bands), ``sen1``, ``sen2`` or ``rgb`` (B4, B3, B2), delivered as one (32, 32, C) ``image``.
+bands), ``sen1``, ``sen2`` or ``rgb`` (B04, B03, B02), delivered as one (32, 32, C) ``image``.
 
 Manual folder: version 2 files at its top level (``training.h5``, ``validation.h5``,
 ``testing.h5``), version 3 in one sub-folder per scenario (``random/training.h5``,
@@ -135,7 +135,7 @@ class So2satLcz42(tfds.core.GeneratorBasedBuilder):
 def example(values: dict, bands) -> dict:
     """Feature values of a compact-schema record -> the builder's feature dict."""
     dtype = np.dtype(s2s.SPEC.band(bands[0]).dtype).newbyteorder("<")
-    image = np.stack([np.frombuffer(values[f"bands/{b}"][0], dtype).reshape(s2s.PATCH) for b in bands], axis=-1)
+    image = np.stack([np.frombuffer(values[s2s.BAND_KEYS[b]][0], dtype).reshape(s2s.PATCH) for b in bands], axis=-1)
     transform = bytes(values["geo/transform"][0])
     return {
         "image": image.astype(dtype.newbyteorder("=")),
