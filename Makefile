@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(PY) -m prep.demo --out $(DEMO_DIR)
+	$(PY) -m prep.demo --out_dir $(DEMO_DIR)
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

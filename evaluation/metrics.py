@@ -169,7 +169,7 @@ def single_label_keys(num_classes: int, average_precision: bool = True) -> list[
 
 
 def safe_divide(num, den):
-    """num / den elementwise, 0 where den == 0 (sklearn's zero_division=0)."""
+    """Num / den elementwise, 0 where den == 0 (sklearn's zero_division=0)."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
     out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
@@ -246,7 +246,7 @@ def precision_recall_curve(scores: np.ndarray, targets: np.ndarray):
 
 
 def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """sklearn's average_precision_score for one binary problem: sum_t (R_t - R_{t-1}) P_t; 0 without positives."""
+    """Sklearn's average_precision_score for one binary problem: sum_t (R_t - R_{t-1}) P_t; 0 without positives."""
     precision, recall, _ = precision_recall_curve(scores, targets)
     if recall.size == 0 or recall[-1] == 0:
         return 0.0
@@ -457,7 +457,8 @@ class MultiLabelAccumulator:
 
 def confusion_metrics(cm) -> dict[str, float]:
     """Single-label metrics (``SINGLE_KEYS`` and the per-class keys) from a C x C confusion
-    matrix with rows = true class, columns = predicted class."""
+    matrix with rows = true class, columns = predicted class.
+    """
     cm = np.asarray(cm, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise ValueError(f"confusion matrix must be square, got shape {cm.shape}")

@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from evaluation import metrics
+from evaluation import baseline, metrics
 
 EVAL_JSON = "eval_result.json"
 DETAILS_JSON = "eval_details.json"
@@ -130,15 +130,26 @@ def absent_classes_note(names: Sequence[str]) -> str:
             f"classes): " + "; ".join(names))
 
 
+def baseline_line(baseline: dict | None) -> str:
+    """One line naming the best constant predictor's score (``evaluation.baseline``), or ""."""
+    if not baseline:
+        return ""
+    label = "micro F1" if baseline["metric"] == "micro_f1_score" else "OA"
+    return f"best constant predictor ({baseline['description']}): {label} {baseline['value']:.4f}"
+
+
 def console_table(task: str, result: dict, rows: list[dict], samples: int | None = None,
-                  absent: Sequence[str] = ()) -> str:
+                  absent: Sequence[str] = (), baseline: dict | None = None) -> str:
     """A fixed-width text table: headline metrics, the classes ``absent`` (no positive sample; a
-    line only when there are some), then one line per class."""
+    line only when there are some), then one line per class.
+    """
     title = f"{task.replace('_', '-')} evaluation" + (f", {samples} samples" if samples is not None else "")
     lines = [title, "=" * len(title)]
     for key, label in HEADLINE[task]:
         if key in result:
             lines.append(f"  {label:<22} {result[key]:8.4f}")
+    if baseline:
+        lines += ["", "  " + baseline_line(baseline)]
     if absent:
         lines += ["", "  " + absent_classes_note(absent)]
     width = max([len(_short(r["class"])) for r in rows] + [5])
@@ -156,15 +167,18 @@ def console_table(task: str, result: dict, rows: list[dict], samples: int | None
 
 
 def markdown_report(task: str, result: dict, rows: list[dict], meta: dict, images: Sequence[str],
-                    absent: Sequence[str] = ()) -> str:
+                    absent: Sequence[str] = (), baseline: dict | None = None) -> str:
     """report.md: the sources (``meta``), headline metrics, the classes ``absent`` (no positive
-    sample), every summary metric, the per-class table and the ``images`` (file names in its folder)."""
+    sample), every summary metric, the per-class table and the ``images`` (file names in its folder).
+    """
     n_classes = len(rows)
     out = [f"# Evaluation report ({task.replace('_', '-')})", ""]
     for key in ("model", "predictions", "data_dir", "split", "samples", "threshold", "thresholds_from"):
         if meta.get(key) not in (None, ""):
             out.append(f"- {key.replace('_', ' ')}: `{meta[key]}`")
     out.append(f"- {absent_classes_note(absent)}")
+    if baseline:
+        out.append(f"- {baseline_line(baseline)}: the score a model must beat to have learned anything")
     out += ["", "## Headline", "", "| metric | value |", "|---|---|"]
     for key, label in HEADLINE[task]:
         if key in result:
@@ -333,7 +347,9 @@ def write_report(out_dir: str, acc, class_names: Sequence[str], meta: dict | Non
 
     write_json(path(EVAL_JSON), result)
     absent = [class_names[j] for j in acc.classes_without_positives()]
-    details = {"task": str(task), "samples": int(acc.n), "classes": class_names, "classes_without_positives": absent}
+    constant = baseline.best_constant(task, per_class["support"], int(acc.n), class_names)
+    details = {"task": str(task), "samples": int(acc.n), "classes": class_names, "classes_without_positives": absent,
+               "best_constant_predictor": constant}
     if task == metrics.MULTI_LABEL:
         details["thresholds"] = [float(t) for t in acc.thresholds]
     else:
@@ -366,8 +382,8 @@ def write_report(out_dir: str, acc, class_names: Sequence[str], meta: dict | Non
 
     meta.setdefault("samples", acc.n)
     with open(path(REPORT_MD), "w") as f:
-        f.write(markdown_report(task, result, rows, meta, images, absent=absent))
-    table = console_table(task, result, rows, samples=acc.n, absent=absent)
+        f.write(markdown_report(task, result, rows, meta, images, absent=absent, baseline=constant))
+    table = console_table(task, result, rows, samples=acc.n, absent=absent, baseline=constant)
     if echo:
         echo(table)
     return {"result": result, "files": files, "table": table}

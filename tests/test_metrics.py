@@ -475,3 +475,22 @@ def test_evaluation_package_imports_without_keras():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.strip() == "[]"
+
+
+def test_best_constant_predictor_against_every_fixed_label_set():
+    """The closed form (k most frequent classes) equals a brute force over all label sets, and sklearn."""
+    import itertools
+
+    from sklearn.metrics import f1_score
+
+    from evaluation.baseline import best_constant
+
+    rng = np.random.default_rng(5)
+    y = (rng.random((60, 6)) < np.array([0.7, 0.05, 0.4, 0.3, 0.0, 0.2])).astype(int)
+    brute = max(f1_score(y, np.tile(np.array(s), (len(y), 1)), average="micro", zero_division=0)
+                for s in itertools.product([0, 1], repeat=6) if any(s))
+    b = best_constant("multi_label", y.sum(0), len(y), [f"c{j}" for j in range(6)])
+    assert b["value"] == pytest.approx(brute, abs=1e-12) and b["classes"][0] == "c0"
+    labels = rng.choice(4, size=50, p=[0.1, 0.6, 0.2, 0.1])
+    b = best_constant("single_label", np.bincount(labels, minlength=4), 50, list("abcd"))
+    assert b["value"] == pytest.approx(np.mean(labels == 1)) and b["classes"] == ["b"]
