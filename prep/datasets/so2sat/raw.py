@@ -230,6 +230,9 @@ def plan_sources(paths: Sequence[str], split_names: Sequence[str] | None = None,
     absolute = [os.path.abspath(p) for p in paths]
     if len(set(absolute)) != len(absolute):
         raise So2SatInputError("the same file is given twice in --h5")
+    for p in paths:  # before the split names: a missing file is the first thing to say
+        if not os.path.exists(p):
+            raise So2SatInputError(f"{p}: no such file")
     names = split_names_for(paths, split_names)
     if geo_paths and len(geo_paths) != len(paths):
         raise So2SatInputError(f"--geo gives {len(geo_paths)} files for {len(paths)} --h5 files")
