@@ -54,7 +54,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from prep import shards, tfrecord
+from prep import files, shards, tfrecord
 from prep.datasets.contract import PreparePlan
 from prep.datasets.spec import DatasetSpec
 
@@ -272,18 +272,13 @@ class _Books:
 
 def describe_files(paths: Sequence[str]) -> list[dict]:
     """``{"file", "records", "bytes", "sha256"}`` of TFRecord files on any filesystem."""
-    import hashlib
-
     out = []
     for path in paths:
-        h, size = hashlib.sha256(), 0
         with FileSystems.open(path, compression_type=_RAW) as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-                size += len(block)
+            digest, size = files.sha256_stream(f)
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
             records = _count_records(f, path)
-        out.append({"file": path.rsplit("/", 1)[-1], "records": records, "bytes": size, "sha256": h.hexdigest()})
+        out.append({"file": path.rsplit("/", 1)[-1], "records": records, "bytes": size, "sha256": digest})
     return out
 
 
