@@ -1,5 +1,6 @@
-"""Standard architectures from keras.applications (randomly initialised, ``weights=None``)
-for any number of input bands, plus DenseNet-161, which keras.applications lacks.
+"""Standard architectures from keras.applications for any number of input bands, plus DenseNet-161.
+
+All are randomly initialised (``weights=None``); keras.applications lacks DenseNet-161.
 
 * ``DenseNet121/169/201``: ``keras.applications.DenseNet*`` with the input's band count,
   global average pooling and a dense logits layer (SEN12MS-style, FACTS.md §3).
@@ -17,6 +18,8 @@ for any number of input bands, plus DenseNet-161, which keras.applications lacks
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import keras
 
@@ -36,7 +39,7 @@ _BN_EPS = 1.001e-5
 
 
 def application_names() -> list[str]:
-    """Constructor names in keras.applications (``ResNet50``, ``DenseNet121``...)."""
+    """Lists the constructor names in keras.applications (``ResNet50``, ``DenseNet121``...), sorted."""
     return sorted(n for n in dir(keras.applications)
                   if n[:1].isupper() and callable(getattr(keras.applications, n)))
 
@@ -45,10 +48,31 @@ def _head(features, num_classes, name="predictions"):
     return keras.layers.Dense(num_classes, name=name)(features)
 
 
-def build_application(input_spec, num_classes, task=MULTI_LABEL, *, application,
-                      stem="auto", dropout=0.0, model_name=None):
-    """``keras.applications.<application>`` body (no top, random init), global average
-    pooling, optional dropout and a dense logits layer."""
+def build_application(input_spec: Mapping[str, tuple], num_classes: int, task: str = MULTI_LABEL, *,
+                      application: str, stem: bool | str = "auto", dropout: float = 0.0,
+                      model_name: str | None = None) -> keras.Model:
+    """Builds a ``keras.applications.<application>`` body with a new head for any band count.
+
+    The body has no top and random initial weights; then global average pooling, optional
+    dropout and a dense layer of ``num_classes`` logits.
+
+    Args:
+        input_spec: one input ``{name: (H, W, C)}``, H and W at least 32 pixels.
+        num_classes: number of logits.
+        task: unused (logits either way); part of the builder signature.
+        application: a constructor name in ``keras.applications``, e.g. ``"ResNet50V2"``.
+        stem: add a learned 1x1 conv named ``stem`` mapping the C bands to 3 channels: True,
+            False, or "auto" (when C != 3 and the family is not in ``ANY_BANDS_FAMILIES``).
+        dropout: dropout rate before the logits layer (0 = none).
+        model_name: the model's name (default: ``application``).
+
+    Returns:
+        The functional model, ``[batch, H, W, C]`` -> ``[batch, num_classes]`` float32 logits.
+
+    Raises:
+        KeyError: keras.applications has no constructor ``application``.
+        ValueError: more than one input, or inputs smaller than 32x32.
+    """
     ctor = getattr(keras.applications, application, None)
     if ctor is None or not callable(ctor):
         raise KeyError(f"keras.applications has no model {application!r}; "
@@ -85,8 +109,22 @@ def _transition(x, reduction, name):
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
-def densenet_features(x, blocks, growth, stem_filters):
-    """DenseNet-BC body on tensor ``x``, ending in global average pooling."""
+def densenet_features(x: keras.KerasTensor, blocks: Sequence[int], growth: int,
+                      stem_filters: int) -> keras.KerasTensor:
+    """Applies a DenseNet-BC body to ``x``, ending in global average pooling.
+
+    Source: Huang et al., "Densely Connected Convolutional Networks" (CVPR 2017), with the layer
+    names and BN epsilon (1.001e-5) of keras.applications' DenseNet.
+
+    Args:
+        x: the image tensor, ``[batch, H, W, C]``.
+        blocks: dense layers per dense block, e.g. ``(6, 12, 36, 24)`` for DenseNet-161.
+        growth: growth rate k (channels each dense layer adds; 32, or 48 for DenseNet-161).
+        stem_filters: filters of the 7x7/2 stem conv (2k: 64, or 96 for DenseNet-161).
+
+    Returns:
+        The pooled features, ``[batch, channels]``.
+    """
     x = keras.layers.ZeroPadding2D(3, name="zero_padding2d")(x)
     x = keras.layers.Conv2D(stem_filters, 7, strides=2, use_bias=False, name="conv1_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=_BN_EPS, name="conv1_bn")(x)
@@ -103,10 +141,29 @@ def densenet_features(x, blocks, growth, stem_filters):
     return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
 
 
-def build_densenet(input_spec, num_classes, task=MULTI_LABEL, *, variant="DenseNet121",
-                   dropout=0.0, builder="auto"):
-    """DenseNet121/161/169/201. builder="keras" (keras.applications, where it exists),
-    "own" (this module's blocks) or "auto" (keras.applications unless DenseNet161)."""
+def build_densenet(input_spec: Mapping[str, tuple], num_classes: int, task: str = MULTI_LABEL, *,
+                   variant: str = "DenseNet121", dropout: float = 0.0, builder: str = "auto") -> keras.Model:
+    """Builds DenseNet121/161/169/201 (DenseNet-BC, random init) with global pooling and a logits layer.
+
+    Source: the SEN12MS scene-classification baselines (Schmitt et al., 2019; upstream code trains
+    them from scratch on 2, 3, 10 or 12 bands). Global average pooling replaces upstream's flatten
+    into a Linear layer of hard-coded size, which only works at 256x256.
+
+    Args:
+        input_spec: one input ``{name: (H, W, C)}``, H and W at least 32 pixels.
+        num_classes: number of logits.
+        task: unused (logits either way); part of the builder signature.
+        variant: a key of ``DENSENET_BLOCKS``.
+        dropout: dropout rate before the logits layer (0 = none).
+        builder: "keras" (keras.applications, where it exists), "own" (this module's blocks)
+            or "auto" (keras.applications unless DenseNet161).
+
+    Returns:
+        The functional model, ``[batch, H, W, C]`` -> ``[batch, num_classes]`` float32 logits.
+
+    Raises:
+        ValueError: unknown variant or builder, more than one input, or inputs under 32x32.
+    """
     if variant not in DENSENET_BLOCKS:
         raise ValueError(f"unknown DenseNet {variant!r}; known: {sorted(DENSENET_BLOCKS)}")
     if builder == "auto":

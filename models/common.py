@@ -28,6 +28,17 @@ def normalize_input_spec(input_spec: Mapping) -> dict[str, tuple]:
 
     Height and width may be None (any size) for fully convolutional models; the
     channel count must be a positive int.
+
+    Args:
+        input_spec: ``{input name: (height, width, channels)}`` in pixels and bands; names are
+            non-empty strings without ``/`` (they become Keras input names).
+
+    Returns:
+        A new dict with the same keys and ``(H, W, C)`` tuples of int (or None for H/W).
+
+    Raises:
+        ValueError: the spec is empty or not a mapping, a name is invalid, a shape is not three
+            entries long, or a size is not a positive int.
     """
     if not isinstance(input_spec, Mapping) or not input_spec:
         raise ValueError(
@@ -50,27 +61,55 @@ def normalize_input_spec(input_spec: Mapping) -> dict[str, tuple]:
 
 
 def check_task(task: str) -> str:
+    """Returns ``task`` if it is one of ``TASKS`` ("multi_label", "single_label").
+
+    Raises:
+        ValueError: any other task name.
+    """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     return task
 
 
-def check_num_classes(num_classes) -> int:
+def check_num_classes(num_classes: int) -> int:
+    """Returns ``num_classes`` as an int (the width of the logits layer).
+
+    Raises:
+        ValueError: it is not a positive whole number (e.g. 0, -1 or 2.5).
+    """
     if int(num_classes) != num_classes or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     return int(num_classes)
 
 
 def make_inputs(spec: Mapping[str, tuple]) -> dict[str, keras.KerasTensor]:
-    """One ``keras.Input`` per spec entry, named after its key."""
+    """Makes one ``keras.Input`` per spec entry, named after its key.
+
+    Args:
+        spec: a normalised input spec ``{name: (H, W, C)}`` (see ``normalize_input_spec``).
+
+    Returns:
+        ``{name: KerasTensor of shape [batch, H, W, C]}`` (float32 unless a dtype policy says otherwise).
+    """
     return {name: keras.Input(shape=shape, name=name) for name, shape in spec.items()}
 
 
-def single_input(spec: Mapping[str, tuple], model_name: str, *, min_size=None, fixed_size=None):
+def single_input(spec: Mapping[str, tuple], model_name: str, *, min_size: int | None = None,
+                 fixed_size: tuple[int, int] | None = None) -> tuple[dict[str, keras.KerasTensor], keras.KerasTensor]:
     """Returns ``(inputs_dict, tensor)`` for a model that takes exactly one image.
 
-    min_size: smallest height/width the architecture can reduce to >= 1 pixel.
-    fixed_size: the only (height, width) the architecture accepts.
+    Args:
+        spec: a normalised input spec with exactly one entry ``{name: (H, W, C)}``.
+        model_name: the architecture's name, used in error messages only.
+        min_size: smallest height/width in pixels the architecture can reduce to >= 1 pixel.
+        fixed_size: the only (height, width) in pixels the architecture accepts.
+
+    Returns:
+        The inputs dict for ``keras.Model`` and its single ``[batch, H, W, C]`` input tensor.
+
+    Raises:
+        ValueError: the spec has more or fewer than one input, or its size breaks ``min_size`` /
+            ``fixed_size``.
     """
     if len(spec) != 1:
         raise ValueError(
@@ -89,13 +128,22 @@ def single_input(spec: Mapping[str, tuple], model_name: str, *, min_size=None, f
     return inputs, inputs[name]
 
 
-def logits(x):
-    """The common float32 identity layer that names the model's output ``logits``."""
+def logits(x: keras.KerasTensor) -> keras.KerasTensor:
+    """Passes ``x`` (``[batch, num_classes]``) through the float32 identity layer named ``logits``.
+
+    The cast to float32 keeps mixed-precision models from handing float16 logits to the loss.
+    """
     return keras.layers.Activation("linear", dtype="float32", name=LOGITS_LAYER)(x)
 
 
-def finish(inputs, outputs, name: str) -> keras.Model:
-    """Wraps inputs and the logits tensor into a functional model."""
+def finish(inputs: Mapping[str, keras.KerasTensor], outputs: keras.KerasTensor, name: str) -> keras.Model:
+    """Wraps inputs and the head's output into a functional model ending in the ``logits`` layer.
+
+    Args:
+        inputs: ``{name: keras.Input}`` as ``make_inputs`` returns it.
+        outputs: the head's ``[batch, num_classes]`` tensor, before the ``logits`` layer.
+        name: the model's name; characters other than letters, digits and ``_-.`` become ``_``.
+    """
     return keras.Model(inputs=inputs, outputs=logits(outputs), name=_model_name(name))
 
 

@@ -24,6 +24,8 @@ BN: gamma, beta, moving_mean, moving_variance), with identical shapes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import keras
 
 from models import common
@@ -33,8 +35,31 @@ WEIGHTED_LAYERS = ("conv1", "conv2", "bn1", "conv3", "conv4", "bn2", "dense1", "
 DEFAULT_INPUT_SPEC = {"image": (5, 5, 4)}
 
 
-def build_ghs_s2net(input_spec, num_classes=2, task=MULTI_LABEL, *, final_activation=None,
-                    dropout=0.1):
+def build_ghs_s2net(input_spec: Mapping[str, tuple], num_classes: int = 2, task: str = MULTI_LABEL, *,
+                    final_activation: str | None = None, dropout: float = 0.1) -> keras.Model:
+    """Builds GHS-S2Net for one fixed-size window input (the published one is 5x5x4).
+
+    Source: the JRC GHS-S2Net (Corbane et al., "Convolutional neural networks for global human
+    settlement mapping from Sentinel-2 satellite imagery", Neural Computing and Applications, 2021;
+    code and per-UTM-zone weights at github.com/ec-jrc/GHS-S2Net); layers as in the module docstring.
+
+    Args:
+        input_spec: one input ``{name: (H, W, 4)}``: B4, B3, B2, B8 reflectance (DN clipped at 10000,
+            divided by 10000), H and W fixed and at least 5 pixels.
+        num_classes: units of ``dense2`` (2 upstream: [not built-up, built-up]).
+        task: unused (logits either way); train with "multi_label" (sigmoid cross-entropy on
+            one-hot targets) to match upstream's BCE.
+        final_activation: None (the model returns logits) or a Keras activation, e.g. "sigmoid",
+            appended as the float32 layer ``probabilities``.
+        dropout: rate of the three dropout layers (0.1 upstream).
+
+    Returns:
+        The functional model, ``[batch, H, W, 4]`` -> ``[batch, num_classes]`` float32 logits (or
+        probabilities with ``final_activation``).
+
+    Raises:
+        ValueError: more than one input, a window under 5x5, or an unknown (None) height/width.
+    """
     inputs, x = common.single_input(input_spec, "GHS-S2Net", min_size=5)
     if None in x.shape[1:3]:
         raise ValueError("GHS-S2Net flattens its window: give a fixed size, e.g. (5, 5, 4)")

@@ -20,6 +20,8 @@ keras-hub is imported only when such a model is built.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 
@@ -31,10 +33,12 @@ from prep.datasets.spec import MULTI_LABEL
 class FirstToken(keras.layers.Layer):
     """[B, N, D] -> [B, D]: the first (class) token of a sequence."""
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
+        """Returns ``inputs[:, 0]``: the first token, ``[B, D]``, of a ``[B, N, D]`` tensor."""
         return inputs[:, 0]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """Maps ``(B, N, D)`` to ``(B, D)``."""
         return (input_shape[0], input_shape[2])
 
 
@@ -47,8 +51,36 @@ def _backbone_class(name):
     return None
 
 
-def build_hub(input_spec, num_classes, task=MULTI_LABEL, *, backbone, backbone_kwargs=None,
-              preset_weights=True, stem="auto", pooling="avg", dropout=0.0):
+def build_hub(input_spec: Mapping[str, tuple], num_classes: int, task: str = MULTI_LABEL, *, backbone: str,
+              backbone_kwargs: Mapping[str, Any] | None = None, preset_weights: bool = True,
+              stem: bool | str = "auto", pooling: str = "avg", dropout: float = 0.0) -> keras.Model:
+    """Builds a classifier on a keras-hub image backbone (``hub:<backbone>``); see the module docstring.
+
+    Args:
+        input_spec: one input ``{name: (H, W, C)}``.
+        num_classes: number of logits.
+        task: unused (logits either way); part of the builder signature.
+        backbone: a ``keras_hub.models`` *Backbone class name (random init, offline) or a keras-hub
+            preset name (``Backbone.from_preset``, downloaded unless cached).
+        backbone_kwargs: constructor arguments of the class, or overrides for the preset;
+            ``image_shape`` defaults to the input's ``(H, W, C)`` (C = 3 with ``stem=True``).
+        preset_weights: load the preset's pretrained weights (``load_weights`` of ``from_preset``).
+        stem: add a learned 1x1 conv named ``stem`` mapping C bands to the backbone's channels:
+            True, False, or "auto" (when the two differ).
+        pooling: "avg" or "max" for feature maps ``[B, H, W, C]``; "avg" or "cls" (first token)
+            for token sequences ``[B, N, D]``; ignored for ``[B, D]`` outputs.
+        dropout: dropout rate before the ``predictions`` layer (0 = none).
+
+    Returns:
+        The functional model, ``[batch, H, W, C]`` -> ``[batch, num_classes]`` float32 logits.
+
+    Raises:
+        TypeError: the backbone class rejects ``backbone_kwargs``.
+        ValueError: ``backbone`` is neither a class nor a loadable preset, the backbone has several
+            inputs or outputs or an output of rank other than 2-4, ``pooling`` does not fit the
+            output, or the spec has more than one input.
+        ImportError: keras-hub is not installed.
+    """
     import keras_hub
 
     inputs, x = common.single_input(input_spec, f"hub:{backbone}")

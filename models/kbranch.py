@@ -38,6 +38,8 @@ same prefix with their TF1 op name (``...conv_block_0.relu``, ``CNN_10m_branch.m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import keras
 
 from models import common
@@ -70,7 +72,19 @@ def _bn(name):
     return keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=name)
 
 
-def conv_block(x, filters, kernel, scope):
+def conv_block(x: keras.KerasTensor, filters: int, kernel: int, scope: str) -> keras.KerasTensor:
+    """Applies the upstream "conv" block: conv2d (SAME, stride 1, bias) + batch norm + ReLU.
+
+    Args:
+        x: ``[batch, H, W, C]`` feature map.
+        filters: output channels.
+        kernel: square kernel size in pixels.
+        scope: TF1 scope with "." for "/", e.g. ``"CNN_10m_branch.conv_block_0"``; the layers are
+            ``<scope>.conv_layer``, ``<scope>.batch_norm`` and ``<scope>.relu``.
+
+    Returns:
+        ``[batch, H, W, filters]``.
+    """
     x = keras.layers.Conv2D(filters, kernel, strides=1, padding="same", use_bias=True,
                             kernel_initializer="glorot_uniform", bias_initializer="zeros",
                             name=f"{scope}.conv_layer")(x)
@@ -78,14 +92,37 @@ def conv_block(x, filters, kernel, scope):
     return keras.layers.ReLU(name=f"{scope}.relu")(x)
 
 
-def fc_block(x, units, scope):
+def fc_block(x: keras.KerasTensor, units: int, scope: str) -> keras.KerasTensor:
+    """Applies the upstream "fc" block: dense + batch norm + ReLU.
+
+    Args:
+        x: ``[batch, features]``.
+        units: output features.
+        scope: TF1 scope with "." for "/"; layers ``<scope>.fc_layer``, ``<scope>.batch_norm``,
+            ``<scope>.relu``.
+
+    Returns:
+        ``[batch, units]``.
+    """
     x = keras.layers.Dense(units, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                            name=f"{scope}.fc_layer")(x)
     x = _bn(f"{scope}.batch_norm")(x)
     return keras.layers.ReLU(name=f"{scope}.relu")(x)
 
 
-def branch(x, key):
+def branch(x: keras.KerasTensor, key: str) -> keras.KerasTensor:
+    """Applies the branch for resolution ``key`` ("10m", "20m" or "60m"; steps in ``BRANCHES``).
+
+    Args:
+        x: the branch's bands, ``[batch, H, W, C]`` (upstream 120x120x4, 60x60x6 or 20x20x2).
+        key: a key of ``BRANCHES``.
+
+    Returns:
+        The branch's features after fc128 and dropout 0.5, ``[batch, 128]``.
+
+    Raises:
+        KeyError: unknown ``key``.
+    """
     scope, steps = BRANCHES[key]
     n_conv = n_drop = 0
     for step in steps:
@@ -102,9 +139,25 @@ def branch(x, key):
     return keras.layers.Dropout(0.5, name=f"{scope}.dropout_{n_drop}")(x)
 
 
-def build_kbranch(input_spec, num_classes, task=MULTI_LABEL):
-    """K-BranchCNN for ``input_spec`` with keys "10m", "20m", "60m" (any sizes the
-    pooling allows; the upstream ones are 120x120x4, 60x60x6, 20x20x2)."""
+def build_kbranch(input_spec: Mapping[str, tuple], num_classes: int, task: str = MULTI_LABEL) -> keras.Model:
+    """Builds K-BranchCNN for ``input_spec`` with keys "10m", "20m", "60m".
+
+    Source: the BigEarthNet-S2 19-class TF1 models of RSiM, TU Berlin
+    (gitlab.tu-berlin.de/rsim/bigearthnet-models-tf); layer names as in the module docstring.
+
+    Args:
+        input_spec: ``{"10m": (H, W, 4), "20m": (H, W, 6), "60m": (H, W, 2)}`` with fixed sizes the
+            pooling allows; upstream 120x120 (B04 B03 B02 B08), 60x60 (B05 B06 B07 B8A B11 B12)
+            and 20x20 (B01 B09), each band standardised with the BigEarthNet band statistics.
+        num_classes: number of logits (19 for BigEarthNet-19).
+        task: unused (logits either way); part of the builder signature.
+
+    Returns:
+        The functional model, three inputs -> ``[batch, num_classes]`` float32 logits.
+
+    Raises:
+        ValueError: other input keys, or a branch without a fixed size (it flattens).
+    """
     if set(input_spec) != set(BRANCH_BANDS):
         raise ValueError(f"K-BranchCNN needs inputs {sorted(BRANCH_BANDS)} (per_resolution=True), "
                          f"got {sorted(input_spec)}")

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 
@@ -25,6 +26,18 @@ SO2SAT_SPEC = {"image": (32, 32, 10)}
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
+    """A registry entry: how to build one named model and the configuration it was published with.
+
+    Attributes:
+        name: the registered name (``models.names()``), e.g. ``"ResNet50"``.
+        builder: ``builder(input_spec, num_classes, task, **options, **kwargs) -> keras.Model``.
+        default_input_spec: the published ``{name: (H, W, C)}``, e.g. ``{"image": (120, 120, 10)}``.
+        default_task: ``"multi_label"`` (BigEarthNet, GHS) or ``"single_label"`` (So2Sat LCZ42).
+        description: one line for listings.
+        options: fixed keyword arguments of ``builder`` (e.g. ``variant="resnet_v1_50"``).
+        default_num_classes: the published class count (19 for BigEarthNet-19, 17 LCZ, 2 for GHS).
+    """
+
     name: str
     builder: Callable
     default_input_spec: Mapping
@@ -37,10 +50,24 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register(name, builder, default_input_spec, description, default_task=MULTI_LABEL,
-             default_num_classes=19, **options):
-    """Adds a model; ``options`` are fixed keyword arguments for ``builder``; the
-    defaults describe the published configuration (input spec, task, class count)."""
+def register(name: str, builder: Callable[..., keras.Model], default_input_spec: Mapping[str, tuple],
+             description: str, default_task: str = MULTI_LABEL, default_num_classes: int = 19,
+             **options: Any) -> None:
+    """Adds a model to the registry.
+
+    Args:
+        name: the name ``models.build`` takes.
+        builder: ``builder(input_spec, num_classes, task, **options, **kwargs) -> keras.Model``;
+            its keyword-only parameters are the options users may pass to ``models.build``.
+        default_input_spec: the published ``{input name: (H, W, C)}``.
+        description: one line for listings.
+        default_task: the published task, ``"multi_label"`` or ``"single_label"``.
+        default_num_classes: the published class count.
+        **options: fixed keyword arguments for ``builder`` (e.g. ``variant="vgg_16"``).
+
+    Raises:
+        ValueError: ``name`` is registered already.
+    """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = ModelInfo(name, builder, dict(default_input_spec), default_task,
@@ -74,13 +101,19 @@ PREFIXES = ("keras:", "hub:")
 
 
 def names() -> list[str]:
-    """Registered model names, plus the keras.applications ResNets as ``keras:<Name>``.
-    Any ``keras:<Application>`` and ``hub:<Backbone class or preset>`` is accepted too."""
+    """Lists the registered model names, plus the keras.applications ResNets as ``keras:<Name>``.
+
+    Any ``keras:<Application>`` and ``hub:<Backbone class or preset>`` is accepted too.
+    """
     return list(_REGISTRY) + [f"keras:{n}" for n in KERAS_LISTED]
 
 
 def get(name: str) -> ModelInfo:
-    """The registry entry for ``name`` (prefixed names get an entry made on the fly)."""
+    """Returns the registry entry for ``name`` (prefixed names get an entry made on the fly).
+
+    Raises:
+        KeyError: ``name`` is neither registered nor ``keras:<Name>`` / ``hub:<Name>``.
+    """
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name.startswith("keras:") and len(name) > 6:
@@ -94,18 +127,38 @@ def get(name: str) -> ModelInfo:
 
 
 def default_input_spec(name: str) -> dict:
-    """The input spec the model was published with (e.g. 120x120x10 for VGG/ResNet)."""
+    """Returns the input spec ``{name: (H, W, C)}`` the model was published with.
+
+    E.g. ``{"image": (120, 120, 10)}`` for the BigEarthNet VGG/ResNets (10 bands, B01 and B09
+    dropped, 20 m bands upsampled to 10 m), ``{"image": (32, 32, 10)}`` for the So2Sat models.
+
+    Raises:
+        KeyError: unknown model name.
+    """
     return dict(get(name).default_input_spec)
 
 
 def build(name: str, input_spec: Mapping, num_classes: int, task: str = MULTI_LABEL,
-          weights=None, **kwargs) -> keras.Model:
+          weights: str | os.PathLike | None = None, **kwargs: Any) -> keras.Model:
     """Builds model ``name`` for ``input_spec`` with ``num_classes`` logits.
 
-    task: "multi_label" or "single_label" (the output is logits either way; only
-    Sen2LCZ-Net's fusion of its heads depends on it).
-    weights: None, a ``.weights.h5``/``.keras`` path, or a registered pretrained name.
-    kwargs: model options (see the builder in the model's module).
+    Args:
+        name: a name from ``names()``, ``keras:<Application>`` or ``hub:<Backbone|preset>``.
+        input_spec: ``{input name: (H, W, C)}``; H and W may be None for fully convolutional models.
+        num_classes: width of the float32 ``logits`` output, ``[batch, num_classes]``.
+        task: "multi_label" or "single_label" (the output is logits either way; only
+            Sen2LCZ-Net's fusion of its heads depends on it).
+        weights: None, a ``.weights.h5``/``.keras`` path, or a registered pretrained name.
+        **kwargs: model options (see the builder in the model's module).
+
+    Returns:
+        The functional model, uncompiled.
+
+    Raises:
+        KeyError: unknown model name, or unknown pretrained name in ``weights``.
+        ValueError: invalid input spec, task or class count, or weights that do not fit.
+        TypeError: an option the model does not have.
+        FileNotFoundError: ``weights`` names a file that does not exist.
     """
     info = get(name)
     spec = normalize_input_spec(input_spec)
@@ -130,8 +183,24 @@ def _is_path(weights) -> bool:
                                          or os.path.isfile(weights))
 
 
-def load_weights(model: keras.Model, weights) -> keras.Model:
-    """Loads ``weights`` (a file path or a registered pretrained name) into ``model``."""
+def load_weights(model: keras.Model, weights: str | os.PathLike) -> keras.Model:
+    """Loads ``weights`` (a file path or a registered pretrained name) into ``model``.
+
+    A name that is not a path is resolved with ``pretrained.resolve`` (which may download it).
+
+    Args:
+        model: the model to fill, built for the same architecture as the weights.
+        weights: a ``.weights.h5``/``.keras``/``.h5`` path or a registered pretrained name.
+
+    Returns:
+        ``model``, with its weights replaced.
+
+    Raises:
+        FileNotFoundError: the weights file does not exist.
+        ValueError: wrong file suffix, or the file's weights do not fit ``model``.
+        KeyError: unknown pretrained name.
+        ImportError: a pretrained name was given and the ``pretrained`` package fails to import.
+    """
     if not _is_path(weights):
         try:
             import pretrained
@@ -154,9 +223,16 @@ def load_weights(model: keras.Model, weights) -> keras.Model:
     return model
 
 
-def load_model(path, compile: bool = False) -> keras.Model:
-    """``keras.models.load_model`` with this package's custom layers (and keras-hub,
-    if the file holds a hub model) registered."""
+def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
+    """Loads a ``.keras`` file with this package's custom layers (and keras-hub, if needed) registered.
+
+    Args:
+        path: the ``.keras`` (or legacy ``.h5``) model file.
+        compile: restore the saved optimizer, loss and metrics too (``keras.models.load_model``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path} does not exist")

@@ -1,5 +1,7 @@
-"""VGG16/19 and ResNet-50/101/152 v1 as TF-slim builds them, so the BigEarthNet TF1
-checkpoints (FACTS.md §1) load one variable per weight.
+"""VGG16/19 and ResNet-50/101/152 v1 as TF-slim builds them, loading the BigEarthNet TF1 checkpoints.
+
+The layers match TF-slim's one to one, so the published BigEarthNet-S2 19-class TF1 checkpoints
+(RSiM, TU Berlin) load one variable per weight.
 
 The BigEarthNet models call slim's ``vgg_16``/``vgg_19`` with ``fc_conv_padding="SAME"``
 and ``global_pool=True``, and ``resnet_v1_50/101/152`` with ``global_pool=True``, on
@@ -51,6 +53,8 @@ another one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import keras
 
 from models import common
@@ -75,12 +79,29 @@ BN_EPSILON = 1e-5
 
 # ----------------------------------------------------------------------------- VGG
 
-def build_vgg(input_spec, num_classes, task=MULTI_LABEL, *, variant="vgg_16",
-              fc_units=4096, dropout=0.5, scope=None):
-    """slim ``vgg_16``/``vgg_19`` with SAME fc convs and global pooling.
+def build_vgg(input_spec: Mapping[str, tuple], num_classes: int, task: str = MULTI_LABEL, *,
+              variant: str = "vgg_16", fc_units: int = 4096, dropout: float = 0.5,
+              scope: str | None = None) -> keras.Model:
+    """Builds TF-slim ``vgg_16``/``vgg_19`` with SAME fc convs and global pooling.
 
-    fc_units: width of fc6/fc7 (4096 upstream; smaller values only for quick tests).
-    dropout: drop rate of dropout6/dropout7 (slim keep_prob 0.5 -> rate 0.5).
+    Source: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+    Recognition" (ICLR 2015), as TF-slim's ``nets/vgg.py`` builds it and the BigEarthNet-S2
+    19-class TF1 models call it (``fc_conv_padding="SAME"``, ``global_pool=True``).
+
+    Args:
+        input_spec: one input ``{name: (H, W, C)}``, at least 32x32 (upstream 120x120x10).
+        num_classes: number of logits.
+        task: unused (logits either way); part of the builder signature.
+        variant: "vgg_16" or "vgg_19".
+        fc_units: width of fc6/fc7 (4096 upstream; smaller values only for quick tests).
+        dropout: drop rate of dropout6/dropout7 (slim keep_prob 0.5 -> rate 0.5).
+        scope: root of the layer names (default: ``variant``), for checkpoints saved under another.
+
+    Returns:
+        The functional model, ``[batch, H, W, C]`` -> ``[batch, num_classes]`` float32 logits.
+
+    Raises:
+        ValueError: unknown variant, more than one input, or inputs under 32x32.
     """
     if variant not in VGG_CONVS:
         raise ValueError(f"unknown VGG variant {variant!r}; known: {sorted(VGG_CONVS)}")
@@ -109,8 +130,10 @@ def build_vgg(input_spec, num_classes, task=MULTI_LABEL, *, variant="vgg_16",
 # -------------------------------------------------------------------------- ResNet
 
 def _conv_bn(x, filters, kernel, stride, scope, *, relu=True):
-    """slim conv2d (no bias) + BatchNorm (+ ReLU); stride > 1 uses slim's conv2d_same
-    (explicit symmetric padding, then VALID)."""
+    """Applies slim conv2d (no bias) + BatchNorm (+ ReLU).
+
+    Stride > 1 uses slim's conv2d_same (explicit symmetric padding, then VALID).
+    """
     if stride == 1:
         padding = "same"
     else:
@@ -127,7 +150,21 @@ def _conv_bn(x, filters, kernel, stride, scope, *, relu=True):
     return x
 
 
-def bottleneck_v1(x, depth, depth_bottleneck, stride, scope):
+def bottleneck_v1(x: keras.KerasTensor, depth: int, depth_bottleneck: int, stride: int,
+                  scope: str) -> keras.KerasTensor:
+    """Applies one TF-slim ``bottleneck_v1`` unit (1x1 -> 3x3 -> 1x1, stride in the 3x3 conv).
+
+    Args:
+        x: ``[batch, H, W, C]`` feature map.
+        depth: output channels (4 x ``depth_bottleneck``).
+        depth_bottleneck: channels of the 1x1 and 3x3 convs.
+        stride: stride of the unit (2 in the last unit of blocks 1-3, else 1).
+        scope: the unit's slim scope with "." for "/", e.g.
+            ``"resnet_v1_50.block1.unit_1.bottleneck_v1"``.
+
+    Returns:
+        ``ReLU(shortcut + residual)``, ``[batch, ceil(H / stride), ceil(W / stride), depth]``.
+    """
     depth_in = x.shape[-1]
     if depth == depth_in:
         if stride == 1:
@@ -148,11 +185,29 @@ def bottleneck_v1(x, depth, depth_bottleneck, stride, scope):
     return keras.layers.ReLU(name=f"{scope}.relu")(x)
 
 
-def build_resnet_v1(input_spec, num_classes, task=MULTI_LABEL, *, variant="resnet_v1_50",
-                    scope=None, units=None):
-    """slim ``resnet_v1_{50,101,152}`` with global pooling and 1x1-conv logits.
+def build_resnet_v1(input_spec: Mapping[str, tuple], num_classes: int, task: str = MULTI_LABEL, *,
+                    variant: str = "resnet_v1_50", scope: str | None = None,
+                    units: Sequence[int] | None = None) -> keras.Model:
+    """Builds TF-slim ``resnet_v1_{50,101,152}`` with global pooling and 1x1-conv logits.
 
-    units: override the units per block (4 ints), only for quick tests.
+    Source: He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016), as TF-slim's
+    ``nets/resnet_v1.py`` builds it (stride in the last unit of a block) and the BigEarthNet-S2
+    19-class TF1 models call it (``global_pool=True``).
+
+    Args:
+        input_spec: one input ``{name: (H, W, C)}``, at least 32x32 (upstream 120x120x10).
+        num_classes: number of logits.
+        task: unused (logits either way); part of the builder signature.
+        variant: "resnet_v1_50", "resnet_v1_101" or "resnet_v1_152".
+        scope: root of the layer names (default: ``variant``), for checkpoints saved under another.
+        units: override the units per block (4 ints), only for quick tests.
+
+    Returns:
+        The functional model, ``[batch, H, W, C]`` -> ``[batch, num_classes]`` float32 logits.
+
+    Raises:
+        ValueError: unknown variant, ``units`` not 4 positive ints, more than one input, or inputs
+            under 32x32.
     """
     if variant not in RESNET_UNITS:
         raise ValueError(f"unknown ResNet variant {variant!r}; known: {sorted(RESNET_UNITS)}")

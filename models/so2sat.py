@@ -1,6 +1,8 @@
-"""So2Sat LCZ42 baselines for 32x32 patches (FACTS.md §2).
+"""So2Sat LCZ42 baselines for 32x32 patches.
 
-Sen2LCZ-Net (Qiu et al., multi-level feature fusion; the published baseline is
+Sen2LCZ-Net (Qiu et al., "Multi-level feature fusion-based CNN for local climate zone
+classification from Sentinel-2 images: benchmark results on the So2Sat LCZ42 dataset",
+IEEE JSTARS 2020; the published baseline is
 ``sen2LCZ_drop`` with depth 17, dropout 0.2, fusion on, 16 base filters):
 
 * four stages at 32, 16, 8 and 4 pixels with ``(depth - 1) // 4`` conv blocks each
@@ -28,6 +30,9 @@ logits; He-normal kernels with an L2 penalty of 1e-4 as upstream).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -43,13 +48,22 @@ class FusionLogits(keras.layers.Layer):
     mode="sigmoid": logit(mean_i sigmoid(l_i)), elementwise, clipped away from 0 and 1.
     """
 
-    def __init__(self, mode="softmax", **kwargs):
+    def __init__(self, mode: str = "softmax", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in ("softmax", "sigmoid"):
             raise ValueError(f"FusionLogits mode must be 'softmax' or 'sigmoid', got {mode!r}")
         self.mode = mode
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[Any]) -> Any:
+        """Fuses the heads' logits.
+
+        Args:
+            inputs: K logits tensors of the same shape ``[batch, num_classes]`` (any float dtype).
+
+        Returns:
+            float32 ``[batch, num_classes]`` logits whose softmax (or sigmoid) is the mean of the
+            K heads' softmax (or sigmoid) probabilities.
+        """
         stacked = ops.stack([ops.cast(t, "float32") for t in inputs], axis=0)
         n = float(len(inputs))
         if self.mode == "softmax":
@@ -60,15 +74,41 @@ class FusionLogits(keras.layers.Layer):
         log_q = ops.logsumexp(ops.log_sigmoid(-stacked), axis=0)
         return log_p - log_q
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[tuple]) -> tuple:
+        """Returns the shape of the first input (all K inputs share it)."""
         return tuple(input_shape[0])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """Returns the layer config, with ``mode``, for ``.keras`` serialisation."""
         return {**super().get_config(), "mode": self.mode}
 
 
-def build_sen2lcz(input_spec, num_classes, task=SINGLE_LABEL, *, depth=17, filters=16,
-                  dropout=0.2, fusion=True, batch_norm=True):
+def build_sen2lcz(input_spec: Mapping[str, tuple], num_classes: int, task: str = SINGLE_LABEL, *,
+                  depth: int = 17, filters: int = 16, dropout: float = 0.2, fusion: bool = True,
+                  batch_norm: bool = True) -> keras.Model:
+    """Builds Sen2LCZ-Net (multi-level feature fusion CNN; see the module docstring).
+
+    Source: Qiu et al., IEEE JSTARS 2020 (the So2Sat LCZ42 ``sen2LCZ_drop`` baseline: depth 17,
+    dropout 0.2, fusion on, 16 base filters; published test OA 0.6937, kappa 0.6644 on 10 Sentinel-2
+    bands, Zhu et al., IEEE GRSM 2020).
+
+    Args:
+        input_spec: one input ``{name: (H, W, C)}``, at least 8x8 (upstream 32x32x10, Sentinel-2
+            B2 B3 B4 B5 B6 B7 B8 B8A B11 B12 reflectance).
+        num_classes: number of logits (17 LCZ classes).
+        task: "single_label" fuses the heads by their softmax, "multi_label" by their sigmoids.
+        depth: 4k+1 conv layers in all, k = conv blocks per stage (17 upstream).
+        filters: filters of the first stage, doubled per stage (16 upstream).
+        dropout: rate of the dropout after the stage-1 and stage-2 poolings.
+        fusion: average the four heads (True) or use the last head only (False).
+        batch_norm: batch norm after every conv.
+
+    Returns:
+        The functional model, ``[batch, H, W, C]`` -> ``[batch, num_classes]`` float32 logits.
+
+    Raises:
+        ValueError: depth not 4k+1 with k >= 1, more than one input, or inputs under 8x8.
+    """
     if depth < 5 or (depth - 1) % 4:
         raise ValueError(f"Sen2LCZ-Net depth must be 4k+1 with k >= 1, got {depth}")
     inputs, x = common.single_input(input_spec, "Sen2LCZ-Net", min_size=8)
@@ -110,8 +150,27 @@ def build_sen2lcz(input_spec, num_classes, task=SINGLE_LABEL, *, depth=17, filte
     return common.finish(inputs, out, "Sen2LCZ-Net")
 
 
-def build_so2sat_resnet(input_spec, num_classes, task=SINGLE_LABEL, *, depth=20,
-                        filters=16, weight_decay=1e-4):
+def build_so2sat_resnet(input_spec: Mapping[str, tuple], num_classes: int, task: str = SINGLE_LABEL, *,
+                        depth: int = 20, filters: int = 16, weight_decay: float = 1e-4) -> keras.Model:
+    """Builds the So2Sat bottleneck pre-activation ResNet v2 (CIFAR style; see the module docstring).
+
+    Source: the So2Sat LCZ42 benchmark code (Zhu et al., IEEE GRSM 2020), after He et al.,
+    "Identity Mappings in Deep Residual Networks" (ECCV 2016).
+
+    Args:
+        input_spec: one input ``{name: (H, W, C)}``, at least 4x4 (upstream 32x32x10).
+        num_classes: number of logits (17 LCZ classes).
+        task: unused (logits either way); part of the builder signature.
+        depth: 9n+2 layers (11, 20, 29, 56...), n = units per stage.
+        filters: filters of the stem conv (16 upstream).
+        weight_decay: L2 penalty on conv kernels (1e-4 upstream; 0 = none).
+
+    Returns:
+        The functional model, ``[batch, H, W, C]`` -> ``[batch, num_classes]`` float32 logits.
+
+    Raises:
+        ValueError: depth not 9n+2 with n >= 1, more than one input, or inputs under 4x4.
+    """
     if depth < 11 or (depth - 2) % 9:
         raise ValueError(f"So2Sat ResNet depth must be 9n+2 (11, 20, 29, 56...), got {depth}")
     inputs, x = common.single_input(input_spec, f"So2Sat-ResNet{depth}", min_size=4)

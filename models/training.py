@@ -1,5 +1,7 @@
-"""The reusable pieces of a training run (train.py): inputs, strategy, learning rate, optimizer,
-loss, micro-F1 counts, history and curves, run-directory files.
+"""The reusable pieces of a training run (train.py).
+
+Inputs, strategy, learning rate, optimizer, loss, micro-F1 counts, history and curves,
+run-directory files.
 
 Flag-free: train.py turns its flags into a ``TrainConfig`` and calls these. ``make_schedule`` and
 ``make_optimizer`` read the named attributes of that config (any object with them will do).
@@ -13,7 +15,8 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Mapping, Sequence
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -25,18 +28,30 @@ from prep.datasets.spec import Task
 from prep.errors import InputError, UsageError
 from prep.files import atomic_write, sha256_file, write_json_atomic
 
+if TYPE_CHECKING:
+    from prep.datasets.spec import DatasetSpec
+    from train import TrainConfig
+
 HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds")
 
 
 # --- inputs and data ------------------------------------------------------------------------------
 
-def default_inputs(model_name: str, spec) -> tuple[str, bool]:
-    """(bands, per_resolution) the model was published with, expressed for the dataset ``spec``.
+def default_inputs(model_name: str, spec: DatasetSpec) -> tuple[str, bool]:
+    """Returns (bands, per_resolution): the model's published inputs, expressed for the dataset ``spec``.
 
     The dataset's package says how each model is fed (``Dataset.model_input``): a model whose
     published inputs are band presets of the dataset (K-BranchCNN: 10m, 20m, 60m) gets them per
     resolution; other models get the dataset's ``model_inputs`` entry or its ``default_bands``
     (BigEarthNet 10m20m, So2Sat sen2). A dataset outside the registry gets all its bands.
+
+    Args:
+        model_name: a model name (``models.names()``); an unknown one is taken as a single-image model.
+        spec: the dataset's definition (the manifest's dataset).
+
+    Returns:
+        A band selection for ``prep.reader`` (a preset such as "10m20m", or presets joined with
+        "+") and whether to deliver one input per resolution group.
     """
     from prep import datasets
 
@@ -55,14 +70,31 @@ def default_inputs(model_name: str, spec) -> tuple[str, bool]:
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The data seed of one epoch: a function of (seed, epoch) only, so a resumed run sees the same data."""
+    """Returns the data seed of one epoch, in [0, 2**31).
+
+    A function of (seed, epoch) only (``np.random.SeedSequence``), so a resumed run sees the same data.
+    """
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def class_weight_vector(option: str, manifest: Mapping, split: str) -> np.ndarray | None:
-    """Per-class loss weights (mean 1), or None, from the --class_weights option: "none", "balanced"
-    (inverse class frequency of ``split`` in the manifest), a JSON file {class name: weight} or one
-    comma-separated weight per class (taken as given)."""
+    """Returns per-class loss weights from the --class_weights option, or None.
+
+    Args:
+        option: "none" (or "" / None), "balanced" (inverse class frequency of ``split``, scaled to
+            mean 1), a ``.json`` file ``{class name: weight}`` (scaled to mean 1) or one
+            comma-separated weight per class (taken as given).
+        manifest: the prepared dataset's manifest.json (``classes`` and per-split ``class_counts``).
+        split: the split whose class counts "balanced" uses.
+
+    Returns:
+        ``[num_classes]`` float32 in the manifest's class order, or None for "none".
+
+    Raises:
+        InputError: "balanced" without class counts in the manifest, or a JSON file missing classes.
+        UsageError: a comma list that does not parse or has the wrong length.
+        OSError: the JSON file cannot be read.
+    """
     classes = list(manifest["classes"])
     if option in (None, "", "none"):
         return None
@@ -93,8 +125,16 @@ def class_weight_vector(option: str, manifest: Mapping, split: str) -> np.ndarra
 
 # --- distribution ---------------------------------------------------------------------------------
 
-def make_strategy(name: str, tpu: str = ""):
-    """The tf.distribute strategy named by --strategy (``tpu``: the TPU name or address, '' = local)."""
+def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
+    """Returns the tf.distribute strategy named by --strategy, connecting to the TPU for "tpu".
+
+    Args:
+        name: "default", "mirrored", "multi_worker" or "tpu".
+        tpu: the TPU name or address ('' = the local TPU); used by "tpu" only.
+
+    Raises:
+        ValueError: unknown name.
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -109,8 +149,8 @@ def make_strategy(name: str, tpu: str = ""):
     raise ValueError(f"unknown strategy {name!r}; one of default, mirrored, multi_worker, tpu")
 
 
-def is_chief(strategy) -> bool:
-    """Whether this process writes the run directory (the chief, or worker 0 of a chief-less cluster)."""
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Tells whether this process writes the run directory (the chief, or worker 0 of a chief-less cluster)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
@@ -120,8 +160,22 @@ def is_chief(strategy) -> bool:
 
 # --- learning rate and optimizer ------------------------------------------------------------------
 
-def make_schedule(cfg, steps_per_epoch: int):
-    """The learning rate (a float, or a Keras schedule over steps) of ``cfg.lr_schedule`` with its warm-up."""
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Returns the learning rate of ``cfg.lr_schedule`` with its linear warm-up.
+
+    Args:
+        cfg: reads ``learning_rate``, ``epochs``, ``lr_schedule`` ("constant", "cosine", "step" or
+            "exponential"), ``lr_warmup_epochs``, ``lr_decay_epochs`` and ``lr_decay_factor``
+            (any object with these attributes will do).
+        steps_per_epoch: optimizer steps per epoch (schedules count steps, the options epochs).
+
+    Returns:
+        A float (constant, no warm-up) or a Keras schedule over optimizer steps.
+
+    Raises:
+        UsageError: a warm-up with the step or exponential schedule.
+        ValueError: unknown schedule.
+    """
     lr = float(cfg.learning_rate)
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = int(round(cfg.lr_warmup_epochs * steps_per_epoch))
@@ -144,8 +198,18 @@ def make_schedule(cfg, steps_per_epoch: int):
     raise ValueError(f"unknown --lr_schedule {cfg.lr_schedule!r}")
 
 
-def make_optimizer(cfg, schedule):
-    """The Keras optimizer of ``cfg.optimizer`` with its weight decay and momentum."""
+def make_optimizer(cfg: TrainConfig,
+                   schedule: float | keras.optimizers.schedules.LearningRateSchedule) -> keras.optimizers.Optimizer:
+    """Returns the Keras optimizer of ``cfg.optimizer`` with its weight decay and momentum.
+
+    Args:
+        cfg: reads ``optimizer`` ("adam", "adamw", "nadam", "sgd" or "rmsprop"), ``weight_decay``
+            (decoupled, 0 = none) and ``momentum`` (SGD and RMSprop).
+        schedule: the learning rate, as ``make_schedule`` returns it.
+
+    Raises:
+        ValueError: unknown optimizer.
+    """
     wd = cfg.weight_decay or None
     if cfg.optimizer == "adam":
         opt = keras.optimizers.Adam(schedule, weight_decay=wd)
@@ -162,19 +226,35 @@ def make_optimizer(cfg, schedule):
     return opt
 
 
-def current_lr(optimizer) -> float:
-    """The optimizer's learning rate at its current step."""
+def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
+    """Returns the optimizer's learning rate at its current step."""
     lr = optimizer.learning_rate
     return float(np.asarray(lr))
 
 
 # --- loss and micro-F1 ----------------------------------------------------------------------------
 
-def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0, class_weights=None):
-    """(targets, logits) -> per-example loss: sigmoid cross-entropy averaged over classes (multi-label,
-    targets multi-hot) or softmax cross-entropy (single-label, targets class indices); label smoothing
-    towards 0.5 / uniform; class weights scale each class's term (multi-label) or each example by its
-    class (single-label)."""
+def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0,
+              class_weights: np.ndarray | Sequence[float] | None = None) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """Returns ``loss(targets, logits)``, the per-example loss of ``task``.
+
+    Multi-label: sigmoid cross-entropy averaged over classes, targets ``[batch, num_classes]``
+    multi-hot float32, label smoothing towards 0.5. Single-label: softmax cross-entropy, targets
+    ``[batch]`` int32 class indices, label smoothing towards uniform.
+
+    Args:
+        task: "multi_label" or "single_label".
+        num_classes: C, the width of the ``[batch, C]`` float32 logits.
+        label_smoothing: smoothing factor in [0, 1) (0 = none).
+        class_weights: ``[C]`` weights scaling each class's term (multi-label) or each example by
+            its class (single-label); None = unweighted.
+
+    Returns:
+        A function ``(targets, logits) -> [batch]`` float32 loss.
+
+    Raises:
+        ValueError: unknown task.
+    """
     ls = float(label_smoothing)
     w = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
     if task == Task.MULTI_LABEL:
@@ -199,9 +279,14 @@ def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0, class_w
     return loss
 
 
-def make_counts(task: str):
-    """(targets, logits) -> (tp, fp, fn) for micro-F1: sigmoid >= 0.5 (logit >= 0) per class for
-    multi-label; the top-1 class for single-label (micro-F1 = accuracy)."""
+def make_counts(task: str) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+    """Returns ``counts(targets, logits) -> (tp, fp, fn)``, the batch's float32 scalar counts for micro-F1.
+
+    Multi-label (targets ``[batch, C]`` multi-hot): prediction = sigmoid >= 0.5 (logit >= 0) per
+    class, counts summed over examples and classes. Single-label (targets ``[batch]`` int32): the
+    top-1 class, so tp = correct and fp = fn = wrong (micro-F1 = overall accuracy). Any task other
+    than "multi_label" gets the single-label counts.
+    """
 
     def multi(y, logits):
         pred = tf.cast(logits >= 0.0, tf.float32)
@@ -217,7 +302,7 @@ def make_counts(task: str):
 
 
 def micro_f1(tp: float, fp: float, fn: float) -> float:
-    """Micro-F1 from summed counts (0 when there is nothing to count)."""
+    """Returns micro-F1 = 2 tp / (2 tp + fp + fn) from summed counts (0 when there is nothing to count)."""
     den = 2 * tp + fp + fn
     return 2 * tp / den if den else 0.0
 
@@ -225,7 +310,10 @@ def micro_f1(tp: float, fp: float, fn: float) -> float:
 # --- run directory --------------------------------------------------------------------------------
 
 def git_state() -> dict:
-    """The commit of the project's checkout and whether tracked files differ from it (None outside git)."""
+    """Returns ``{"git_commit", "git_dirty"}``: the checkout's HEAD and whether tracked files differ.
+
+    Both are None outside a git checkout or without git.
+    """
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder of train.py
 
     def git(*args):
@@ -240,8 +328,17 @@ def git_state() -> dict:
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 
-def run_info(manifest_path: str, strategy_name: str, strategy, precision_policy: str, input_spec: Mapping) -> dict:
-    """run_info.json: the code (git), the data (manifest SHA-256), the command, library versions, devices."""
+def run_info(manifest_path: str, strategy_name: str, strategy: tf.distribute.Strategy, precision_policy: str,
+             input_spec: Mapping) -> dict:
+    """Returns the contents of run_info.json: what a run used, to reproduce it.
+
+    The code (git commit, dirty flag), the data (manifest path and SHA-256), the command line, the
+    start time, Python/TensorFlow/Keras versions, host, devices, strategy and replica count, the
+    precision policy and the model's ``{input name: [H, W, C]}``.
+
+    Raises:
+        OSError: the manifest cannot be read.
+    """
     return {
         **git_state(),
         "manifest_sha256": sha256_file(manifest_path),
@@ -260,13 +357,13 @@ def run_info(manifest_path: str, strategy_name: str, strategy, precision_policy:
     }
 
 
-def write_json(path: str, obj) -> None:
-    """``obj`` as indented JSON (non-JSON values as str) to ``path``, atomically (prep.files)."""
+def write_json(path: str, obj: Any) -> None:
+    """Writes ``obj`` as indented JSON (non-JSON values as str) to ``path``, atomically (prep.files)."""
     write_json_atomic(path, obj, indent=2, default=str)
 
 
 def read_history(path: str) -> list[dict]:
-    """The rows of history.csv (epoch, numbered from 1, and step as int, the rest float or None); [] when absent."""
+    """Reads history.csv: epoch (numbered from 1) and step as int, the rest float or None; [] when absent."""
     if not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as f:
@@ -275,8 +372,10 @@ def read_history(path: str) -> list[dict]:
 
 
 def write_history(path: str, rows: Sequence[Mapping]) -> None:
-    """history.csv: one row per epoch (numbered from 1), the columns of HISTORY_FIELDS (None as empty);
-    written atomically (prep.files)."""
+    """Writes history.csv atomically (prep.files): one row per epoch, the columns of HISTORY_FIELDS.
+
+    Epochs are numbered from 1; None is written as an empty cell.
+    """
     with atomic_write(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         w.writeheader()
@@ -285,8 +384,10 @@ def write_history(path: str, rows: Sequence[Mapping]) -> None:
 
 
 def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
-    """curves.png: loss and micro-F1 per epoch (the rows' epoch numbers, from 1), training and (when
-    present) validation."""
+    """Plots curves.png: loss and micro-F1 per epoch, training and (when present) validation.
+
+    The x axis is the rows' epoch numbers (from 1); matplotlib runs on the Agg backend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -309,15 +410,21 @@ def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
     plt.close(fig)
 
 
-def scalar_summary(name: str, value, step: int) -> None:
-    """A TensorBoard scalar (the scalars plugin's format) without needing the tensorboard package."""
+def scalar_summary(name: str, value: float, step: int) -> None:
+    """Writes a float32 TensorBoard scalar (the scalars plugin's format) to the default summary writer.
+
+    Needs no tensorboard package.
+    """
     meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
     tf.summary.write(name, tf.constant(float(value), tf.float32), step=step, metadata=meta)
 
 
-def epoch_summaries(writers: Mapping, row: Mapping) -> None:
-    """An epoch's history row to TensorBoard: epoch_loss and epoch_micro_f1 under ``writers["train"]``,
-    and under ``writers["val"]`` when the row has validation values."""
+def epoch_summaries(writers: Mapping[str, tf.summary.SummaryWriter], row: Mapping) -> None:
+    """Writes an epoch's history row to TensorBoard at step ``row["step"]``.
+
+    epoch_loss and epoch_micro_f1 go under ``writers["train"]``, and under ``writers["val"]`` when the
+    row has validation values.
+    """
     for kind, prefix in (("train", ""), ("val", "val_")):
         if row.get(f"{prefix}loss") is None:
             continue
