@@ -79,11 +79,14 @@ Every ratio whose denominator is 0 is 0, as sklearn with ``zero_division=0``:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from prep.datasets.spec import Task
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 MULTI_LABEL = Task.MULTI_LABEL
 SINGLE_LABEL = Task.SINGLE_LABEL
@@ -152,7 +155,15 @@ _PAIRWISE_BLOCK = 1 << 22
 
 
 def multi_label_keys(num_classes: int, average_precision: bool = True) -> list[str]:
-    """Every key ``MultiLabelAccumulator.result()`` returns, in report order."""
+    """Lists every key ``MultiLabelAccumulator.result()`` returns, in report order.
+
+    The sample, micro and macro keys are those of the BigEarthNet evaluation's eval_result.json.
+
+    Args:
+        num_classes: C; the per-class keys run ``<prefix>0`` .. ``<prefix>{C-1}``.
+        average_precision: include ``AP_KEYS`` and ``average_precision_class<j>`` (False when the
+            accumulator keeps no scores).
+    """
     keys = list(SAMPLE_KEYS) + list(MICRO_KEYS) + list(MACRO_AVG_KEYS)
     keys += [f"{p}{j}" for p in MACRO_CLASS_PREFIXES for j in range(num_classes)]
     if average_precision:
@@ -161,15 +172,24 @@ def multi_label_keys(num_classes: int, average_precision: bool = True) -> list[s
 
 
 def single_label_keys(num_classes: int, average_precision: bool = True) -> list[str]:
-    """Every key ``SingleLabelAccumulator.result()`` returns, in report order."""
+    """Lists every key ``SingleLabelAccumulator.result()`` returns, in report order.
+
+    Args:
+        num_classes: C; the per-class keys run ``<prefix>0`` .. ``<prefix>{C-1}``.
+        average_precision: include ``AP_KEYS`` and ``average_precision_class<j>``.
+    """
     keys = list(SINGLE_KEYS) + [f"{p}{j}" for p in SINGLE_CLASS_PREFIXES for j in range(num_classes)]
     if average_precision:
         keys += list(AP_KEYS) + [f"{AP_CLASS_PREFIX}{j}" for j in range(num_classes)]
     return keys
 
 
-def safe_divide(num, den):
-    """Num / den elementwise, 0 where den == 0 (sklearn's zero_division=0)."""
+def safe_divide(num: ArrayLike, den: ArrayLike) -> np.ndarray:
+    """Divides ``num / den`` elementwise in float64, giving 0 where ``den == 0`` (sklearn's zero_division=0).
+
+    Returns:
+        float64 array of the broadcast shape of ``num`` and ``den`` (0-d for scalars).
+    """
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
     out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
@@ -177,8 +197,18 @@ def safe_divide(num, den):
     return out
 
 
-def fbeta_from_counts(tp, fp, fn, beta: float):
-    """F-beta from counts: (1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp), 0 when undefined."""
+def fbeta_from_counts(tp: ArrayLike, fp: ArrayLike, fn: ArrayLike, beta: float) -> np.ndarray:
+    """Computes F-beta from counts: (1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp), 0 when undefined.
+
+    Args:
+        tp: true positives (scalar or array).
+        fp: false positives, broadcastable with ``tp``.
+        fn: false negatives, broadcastable with ``tp``.
+        beta: recall is weighted beta times as much as precision (1, 2 and 0.5 in the BigEarthNet keys).
+
+    Returns:
+        float64 array of the broadcast shape (0-d for scalars).
+    """
     b2 = beta * beta
     tp = np.asarray(tp, dtype=np.float64)
     return safe_divide((1.0 + b2) * tp, (1.0 + b2) * tp + b2 * np.asarray(fn, np.float64) + np.asarray(fp, np.float64))
@@ -221,11 +251,17 @@ def ranking_sums(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float,
     return cov, rl, lrap
 
 
-def precision_recall_curve(scores: np.ndarray, targets: np.ndarray):
-    """Precision and recall at every distinct score threshold, high to low.
+def precision_recall_curve(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Computes precision and recall at every distinct score threshold, high to low.
 
-    Returns (precision, recall, thresholds), each of length T (distinct scores), where entry t
-    counts the samples scoring >= thresholds[t]. With no positives recall is 0 everywhere.
+    Args:
+        scores: N scores of one binary problem (flattened if not 1-D).
+        targets: N binary targets (bool or 0/1), flattened likewise.
+
+    Returns:
+        (precision, recall, thresholds), each ``[T]`` for the T distinct scores, where entry t
+        counts the samples scoring >= thresholds[t]. With no positives recall is 0 everywhere;
+        with N = 0 all three are empty.
     """
     scores = np.asarray(scores).ravel()
     if not np.issubdtype(scores.dtype, np.floating):
@@ -246,7 +282,10 @@ def precision_recall_curve(scores: np.ndarray, targets: np.ndarray):
 
 
 def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Sklearn's average_precision_score for one binary problem: sum_t (R_t - R_{t-1}) P_t; 0 without positives."""
+    """Computes sklearn's average_precision_score for one binary problem: sum_t (R_t - R_{t-1}) P_t.
+
+    Step-wise, without interpolation; 0 without positives. ``scores`` and ``targets`` are N values each.
+    """
     precision, recall, _ = precision_recall_curve(scores, targets)
     if recall.size == 0 or recall[-1] == 0:
         return 0.0
@@ -351,7 +390,18 @@ class MultiLabelAccumulator:
         self._targets: list[np.ndarray] = []
         self._ap = None
 
-    def update(self, scores, targets) -> None:
+    def update(self, scores: ArrayLike, targets: ArrayLike) -> None:
+        """Adds one batch.
+
+        Args:
+            scores: ``[N, C]`` finite scores, e.g. sigmoid probabilities (stored as float32, compared
+                with the thresholds in float64).
+            targets: ``[N, C]`` multi-hot targets, bool or 0/1.
+
+        Raises:
+            ValueError: scores not ``[N, C]``, NaN or infinite scores, or targets of another shape;
+                the message names the batch (counted from 1).
+        """
         self._batches += 1
         s = _as_scores(scores, "MultiLabelAccumulator", self.num_classes, self._batches)
         y = np.asarray(targets)
@@ -393,17 +443,23 @@ class MultiLabelAccumulator:
             self._targets.append(y)
 
     def scores(self) -> np.ndarray:
+        """Returns the stored scores, ``[N, C]`` float32 in update order (``[0, C]`` if none or ``keep_scores=False``)."""
         return np.concatenate(self._scores) if self._scores else np.zeros((0, self.num_classes), np.float32)
 
     def targets(self) -> np.ndarray:
+        """Returns the stored targets, ``[N, C]`` bool multi-hot in update order (``[0, C]`` if none kept)."""
         return np.concatenate(self._targets) if self._targets else np.zeros((0, self.num_classes), bool)
 
     def classes_without_positives(self) -> list[int]:
-        """Indices of the classes no sample seen so far has as a true class (their AP is undefined, see the module doc)."""
+        """Lists the classes no sample seen so far has as a true class (their AP is undefined, see the module doc)."""
         return [int(j) for j in np.flatnonzero(self.tp + self.fn == 0)]
 
     def per_class(self) -> dict[str, np.ndarray]:
-        """Per-class arrays: support, predicted, tp, fp, fn, precision, recall, f1, f2, f0_5, accuracy, ap, threshold."""
+        """Returns per-class ``[C]`` arrays keyed by metric name.
+
+        Keys: support, predicted, tp, fp, fn (int64); precision, recall, f1, f2, f0_5, accuracy
+        (Jaccard), threshold and, when scores are kept, average_precision (float64).
+        """
         tp, fp, fn = self.tp, self.fp, self.fn
         out = {
             "support": tp + fn,
@@ -429,6 +485,11 @@ class MultiLabelAccumulator:
         return self._ap[1]
 
     def result(self) -> dict[str, float]:
+        """Returns every metric under its ``multi_label_keys`` key (definitions in the module docstring).
+
+        All values are finite; without samples they are 0. Average precision is included only when
+        the accumulator keeps its scores.
+        """
         n = self.n
         res = {k: (float(self._sums[k]) / n if n else 0.0) for k in SAMPLE_KEYS}
         tp, fp, fn = (float(a.sum()) for a in (self.tp, self.fp, self.fn))
@@ -455,9 +516,18 @@ class MultiLabelAccumulator:
         return {k: res[k] for k in multi_label_keys(self.num_classes, self.keep_scores)}
 
 
-def confusion_metrics(cm) -> dict[str, float]:
-    """Single-label metrics (``SINGLE_KEYS`` and the per-class keys) from a C x C confusion
-    matrix with rows = true class, columns = predicted class.
+def confusion_metrics(cm: ArrayLike) -> dict[str, float]:
+    """Computes the single-label metrics (``SINGLE_KEYS`` and the per-class keys) from a confusion matrix.
+
+    OA = trace / n; Cohen's kappa (Cohen, 1960) = (p_o - p_e) / (1 - p_e), 0 when p_e = 1;
+    average accuracy = mean recall over the classes present in the targets; precision, recall and
+    F1 per class, macro- and support-weighted-averaged as sklearn with ``zero_division=0``.
+
+    Args:
+        cm: ``[C, C]`` counts, rows = true class, columns = predicted class.
+
+    Raises:
+        ValueError: ``cm`` is not square.
     """
     cm = np.asarray(cm, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
@@ -508,7 +578,17 @@ class SingleLabelAccumulator:
         self._targets: list[np.ndarray] = []
         self._ap = None
 
-    def update(self, scores, targets) -> None:
+    def update(self, scores: ArrayLike, targets: ArrayLike) -> None:
+        """Adds one batch; the prediction is the argmax of each row of ``scores``.
+
+        Args:
+            scores: ``[N, C]`` finite scores, e.g. softmax probabilities.
+            targets: ``[N]`` class indices in 0..C-1 (integers, of any dtype) or ``[N, C]`` one-hot rows.
+
+        Raises:
+            ValueError: scores not ``[N, C]``, NaN or infinite scores, targets of the wrong shape,
+                not integers, or outside 0..C-1; the message names the batch (counted from 1).
+        """
         self._batches += 1
         c = self.num_classes
         s = _as_scores(scores, "SingleLabelAccumulator", c, self._batches)
@@ -534,26 +614,34 @@ class SingleLabelAccumulator:
             self._targets.append(t)
 
     def scores(self) -> np.ndarray:
+        """Returns the stored scores, ``[N, C]`` float32 in update order (``[0, C]`` if none or ``keep_scores=False``)."""
         return np.concatenate(self._scores) if self._scores else np.zeros((0, self.num_classes), np.float32)
 
     def targets(self) -> np.ndarray:
+        """Returns the stored targets, ``[N]`` int64 class indices in update order (``[0]`` if none kept)."""
         return np.concatenate(self._targets) if self._targets else np.zeros(0, np.int64)
 
     def confusion_matrix(self) -> np.ndarray:
+        """Returns a copy of the ``[C, C]`` int64 confusion matrix (rows = true class, columns = predicted)."""
         return self.cm.copy()
 
     def classes_without_positives(self) -> list[int]:
-        """Indices of the classes that are no sample's true class so far (their AP is undefined, see the module doc)."""
+        """Lists the classes that are no sample's true class so far (their AP is undefined, see the module doc)."""
         return [int(j) for j in np.flatnonzero(self.cm.sum(axis=1) == 0)]
 
     def one_hot_targets(self) -> np.ndarray:
+        """Returns the stored targets as ``[N, C]`` bool one-hot rows."""
         t = self.targets()
         out = np.zeros((len(t), self.num_classes), bool)
         out[np.arange(len(t)), t] = True
         return out
 
     def per_class(self) -> dict[str, np.ndarray]:
-        """Per-class arrays: support, predicted, tp, fp, fn, precision, recall, f1, ap."""
+        """Returns per-class ``[C]`` arrays keyed by metric name.
+
+        Keys: support, predicted, tp, fp, fn (int64); precision, recall, f1 and, when scores are kept,
+        average_precision (float64).
+        """
         cm = self.cm
         tp = np.diag(cm).copy()
         support = cm.sum(axis=1)
@@ -578,6 +666,10 @@ class SingleLabelAccumulator:
         return self._ap[1]
 
     def result(self) -> dict[str, float]:
+        """Returns every metric under its ``single_label_keys`` key (OA, kappa, AA, per-class P/R/F1, AP).
+
+        All values are finite; an empty accumulator gives 0 everywhere.
+        """
         res = confusion_metrics(self.cm)
         if self.keep_scores:
             per_class, summary = self._average_precision()
@@ -587,11 +679,18 @@ class SingleLabelAccumulator:
         return {k: res[k] for k in single_label_keys(self.num_classes, self.keep_scores)}
 
 
-def make_accumulator(task: str, num_classes: int, threshold=0.5, keep_scores: bool = True):
-    """The accumulator for ``task`` (a ``Task`` or its value, "multi_label" / "single_label").
+def make_accumulator(task: str, num_classes: int, threshold: float | Sequence[float] = 0.5,
+                     keep_scores: bool = True) -> MultiLabelAccumulator | SingleLabelAccumulator:
+    """Makes the accumulator for ``task`` (a ``Task`` or its value, "multi_label" / "single_label").
+
+    Args:
+        task: the learning task.
+        num_classes: C.
+        threshold: multi-label decision threshold, one value or C values (ignored for single-label).
+        keep_scores: store the scores for average precision, threshold selection and plots.
 
     Raises:
-      ValueError: for any other task.
+        ValueError: for any other task, or an invalid threshold.
     """
     if task == MULTI_LABEL:
         return MultiLabelAccumulator(num_classes, threshold=threshold, keep_scores=keep_scores)
@@ -600,8 +699,21 @@ def make_accumulator(task: str, num_classes: int, threshold=0.5, keep_scores: bo
     raise ValueError(f"unknown task {task!r}: expected {MULTI_LABEL!r} or {SINGLE_LABEL!r}")
 
 
-def compute(task: str, scores, targets, threshold=0.5) -> dict[str, float]:
-    """All metrics of ``task`` over whole arrays at once (one update)."""
+def compute(task: str, scores: ArrayLike, targets: ArrayLike, threshold: float | Sequence[float] = 0.5) -> dict[str, float]:
+    """Computes all metrics of ``task`` over whole arrays at once (one update).
+
+    Args:
+        task: "multi_label" or "single_label".
+        scores: ``[N, C]`` finite scores.
+        targets: ``[N, C]`` multi-hot (multi-label) or ``[N]`` class indices / ``[N, C]`` one-hot.
+        threshold: multi-label decision threshold, one value or C values.
+
+    Returns:
+        ``result()`` of the filled accumulator.
+
+    Raises:
+        ValueError: unknown task, or arrays the accumulator rejects.
+    """
     scores = np.asarray(scores)
     acc = make_accumulator(task, scores.shape[1], threshold=threshold)
     acc.update(scores, targets)

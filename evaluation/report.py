@@ -22,7 +22,8 @@ import csv
 import json
 import math
 import os
-from typing import Sequence
+from collections.abc import Callable
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -81,14 +82,29 @@ def _check_finite(result: dict) -> dict[str, float]:
     return out
 
 
-def write_json(path: str, obj) -> None:
+def write_json(path: str, obj: Any) -> None:
+    """Writes ``obj`` as indented JSON with a final newline.
+
+    Raises:
+        ValueError: ``obj`` holds NaN or infinity (``allow_nan=False``).
+        TypeError: ``obj`` holds a value JSON cannot represent.
+    """
     with open(path, "w") as f:
         json.dump(obj, f, indent=2, allow_nan=False)
         f.write("\n")
 
 
 def per_class_rows(per_class: dict[str, np.ndarray], class_names: Sequence[str]) -> list[dict]:
-    """One dict per class, columns in a fixed order; missing fields are left out."""
+    """Makes one row dict per class: index, class name, then the ``per_class`` columns in a fixed order.
+
+    Args:
+        per_class: ``{metric: [C] array}`` as ``per_class()`` of an accumulator returns it; columns
+            it lacks are left out.
+        class_names: the C class names, in class-index order.
+
+    Returns:
+        C dicts; integer counts as int, ratios as float.
+    """
     columns = ("support", "predicted", "tp", "fp", "fn", "precision", "recall", "f1", "f2", "f0_5",
                "accuracy", "average_precision", "threshold")
     rows = []
@@ -103,6 +119,7 @@ def per_class_rows(per_class: dict[str, np.ndarray], class_names: Sequence[str])
 
 
 def write_per_class_csv(path: str, rows: list[dict]) -> None:
+    """Writes ``per_class_rows`` output as CSV (floats with 6 decimals; header only when ``rows`` is empty)."""
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["index", "class"])
         writer.writeheader()
@@ -111,6 +128,7 @@ def write_per_class_csv(path: str, rows: list[dict]) -> None:
 
 
 def write_confusion_csv(path: str, cm: np.ndarray, class_names: Sequence[str]) -> None:
+    """Writes the ``[C, C]`` confusion matrix as CSV: rows = true class, columns = predicted, labelled by name."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["true \\ predicted"] + list(class_names))
@@ -123,7 +141,7 @@ def _short(name: str, width: int = 38) -> str:
 
 
 def absent_classes_note(names: Sequence[str]) -> str:
-    """One line naming the classes with no positive sample ("none" when every class has one)."""
+    """Returns one line naming the classes with no positive sample ("none" when every class has one)."""
     if not names:
         return "classes without a positive sample: none"
     return (f"{len(names)} class(es) without a positive sample (AP 0 in macro AP, left out of mAP over present "
@@ -140,8 +158,23 @@ def baseline_line(baseline: dict | None) -> str:
 
 def console_table(task: str, result: dict, rows: list[dict], samples: int | None = None,
                   absent: Sequence[str] = (), baseline: dict | None = None) -> str:
-    """A fixed-width text table: headline metrics, the classes ``absent`` (no positive sample; a
-    line only when there are some), then one line per class.
+    """Formats a fixed-width text table for the console.
+
+    Headline metrics (``HEADLINE[task]``), the best constant predictor (when ``baseline`` is given),
+    the classes ``absent`` (no positive sample; a line only when there are some), then one line per
+    class (support, precision, recall, F1 and AP if known).
+
+    Args:
+        task: "multi_label" or "single_label".
+        result: the accumulator's ``result()``.
+        rows: ``per_class_rows`` output.
+        samples: sample count for the title (left out when None).
+        absent: names of the classes without a positive sample.
+        baseline: the best constant predictor (``evaluation.baseline``: ``metric``, ``value``,
+            ``description``), or None.
+
+    Raises:
+        KeyError: unknown task.
     """
     title = f"{task.replace('_', '-')} evaluation" + (f", {samples} samples" if samples is not None else "")
     lines = [title, "=" * len(title)]
@@ -168,8 +201,15 @@ def console_table(task: str, result: dict, rows: list[dict], samples: int | None
 
 def markdown_report(task: str, result: dict, rows: list[dict], meta: dict, images: Sequence[str],
                     absent: Sequence[str] = (), baseline: dict | None = None) -> str:
-    """report.md: the sources (``meta``), headline metrics, the classes ``absent`` (no positive
-    sample), every summary metric, the per-class table and the ``images`` (file names in its folder).
+    """Formats report.md.
+
+    The sources (``meta``: model, predictions, data_dir, split, samples, threshold, thresholds_from),
+    the best constant predictor (``baseline``, when given), headline metrics, the classes ``absent``
+    (no positive sample), every summary metric, the per-class table and the ``images`` (file names
+    in the report's folder).
+
+    Raises:
+        KeyError: unknown task.
     """
     n_classes = len(rows)
     out = [f"# Evaluation report ({task.replace('_', '-')})", ""]
@@ -217,6 +257,7 @@ def _figure(width: float, height: float):
 
 
 def plot_per_class_f1(path: str, rows: list[dict], title: str) -> None:
+    """Plots a horizontal bar chart of each class's F1 (``per_class_rows`` output) to the PNG ``path``."""
     names = [_short(r["class"], 45) for r in rows]
     f1 = [r["f1"] for r in rows]
     fig = _figure(9, 1.5 + 0.32 * len(rows))
@@ -243,7 +284,15 @@ def _decimate(x: np.ndarray, y: np.ndarray, max_points: int = 400):
 
 def plot_precision_recall(path: str, scores: np.ndarray, targets: np.ndarray, class_names: Sequence[str],
                           ap: np.ndarray) -> None:
-    """One precision-recall curve per class (and the micro average); AP in the legend."""
+    """Plots one precision-recall curve per class (and the micro average) to the PNG ``path``; AP in the legend.
+
+    Args:
+        path: the PNG file to write.
+        scores: ``[N, C]`` scores.
+        targets: ``[N, C]`` bool multi-hot (or one-hot) targets; classes without positives are skipped.
+        class_names: the C class names.
+        ap: ``[C]`` per-class average precision for the legend.
+    """
     import matplotlib
 
     fig = _figure(11, 7)
@@ -272,7 +321,10 @@ def plot_precision_recall(path: str, scores: np.ndarray, targets: np.ndarray, cl
 
 
 def plot_confusion(path: str, cm: np.ndarray, class_names: Sequence[str]) -> None:
-    """Row-normalised confusion matrix (recall on the diagonal), counts written in the cells."""
+    """Plots the row-normalised ``[C, C]`` confusion matrix (recall on the diagonal) to the PNG ``path``.
+
+    Counts are written in the non-zero cells when C <= 30.
+    """
     c = len(class_names)
     norm = metrics.safe_divide(cm, cm.sum(axis=1, keepdims=True))
     size = 3 + 0.45 * c
@@ -297,14 +349,21 @@ def plot_confusion(path: str, cm: np.ndarray, class_names: Sequence[str]) -> Non
 
 
 def cooccurrence(labels: np.ndarray) -> np.ndarray:
-    """C x C matrix P(class j | class i): how often j is present among the samples that have i."""
+    """Computes the ``[C, C]`` float64 matrix P(class j | class i) from ``[N, C]`` multi-hot ``labels``.
+
+    Entry (i, j) is how often j is present among the samples that have i (row 0 for a class that
+    never occurs).
+    """
     y = labels.astype(np.float64)
     counts = y.T @ y
     return metrics.safe_divide(counts, np.diag(counts)[:, None])
 
 
 def plot_cooccurrence(path: str, targets: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]) -> None:
-    """Side by side: label co-occurrence in the targets and in the thresholded predictions."""
+    """Plots label co-occurrence in the targets and in the thresholded predictions side by side (PNG).
+
+    ``targets`` and ``predictions`` are ``[N, C]`` bool multi-hot; see ``cooccurrence``.
+    """
     c = len(class_names)
     size = 3 + 0.4 * c
     fig = _figure(2 * size + 1.5, size + 0.5)
@@ -323,11 +382,26 @@ def plot_cooccurrence(path: str, targets: np.ndarray, predictions: np.ndarray, c
 # Everything
 
 
-def write_report(out_dir: str, acc, class_names: Sequence[str], meta: dict | None = None,
-                 plots: bool = True, echo=print) -> dict:
-    """Write every report file for the filled accumulator ``acc`` into ``out_dir``.
+def write_report(out_dir: str, acc: metrics.MultiLabelAccumulator | metrics.SingleLabelAccumulator,
+                 class_names: Sequence[str], meta: dict | None = None, plots: bool = True,
+                 echo: Callable[[str], object] | None = print) -> dict:
+    """Writes every report file for the filled accumulator ``acc`` into ``out_dir`` (see the module docstring).
 
-    Returns {"result": metrics dict, "files": [paths written], "table": console table}.
+    Args:
+        out_dir: the folder to write into (created if missing).
+        acc: a filled multi-label or single-label accumulator.
+        class_names: the C class names, in class-index order.
+        meta: extra entries for eval_details.json and report.md (model, split, source files...).
+        plots: write the PNG plots.
+        echo: called with the console table (None = silent).
+
+    Returns:
+        ``{"result": metrics dict, "files": [paths written], "table": console table}``.
+
+    Raises:
+        ValueError: ``len(class_names)`` differs from the accumulator's class count, or a metric
+            is not finite.
+        OSError: ``out_dir`` cannot be written.
     """
     meta = dict(meta or {})
     class_names = list(class_names)
