@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from absl import logging
 
@@ -26,29 +27,60 @@ from pretrained.convert_tf1 import ConversionError
 from pretrained.fetch import ChecksumError, FetchError, Limits, UnsafeArchiveError, cache_dir
 from pretrained.registry import Entry, UnknownModelError
 
+if TYPE_CHECKING:
+    import keras
+
 get = registry.get
 names = registry.names
 
 
 def converted_paths(name: str | Entry, cache: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Where ``convert`` puts the weights, the full model and the metadata of ``name``."""
+    """Returns where ``convert`` puts the weights, the full model and the metadata of ``name``.
+
+    Returns:
+        ``{"weights": <cache>/converted/<name>.weights.h5, "keras": ....keras, "meta": ....json}``.
+
+    Raises:
+        UnknownModelError: ``name`` is not in the registry.
+    """
     entry = registry.get(name) if isinstance(name, str) else name
     base = cache_dir(cache) / "converted"
     return {"weights": base / f"{entry.name}.weights.h5", "keras": base / f"{entry.name}.keras",
             "meta": base / f"{entry.name}.json"}
 
 
-def build_model(name: str | Entry, **kwargs):
-    """Our Keras model for registry entry ``name``, randomly initialised (no download)."""
+def build_model(name: str | Entry, **kwargs: Any) -> keras.Model:
+    """Builds our Keras model for registry entry ``name``, randomly initialised (no download).
+
+    The architecture, input spec, class count and task come from the registry entry; ``kwargs``
+    go to ``models.build``.
+
+    Raises:
+        UnknownModelError: ``name`` is not in the registry.
+    """
     import models
 
     entry = registry.get(name) if isinstance(name, str) else name
     return models.build(entry.architecture, entry.input_spec(), entry.num_classes, entry.task, **kwargs)
 
 
-def convert_source(source: str | os.PathLike, model, fmt: str | None = None, architecture: str | None = None,
-                   strict: bool = True) -> dict:
-    """Loads an upstream checkpoint (TF1 checkpoint or Keras 2 HDF5) at ``source`` into ``model``."""
+def convert_source(source: str | os.PathLike, model: keras.Model, fmt: str | None = None,
+                   architecture: str | None = None, strict: bool = True) -> dict:
+    """Loads an upstream checkpoint (TF1 checkpoint or Keras 2 HDF5) at ``source`` into ``model``.
+
+    Args:
+        source: a TF1 checkpoint (prefix, ``.index`` file or folder) or a Keras 2 ``.h5`` full model.
+        model: our built model of the same architecture.
+        fmt: ``registry.TF1_ZIP`` or ``registry.KERAS2_HDF5``; None = by the file suffix.
+        architecture: the ``models.build`` name for TF1 checkpoints (None = detected from the scopes).
+        strict: fail on any weight that does not match (False: assign what matches, report the rest).
+
+    Returns:
+        The conversion report: ``assigned`` (weights), ``parameters``, ``skipped`` (problems) and more.
+
+    Raises:
+        ConversionError: the checkpoint does not match the model (or nothing matches when not strict).
+    """
     from pretrained import convert_keras2, convert_tf1
 
     source = Path(source)
@@ -74,8 +106,29 @@ def _save_atomic(model, paths: dict[str, Path]) -> None:
 def convert(name: str | Entry, *, cache: str | os.PathLike | None = None, url: str | None = None,
             sha256: str | None = None, source: str | os.PathLike | None = None, progress: bool = True,
             force: bool = False) -> dict:
-    """Fetches (unless ``source`` points at an unpacked checkpoint or a model file) and converts
-    registry entry ``name``; returns the conversion report with the output paths."""
+    """Fetches and converts registry entry ``name`` into ``<cache>/converted/``.
+
+    Nothing is fetched when ``source`` points at an unpacked checkpoint or a model file (an archive
+    given as ``source`` is unpacked into the cache first).
+
+    Args:
+        name: a registry name or alias, or its entry.
+        cache: the cache folder (default ``$EORECORDS_CACHE``, else ``~/.cache/eorecords``).
+        url: fetch from this address instead of the registry's.
+        sha256: expected SHA-256 of the download (overrides the registry's).
+        source: a local checkpoint or model file to convert instead of fetching.
+        progress: show progress bars.
+        force: download, unpack and convert again even if cached.
+
+    Returns:
+        The conversion report plus the output paths under ``weights``, ``keras`` and ``meta``.
+
+    Raises:
+        UnknownModelError: unknown name.
+        FetchError: the download failed (ChecksumError: wrong SHA-256; UnsafeArchiveError: an
+            archive member would land outside the cache).
+        ConversionError: the checkpoint does not match our model.
+    """
     entry = registry.get(name) if isinstance(name, str) else name
     paths = converted_paths(entry, cache)
     if source is not None and Path(source).is_file() and _fetch.archive_kind(source):
@@ -102,8 +155,17 @@ def convert(name: str | Entry, *, cache: str | os.PathLike | None = None, url: s
 
 def resolve(name: str | os.PathLike, *, cache: str | os.PathLike | None = None, download: bool = True,
             progress: bool = True) -> Path:
-    """Local ``.weights.h5`` path for a registry name (fetching and converting it if needed), or
-    ``name`` itself when it already is a weights file."""
+    """Returns the local ``.weights.h5`` path for a registry name, fetching and converting it if needed.
+
+    ``name`` itself is returned when it already is a weights file (a path object or a name ending
+    in ``.weights.h5``).
+
+    Raises:
+        FileNotFoundError: a weights file that does not exist, or ``download=False`` and the model is
+            not converted in the cache yet.
+        UnknownModelError: unknown name.
+        FetchError, ConversionError: as ``convert``.
+    """
     if isinstance(name, os.PathLike) or (isinstance(name, str) and name.endswith(".weights.h5")):
         path = Path(name)
         if not path.is_file():
@@ -120,8 +182,23 @@ def resolve(name: str | os.PathLike, *, cache: str | os.PathLike | None = None, 
     return paths["weights"]
 
 
-def copy_weights(src, dst, skip_mismatch: bool = False, source: str = "source model") -> dict:
-    """Copies weights layer by layer (same layer names, same shapes) from model ``src`` to ``dst``."""
+def copy_weights(src: keras.Model, dst: keras.Model, skip_mismatch: bool = False,
+                 source: str = "source model") -> dict:
+    """Copies weights layer by layer (same layer names, same shapes) from model ``src`` to ``dst``.
+
+    Args:
+        src: the model holding the weights.
+        dst: the model to fill.
+        skip_mismatch: leave layers of ``dst`` that are missing in ``src`` or differ in shape as
+            they are (logged as warnings) instead of failing.
+        source: how to name ``src`` in messages.
+
+    Returns:
+        ``{"loaded": weight tensors copied, "layers": layer names, "skipped": problems}``.
+
+    Raises:
+        ConversionError: no layer matches, or a layer does not match and ``skip_mismatch`` is False.
+    """
     by_name = {layer.name: layer for layer in src.layers}
     loaded, problems, count = [], [], 0
     for layer in dst.layers:
@@ -147,12 +224,30 @@ def copy_weights(src, dst, skip_mismatch: bool = False, source: str = "source mo
     return {"loaded": count, "layers": loaded, "skipped": problems}
 
 
-def load_into(model, name_or_path: str | os.PathLike, *, skip_mismatch: bool = False,
+def load_into(model: keras.Model, name_or_path: str | os.PathLike, *, skip_mismatch: bool = False,
               cache: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Loads pretrained weights into the built ``model``; returns ``{"loaded": n, "skipped": [...]}``
-    (``n`` weight tensors assigned, ``skipped`` the layers left as they were, with the reason).
+    """Loads pretrained weights into the built ``model``.
 
     Without ``skip_mismatch`` every weighted layer of ``model`` must be found with the same shapes.
+
+    Args:
+        model: the model to fill.
+        name_or_path: a registry name, a ``.weights.h5`` / ``.keras`` file, a run folder (its
+            ``best.keras`` or ``final.keras``), a TF1 checkpoint (prefix, ``.index`` or folder) or a
+            Keras 2 ``.h5`` full model.
+        skip_mismatch: leave layers that differ (another head, another band count) as they are.
+        cache: the cache folder for registry names.
+        progress: show progress bars when fetching.
+
+    Returns:
+        ``{"loaded": n, "skipped": [...]}``: ``n`` weight tensors assigned, ``skipped`` the layers
+        left as they were, with the reason (conversions add their report's keys).
+
+    Raises:
+        UnknownModelError: neither an existing path nor a registered name.
+        ValueError: a file of unknown format.
+        ConversionError: the weights do not fit ``model``.
+        FetchError: fetching a registered model failed.
     """
     path = Path(os.path.expanduser(str(name_or_path)))
     if not path.exists() and Path(str(path) + ".index").is_file():

@@ -57,6 +57,11 @@ def _state(entry: registry.Entry) -> str:
 
 
 def cmd_list() -> int:
+    """Prints the registry (``list``): names, aliases, architecture, format, inputs, digest, cache state.
+
+    One summary line per GHS-S2Net zone family unless ``--all``; ``--json`` dumps the entries.
+    Returns the exit status 0.
+    """
     entries = [registry.get(n) for n in registry.names()]
     if FLAGS.json:
         print(json.dumps([e.to_json() for e in entries], indent=1))
@@ -89,6 +94,12 @@ def cmd_list() -> int:
 
 
 def cmd_fetch(name: str) -> int:
+    """Downloads and unpacks model ``name`` into the cache (``fetch``), prints its path; returns 0.
+
+    Raises:
+        UnknownModelError: unknown name.
+        FetchError: the download or the unpacking failed.
+    """
     path = fetch_lib.fetch(name, cache=FLAGS.cache_dir, url=FLAGS.url, sha256=FLAGS.sha256,
                            progress=FLAGS.progress, force=FLAGS.force, retries=FLAGS.retries)
     print(path)
@@ -96,6 +107,13 @@ def cmd_fetch(name: str) -> int:
 
 
 def cmd_convert(name: str) -> int:
+    """Converts model ``name`` (``convert``; fetching it if needed), prints the files written; returns 0.
+
+    Raises:
+        UnknownModelError: unknown name.
+        FetchError: the download failed.
+        ConversionError: the checkpoint does not match our model.
+    """
     report = pretrained.convert(name, cache=FLAGS.cache_dir, url=FLAGS.url, sha256=FLAGS.sha256,
                                 source=FLAGS.source, progress=FLAGS.progress, force=FLAGS.force)
     print(f"{registry.get(name).name}: {report['assigned']} weights, {report['parameters']:,} parameters")

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pretrained.convert_tf1 import ConversionError
+
+if TYPE_CHECKING:
+    import keras
 
 # Layers of ours that have no counterpart in a Keras 2 Sequential file.
 _OWN_ONLY = ("InputLayer",)
@@ -32,7 +36,16 @@ def _text(value) -> str:
 
 
 def read(path: str | os.PathLike) -> dict:
-    """``{"keras_version", "layers": [{"name", "class_name", "config", "weights": {leaf: array}}]}``."""
+    """Reads a Keras 2 HDF5 full model's layer sequence and weights with h5py.
+
+    Returns:
+        ``{"keras_version", "backend", "layers": [{"name", "class_name", "config", "weights":
+        {leaf: array}}]}``, layers in ``model_config`` order.
+
+    Raises:
+        ConversionError: not a readable HDF5 file, not a Keras 2 full model, or weights stored for
+            layers ``model_config`` does not list.
+    """
     import h5py
 
     try:
@@ -102,8 +115,23 @@ def _compare(path, src: dict, dst_layer, is_last_dense: bool, notes: list) -> li
     return problems
 
 
-def assign(model, source: dict, path: str = "file", strict: bool = True) -> dict:
-    """Assigns the weights of ``source`` (from ``read``) to ``model`` after checking the layer sequence."""
+def assign(model: keras.Model, source: dict, path: str = "file", strict: bool = True) -> dict:
+    """Assigns the weights of ``source`` (from ``read``) to ``model`` after checking the layer sequence.
+
+    Args:
+        model: our model (e.g. GHS-S2Net); its ``logits`` / ``probabilities`` output layers are skipped.
+        source: ``read`` output.
+        path: how to name the file in messages.
+        strict: fail on any difference (False: assign what matches, report the rest).
+
+    Returns:
+        ``{"assigned": weights, "parameters": values, "notes": [...], "skipped": [problems]}``; a note
+        tells when the file's last dense layer has an output activation (sigmoid) ours leaves out.
+
+    Raises:
+        ConversionError: with ``strict``, any difference in layer kinds, configs, weight names or
+            shapes, all listed at once.
+    """
     ours = [layer for layer in model.layers
             if type(layer).__name__ not in _OWN_ONLY and layer.name not in _OUTPUT_LAYERS]
     theirs = [layer for layer in source["layers"] if layer["class_name"] not in _OWN_ONLY]
@@ -136,8 +164,15 @@ def assign(model, source: dict, path: str = "file", strict: bool = True) -> dict
             "notes": notes, "skipped": problems}
 
 
-def convert(path: str | os.PathLike, model, strict: bool = True) -> dict:
-    """Loads the Keras 2 HDF5 full model at ``path`` into our Keras 3 ``model``."""
+def convert(path: str | os.PathLike, model: keras.Model, strict: bool = True) -> dict:
+    """Loads the Keras 2 HDF5 full model at ``path`` into our Keras 3 ``model``.
+
+    Returns:
+        The ``assign`` report with ``source_format`` "keras2-hdf5".
+
+    Raises:
+        ConversionError: the file is unreadable or does not match ``model`` (see ``read``, ``assign``).
+    """
     report = assign(model, read(path), str(path), strict=strict)
     report["source_format"] = "keras2-hdf5"
     return report

@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prep.errors import InputError
+
+if TYPE_CHECKING:
+    import keras
 
 # Optimizer and bookkeeping variables: never part of the model.
 IGNORED = re.compile(
@@ -57,13 +62,22 @@ class ConversionError(InputError):
 
 
 def naming(architecture: str) -> str:
+    """Returns the naming family of ``architecture``'s checkpoint: "tf_layers" (K-BranchCNN) or "slim".
+
+    Raises:
+        ConversionError: no TF1 name map for ``architecture`` (not a key of ``SCOPES``).
+    """
     if architecture not in SCOPES:
         raise ConversionError(f"no TF1 name map for architecture {architecture!r}; known: {', '.join(SCOPES)}")
     return "tf_layers" if architecture == "K-BranchCNN" else "slim"
 
 
-def detect_architecture(names) -> str:
-    """The architecture whose root scopes the checkpoint variable ``names`` use."""
+def detect_architecture(names: Iterable[str]) -> str:
+    """Returns the architecture (a key of ``SCOPES``) whose root scopes the checkpoint variable ``names`` use.
+
+    Raises:
+        ConversionError: the root scopes match no known architecture.
+    """
     roots = {n.split("/", 1)[0] for n in names if not IGNORED.search(n)}
     for arch, scopes in SCOPES.items():
         if roots and roots <= set(scopes):
@@ -73,10 +87,13 @@ def detect_architecture(names) -> str:
 
 
 def find_checkpoint(path: str | os.PathLike) -> str:
-    """The checkpoint prefix for a prefix, an ``.index`` file or a folder holding one checkpoint.
+    """Returns the checkpoint prefix for a prefix, an ``.index`` file or a folder holding one checkpoint.
 
     In a folder, the ``checkpoint`` state file wins; otherwise exactly one ``*.index`` must exist
     (searched recursively, as the published zips hold a sub-folder).
+
+    Raises:
+        ConversionError: no checkpoint there, or several ``.index`` files and no state file.
     """
     path = Path(path)
     if path.name.endswith(".index") and path.is_file():
@@ -100,7 +117,14 @@ def find_checkpoint(path: str | os.PathLike) -> str:
 
 
 def read_checkpoint(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All model variables of a TF1 checkpoint (optimizer slots left out), as numpy arrays."""
+    """Reads all model variables of a TF1 checkpoint (optimizer slots left out), as numpy arrays.
+
+    Returns:
+        ``{variable name: array}`` sorted by name, shapes and dtypes as stored.
+
+    Raises:
+        ConversionError: no checkpoint found, or TensorFlow cannot read it.
+    """
     import tensorflow as tf
 
     prefix = find_checkpoint(checkpoint)
@@ -112,8 +136,13 @@ def read_checkpoint(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
     return {n: reader.get_tensor(n) for n in sorted(names) if not IGNORED.search(n)}
 
 
-def name_map(model, architecture: str) -> dict[str, tuple[str, str]]:
-    """Explicit map checkpoint variable -> (Keras layer name, weight name) for ``model``."""
+def name_map(model: keras.Model, architecture: str) -> dict[str, tuple[str, str]]:
+    """Builds the explicit map checkpoint variable -> (Keras layer name, weight name) for ``model``.
+
+    Raises:
+        ConversionError: unknown architecture, a weight without a TF1 counterpart, or two weights
+            mapping to the same variable.
+    """
     leaves = {keras_name: ckpt_leaf for ckpt_leaf, keras_name in LEAVES[naming(architecture)].items()}
     out: dict[str, tuple[str, str]] = {}
     for layer in model.layers:
@@ -139,12 +168,19 @@ def _fit(value: np.ndarray, shape: tuple) -> np.ndarray | None:
     return None
 
 
-def assign(model, variables: dict[str, np.ndarray], architecture: str, source: str = "checkpoint",
+def assign(model: keras.Model, variables: dict[str, np.ndarray], architecture: str, source: str = "checkpoint",
            strict: bool = True) -> dict:
     """Assigns checkpoint ``variables`` to ``model``; raises ConversionError listing every problem.
 
     ``strict=False`` (fine-tuning from a checkpoint with another head or band count) assigns what
     matches and reports the rest under ``"skipped"``; it still fails when nothing matches.
+
+    Returns:
+        ``{"assigned": weights, "parameters": values, "skipped": [problems]}``.
+
+    Raises:
+        ConversionError: missing, unmapped or mis-shaped variables (with ``strict``, or when nothing
+            matches).
     """
     mapping = name_map(model, architecture)
     layers = {layer.name: layer for layer in model.layers}
@@ -173,8 +209,22 @@ def assign(model, variables: dict[str, np.ndarray], architecture: str, source: s
     return {"assigned": len(plan), "parameters": int(sum(v.size for _, v in plan)), "skipped": problems}
 
 
-def convert(checkpoint: str | os.PathLike, model, architecture: str | None = None, strict: bool = True) -> dict:
-    """Loads the TF1 ``checkpoint`` (prefix, .index file or folder) into the Keras ``model``."""
+def convert(checkpoint: str | os.PathLike, model: keras.Model, architecture: str | None = None,
+            strict: bool = True) -> dict:
+    """Loads the TF1 ``checkpoint`` (prefix, .index file or folder) into the Keras ``model``.
+
+    Args:
+        checkpoint: the checkpoint prefix, its ``.index`` file, or a folder holding one checkpoint.
+        model: our model of the same architecture.
+        architecture: the ``models.build`` name (None = detected from the checkpoint's scopes).
+        strict: see ``assign``.
+
+    Returns:
+        The ``assign`` report with ``architecture``.
+
+    Raises:
+        ConversionError: see ``find_checkpoint``, ``detect_architecture`` and ``assign``.
+    """
     variables = read_checkpoint(checkpoint)
     architecture = architecture or detect_architecture(variables)
     report = assign(model, variables, architecture, source=f"checkpoint {find_checkpoint(checkpoint)}",

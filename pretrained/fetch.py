@@ -71,6 +71,7 @@ def is_local(url: str) -> bool:
 
 
 def local_path(url: str) -> Path:
+    """Returns the file a local ``url`` names: the path of a ``file://`` URL, or the plain path with ``~`` expanded."""
     parts = urllib.parse.urlsplit(str(url))
     if parts.scheme.lower() == "file":
         return Path(urllib.request.url2pathname(parts.path))
@@ -281,6 +282,13 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def check_hdf5(path: Path, url: str) -> None:
+    """Checks that ``path`` (downloaded from ``url``) starts with the HDF5 signature.
+
+    Raises:
+        FetchError: the file is a Git LFS pointer (the message says how to get the real file) or
+            not HDF5 at all.
+        OSError: ``path`` cannot be read.
+    """
     with open(path, "rb") as f:
         head = f.read(512)
     if head.startswith(HDF5_SIGNATURE):
@@ -292,6 +300,10 @@ def check_hdf5(path: Path, url: str) -> None:
 
 
 def download_path(entry: registry.Entry, cache: Path, url: str | None = None) -> Path:
+    """Returns where ``fetch`` keeps the download: ``<cache>/downloads/<entry name>/<file name>``.
+
+    The file name is the last part of ``url`` (local or remote) when given, else the entry's.
+    """
     name = Path(urllib.parse.urlsplit(url).path).name if url and not is_local(url) else (
         local_path(url).name if url else entry.filename)
     return cache / "downloads" / entry.name / (name or entry.filename)

@@ -64,6 +64,7 @@ class Entry:
         return None
 
     def to_json(self) -> dict:
+        """Returns the entry as a JSON-ready dict, with ``filename`` and ``input_spec`` added."""
         out = dataclasses.asdict(self)
         out["filename"] = self.filename
         out["input_spec"] = {k: list(v) for k, v in self.input_spec().items()}
@@ -167,8 +168,11 @@ def families() -> dict[str, list[str]]:
 
 
 def name_patterns() -> list[tuple[str, tuple[str, ...]]]:
-    """(name, aliases) of every model outside a family, then (name pattern, alias patterns) of each
-    family, with ``<zone>`` standing for the zone (``("ghs-s2net-<zone>", ("MODEL_CNN_<zone>",))``)."""
+    """Lists the accepted names: (name, aliases) per model outside a family, then one pattern per family.
+
+    A family's pattern is (name pattern, alias patterns), with ``<zone>`` standing for the UTM grid
+    zone, e.g. ``("ghs-s2net-<zone>", ("MODEL_CNN_<zone>",))``.
+    """
     entries, _, patterns = _load()
     out = [(n, e.aliases) for n, e in entries.items() if e.family is None]
     return out + [(p[0], p[1:]) for p in patterns.values()]
