@@ -26,7 +26,7 @@ Entries are written in sorted key order, as encode_example writes them.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -66,11 +66,23 @@ class CompiledSchema:
         self._key_part = {f.key: _ld(0x0A, len(f.key.encode())) + f.key.encode() for f in self.fields}
 
     def field(self, key: str) -> Field:
+        """Returns the schema's field ``key`` (KeyError if there is none)."""
         return self._by_key[key]
 
     # --- single entries ---
-    def feature(self, key: str, value) -> bytes:
-        """The serialized Feature message of one value (as encode_example writes it)."""
+    def feature(self, key: str, value: Any) -> bytes:
+        """Serializes the Feature message of one value, as encode_example writes it.
+
+        Args:
+            key: a feature key of the schema.
+            value: any form ``tfrecord.encode_example`` accepts for that feature (bytes, a list of
+                bytes or ints, a numpy array...).
+
+        Raises:
+            KeyError: ``key`` is not in the schema.
+            ValueError: the value count differs from the field's fixed length.
+            TypeError: a value of the wrong type for the field's kind.
+        """
         f = self._by_key[key]
         kind = f.kind
         if kind == "bytes":
@@ -101,8 +113,12 @@ class CompiledSchema:
             return _ld(0x1A, len(inner)) + inner
         return b"".join(tfrecord._feature(f, value).items)
 
-    def entry(self, key: str, value) -> bytes:
-        """One map entry of Features (field 1 framing included): what encode_example writes for ``key``."""
+    def entry(self, key: str, value: Any) -> bytes:
+        """Serializes one map entry of Features (field 1 framing included): what encode_example writes for ``key``.
+
+        Raises:
+            KeyError, ValueError, TypeError: as ``feature``.
+        """
         feat = self.feature(key, value)
         body_len = len(self._key_part[key]) + 1 + len(varint(len(feat))) + len(feat)
         return b"".join((_ld(0x0A, body_len), self._key_part[key], _ld(0x12, len(feat)), feat))
@@ -163,6 +179,11 @@ class CompiledSchema:
 
     # --- whole records ---
     def check_keys(self, values: Mapping[str, object]) -> None:
+        """Checks that ``values`` has exactly the schema's feature keys.
+
+        Raises:
+            KeyError: features missing (listed in schema order) or not in the schema.
+        """
         if values.keys() != self._keyset:
             missing = [k for k in self._given if k not in values]
             if missing:
@@ -217,7 +238,8 @@ class BlockLayout:
                 off += len(h) + n
         self.tail_only = len(self.runs) == 1 and self.segments[0] == ("run", 0)
 
-    def new_block(self, n: int) -> "Block":
+    def new_block(self, n: int) -> Block:
+        """Allocates a ``Block`` of buffers for ``n`` records, entry headers already written."""
         return Block(self, n)
 
 
@@ -243,9 +265,11 @@ class Block:
         return self.buffers[r][:, off:off + nbytes]
 
     def record_tail(self, i: int, tail: Sequence[bytes]) -> bytes:
-        """Record ``i`` of a layout whose fixed features come first (``tail_only``): the run's row,
-        then ``tail``, the encoded entries of the variable features in sorted key order (pieces
-        may each hold several consecutive entries)."""
+        """Serializes record ``i`` of a layout whose fixed features come first (``tail_only``).
+
+        The record is the run's row, then ``tail``: the encoded entries of the variable features in
+        sorted key order (pieces may each hold several consecutive entries).
+        """
         size = self.layout.run_bytes[0]
         return b"".join([_ld(0x0A, size + sum(map(len, tail))), self._views[0][i * size:(i + 1) * size], *tail])
 

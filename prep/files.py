@@ -29,7 +29,7 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from prep.errors import InputError
 
@@ -63,8 +63,20 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[str]:
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
                  newline: str | None = None, fsync: bool = False) -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path`` for writing (``mode`` "w" or "wb"); it replaces
-    ``path`` when the block ends without an exception (see ``atomic_path``)."""
+    """Opens a temporary file beside ``path`` for writing; it replaces ``path`` when the block succeeds.
+
+    Nothing changes at ``path`` when the block raises (see ``atomic_path``).
+
+    Args:
+        path: the file to write.
+        mode: "w" (text) or "wb" (binary).
+        encoding: text encoding (text mode only).
+        newline: ``open``'s newline argument (text mode only).
+        fsync: flush the file to disk before it replaces ``path``.
+
+    Raises:
+        ValueError: any other mode.
+    """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', not {mode!r}")
     with atomic_path(path) as tmp:
@@ -76,10 +88,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
                 os.fsync(f.fileno())
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 1, default=None,
-                      fsync: bool = True) -> None:
-    """Write ``obj`` as JSON (``indent``, keys in insertion order, a final newline) to ``path``
-    atomically; ``default`` converts values JSON does not know (e.g. ``str``)."""
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 1,
+                      default: Callable[[Any], Any] | None = None, fsync: bool = True) -> None:
+    """Writes ``obj`` as JSON to ``path`` atomically (``indent``, keys in insertion order, a final newline).
+
+    Args:
+        path: the file to write.
+        obj: the value to write.
+        indent: JSON indentation.
+        default: converts values JSON does not know (e.g. ``str``); None = they raise TypeError.
+        fsync: flush to disk before replacing ``path``.
+
+    Raises:
+        TypeError: a value JSON cannot represent and no ``default``.
+    """
     with atomic_write(path, fsync=fsync) as f:
         json.dump(obj, f, indent=indent, default=default)
         f.write("\n")
@@ -156,7 +178,7 @@ def archive_kind(path: str | os.PathLike) -> str | None:
 
 
 def _clean_name(archive: Path, name: str) -> list[str]:
-    """The entry's path components (``\\`` counts as a separator), or UnsafeArchiveError."""
+    r"""The entry's path components (``\`` counts as a separator), or UnsafeArchiveError."""
     if "\x00" in name:
         raise UnsafeArchiveError(f"entry {name!r} has a NUL byte in its name", path=archive)
     clean = name.replace("\\", "/")

@@ -6,6 +6,7 @@ sample of pixels for the percentiles (approximate, documented in the manifest).
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -16,6 +17,17 @@ _MAX_SAMPLE = 1 << 20  # float bands: the percentile sample is thinned to at mos
 
 
 class BandStats:
+    """Running statistics of one band's pixels, mergeable across shards.
+
+    Integer bands of at most 16 bits (uint8, uint16: e.g. Sentinel-2 L2A DN = BOA reflectance
+    x 10000) keep a full histogram, so every statistic is exact. Float bands (So2Sat reflectance,
+    S1 backscatter in dB) keep count, sum, sum of squares, min, max and a deterministic sample of
+    every ``SAMPLE_STRIDE``-th pixel (thinned to about ``_MAX_SAMPLE``) for approximate percentiles.
+
+    Args:
+        dtype: numpy dtype name of the band's stored pixels ("uint16", "float32", ...).
+    """
+
     def __init__(self, dtype: str):
         self.dtype = np.dtype(dtype)
         self.exact = self.dtype.kind == "u" and self.dtype.itemsize <= 2
@@ -31,6 +43,12 @@ class BandStats:
             self._sampled = 0
 
     def update(self, pixels: np.ndarray) -> None:
+        """Adds ``pixels`` (any shape, the band's dtype; flattened) to the statistics.
+
+        Raises:
+            ValueError: negative pixels on an exact (histogram) band.
+            TypeError: float pixels on an exact band.
+        """
         a = np.asarray(pixels).reshape(-1)
         if self.exact:
             self.count += a.size
@@ -41,6 +59,11 @@ class BandStats:
 
     # --- persistence and merging (sidecar files of finished shards) ---
     def state(self) -> dict:
+        """Returns the partial state to persist or merge: numbers and numpy arrays only.
+
+        Exact bands: ``count``, ``bins`` (values present) and their ``counts``; float bands:
+        ``count``, ``sum``, ``sumsq``, ``min``, ``max`` and the float64 percentile ``sample``.
+        """
         if self.exact:
             nz = np.flatnonzero(self.hist)
             return {"count": self.count, "bins": nz, "counts": self.hist[nz]}
@@ -49,6 +72,7 @@ class BandStats:
                 "max": self.max, "sample": sample}
 
     def merge_state(self, st: dict) -> None:
+        """Adds a partial state (``state()`` or ``float_state`` output of the same kind of band)."""
         self.count += int(st["count"])
         if self.exact:
             np.add.at(self.hist, np.asarray(st["bins"], np.int64), np.asarray(st["counts"], np.int64))
@@ -69,6 +93,13 @@ class BandStats:
         self.samples, self._sampled = [merged], merged.size
 
     def summary(self) -> dict | None:
+        """Returns the band's statistics for the manifest, or None when no pixel was seen.
+
+        Returns:
+            ``{"mean", "std" (population), "min", "max", "percentiles": {"1": ..., "99": ...},
+            "exact", "count"}`` in the band's units. Percentiles use numpy's ``method="lower"`` (the
+            k-th smallest pixel): exact for histogram bands, from the sample for float bands.
+        """
         if self.count == 0:
             return None
         if self.exact:
@@ -161,7 +192,12 @@ def _sumsq(a64: np.ndarray) -> np.ndarray:
     return np.array([[np.dot(v, v) for v in row] for row in a64])
 
 
-def save_states(path, stats: dict[str, BandStats]) -> None:
+def save_states(path: str | os.PathLike, stats: dict[str, BandStats]) -> None:
+    """Writes every band's ``state()`` to one uncompressed ``.npz`` file (keys ``<band>::<field>``).
+
+    Raises:
+        OSError: ``path`` cannot be written.
+    """
     arrays = {}
     for band, s in stats.items():
         for k, v in s.state().items():
@@ -170,7 +206,13 @@ def save_states(path, stats: dict[str, BandStats]) -> None:
         np.savez(f, **arrays)  # uncompressed: zlib on float samples cost ~70 us per So2Sat record
 
 
-def load_states(path) -> dict[str, dict]:
+def load_states(path: str | os.PathLike) -> dict[str, dict]:
+    """Reads a ``save_states`` file back as ``{band: state}`` for ``BandStats.merge_state``.
+
+    Raises:
+        OSError: ``path`` cannot be read.
+        ValueError: a key without the ``<band>::<field>`` form, or not an ``.npz`` file.
+    """
     out: dict[str, dict] = {}
     with np.load(path) as z:
         for key in z.files:

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from prep.errors import InputError
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 __all__ = ["BandError", "read_band", "read_band_georef", "read_georef", "encode_geotiff", "write_band", "utm_epsg_citation"]
 
@@ -105,8 +108,10 @@ def _parse_ifd(buf, path) -> tuple[str, dict]:
 
 
 def _parse_striped(buf, e: str, tags: dict, path) -> np.ndarray:
-    """Pixels of the first IFD (``_parse_ifd``'s ``e``, ``tags``) of an uncompressed striped
-    single-sample TIFF in ``buf``."""
+    """Returns the pixels of the first IFD of an uncompressed striped single-sample TIFF in ``buf``.
+
+    ``e`` and ``tags`` are ``_parse_ifd``'s.
+    """
     size = len(buf)
 
     def one(tag, default=None):
@@ -228,19 +233,33 @@ def _read(path: str, band: int, with_georef: bool) -> tuple[np.ndarray, dict | N
     return arr, georef
 
 
-def read_band(path, shape: Sequence[int] | None = None, dtype=None, band: int = 1) -> np.ndarray:
-    """Read one band of a GeoTIFF as a 2-D native-endian array (writable).
+def read_band(path: str | os.PathLike, shape: Sequence[int] | None = None, dtype: DTypeLike | None = None,
+              band: int = 1) -> np.ndarray:
+    """Reads one band of a GeoTIFF as a 2-D native-endian array (writable).
 
     ``shape`` and ``dtype``, when given, are checked: a mismatch raises BandError
     (e.g. ``"...B02.tif: shape (60, 60), expected (120, 120)"``).
+
+    Args:
+        path: the GeoTIFF.
+        shape: expected (rows, cols), e.g. (120, 120) for a BigEarthNet 10 m band.
+        dtype: expected pixel dtype, e.g. "uint16" (Sentinel-2 L2A DN = BOA reflectance x 10000).
+        band: 1-based band index; bands other than 1 are read with rasterio.
+
+    Returns:
+        ``[rows, cols]`` pixels in the file's dtype and units.
+
+    Raises:
+        BandError: missing, corrupt or unreadable file, or a shape or dtype other than expected.
     """
     path = os.fspath(path)
     arr, _ = _read(path, band, with_georef=False)
     return _check(arr, path, shape, dtype)
 
 
-def read_band_georef(path, shape: Sequence[int] | None = None, dtype=None) -> tuple[np.ndarray, dict]:
-    """Read the first band of a GeoTIFF and its georeference, opening the file once.
+def read_band_georef(path: str | os.PathLike, shape: Sequence[int] | None = None,
+                     dtype: DTypeLike | None = None) -> tuple[np.ndarray, dict]:
+    """Reads the first band of a GeoTIFF and its georeference, opening the file once.
 
     Returns ``(pixels, georef)``: the pixels as ``read_band`` gives them (``shape`` and
     ``dtype`` checked the same way) and ``georef`` with the keys of ``read_georef`` except
@@ -311,11 +330,16 @@ def _georef_from_tags(buf, e: str, tags: dict, path) -> dict | None:
     }
 
 
-def read_georef(path) -> dict:
-    """CRS and geotransform of a raster, via rasterio (for checks, not the hot path).
+def read_georef(path: str | os.PathLike) -> dict:
+    """Reads the CRS and geotransform of a raster via rasterio (for checks, not the hot path).
 
-    Returns {"crs": WKT or None, "epsg": int or None, "transform": (a, b, c, d, e, f) of the
-    affine pixel->CRS transform, "bounds": (ulx, uly, lrx, lry), "shape": (height, width)}.
+    Returns:
+        ``{"crs": WKT or None, "epsg": int or None, "transform": (a, b, c, d, e, f)`` of the affine
+        pixel->CRS transform, ``"bounds": (ulx, uly, lrx, lry)`` in CRS units (metres for UTM),
+        ``"shape": (height, width)}``.
+
+    Raises:
+        BandError: the file does not exist or rasterio cannot read it.
     """
     import rasterio
     from rasterio.errors import RasterioError
@@ -347,7 +371,11 @@ _STRIP_TARGET = 8192  # GDAL's default strip size in bytes
 
 
 def utm_epsg_citation(epsg: int) -> str:
-    """``32635`` -> ``"WGS 84 / UTM zone 35N"`` (WGS 84 UTM codes 32601-32660, 32701-32760)."""
+    """Returns the GeoTIFF citation of a WGS 84 / UTM EPSG code: ``32635`` -> ``"WGS 84 / UTM zone 35N"``.
+
+    Raises:
+        ValueError: not a WGS 84 / UTM code (32601-32660 north, 32701-32760 south).
+    """
     zone, hemi = epsg % 100, {326: "N", 327: "S"}.get(epsg // 100)
     if hemi is None or not 1 <= zone <= 60:
         raise ValueError(f"EPSG:{epsg} is not a WGS 84 / UTM zone")
@@ -355,8 +383,23 @@ def utm_epsg_citation(epsg: int) -> str:
 
 
 def encode_geotiff(array: np.ndarray, epsg: int, ulx: float, uly: float, resolution: float) -> bytes:
-    """Bytes of a single-band, uncompressed, striped, little-endian GeoTIFF, north up, in a
-    WGS 84 / UTM CRS, laid out as GDAL writes it (strips of about 8 KiB, pixel data last)."""
+    """Encodes a single-band, uncompressed, striped, little-endian GeoTIFF, north up, in a WGS 84 / UTM CRS.
+
+    The layout is GDAL's (strips of about 8 KiB, pixel data last), as in the BigEarthNet archive.
+
+    Args:
+        array: ``[rows, cols]`` pixels, any (u)int or float dtype of 8-64 bits.
+        epsg: a WGS 84 / UTM EPSG code (32601-32660, 32701-32760).
+        ulx: easting of the upper-left corner of the upper-left pixel, metres.
+        uly: northing of that corner, metres.
+        resolution: pixel size, metres (10, 20 or 60 for Sentinel-2 bands).
+
+    Returns:
+        The file's bytes.
+
+    Raises:
+        ValueError: not 2-D, an unsupported dtype, a side outside 1..65535, or not a UTM code.
+    """
     array = np.asarray(array)
     if array.ndim != 2:
         raise ValueError(f"a single band is 2-D, got shape {array.shape}")
@@ -431,8 +474,9 @@ def encode_geotiff(array: np.ndarray, epsg: int, ulx: float, uly: float, resolut
     return head + b"".join(extra) + pixels
 
 
-def write_band(path, array: np.ndarray, epsg: int, ulx: float, uly: float, resolution: float) -> None:
-    """Write ``encode_geotiff(...)`` to ``path``."""
+def write_band(path: str | os.PathLike, array: np.ndarray, epsg: int, ulx: float, uly: float,
+               resolution: float) -> None:
+    """Writes ``encode_geotiff(array, epsg, ulx, uly, resolution)`` to ``path`` (see there; ValueError as there)."""
     data = encode_geotiff(array, epsg, ulx, uly, resolution)
     with open(path, "wb") as f:
         f.write(data)

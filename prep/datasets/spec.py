@@ -50,6 +50,7 @@ class Band:
 
     @property
     def size(self) -> int:
+        """Pixels per band image at native resolution: rows x cols (e.g. 14,400 for a 120x120 10 m band)."""
         return self.shape[0] * self.shape[1]
 
 
@@ -62,7 +63,7 @@ class Field:
     length: int | None = None
     doc: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in ("bytes", "int64", "float"):
             raise ValueError(f"field {self.key!r}: unknown kind {self.kind!r}")
 
@@ -80,6 +81,11 @@ class Schema:
     label_encoding: str  # "multi_hot" | "index"
 
     def field(self, key: str) -> Field:
+        """Returns the field with feature key ``key``.
+
+        Raises:
+            KeyError: the schema has no such field.
+        """
         for f in self.fields:
             if f.key == key:
                 return f
@@ -101,7 +107,11 @@ class DatasetSpec:
     description: str = ""
 
     def band(self, name: str) -> Band:
-        """The band ``name`` (Sentinel-2 short forms such as ``B4`` accepted); KeyError lists the bands."""
+        """Returns the band called ``name`` (e.g. "B02", "VV"); Sentinel-2 short forms such as ``B4`` are accepted.
+
+        Raises:
+            KeyError: the dataset has no such band; the message lists its bands.
+        """
         for candidate in (name, canonical_band_name(name)):
             for b in self.bands:
                 if b.name == candidate:
@@ -111,13 +121,20 @@ class DatasetSpec:
 
     @property
     def band_names(self) -> tuple[str, ...]:
+        """The band names in the dataset's canonical order (e.g. B01 B02 B03 B04 ... B12 for BigEarthNet-S2)."""
         return tuple(b.name for b in self.bands)
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (19 for BigEarthNet-19, 17 LCZ classes for So2Sat LCZ42)."""
         return len(self.class_names)
 
     def schema(self, name: str | None = None) -> Schema:
+        """Returns the record schema ``name`` (None = ``default_schema``).
+
+        Raises:
+            KeyError: the dataset has no such schema; the message lists its schemas.
+        """
         name = name or self.default_schema
         try:
             return self.schemas[name]
@@ -127,7 +144,12 @@ class DatasetSpec:
             ) from None
 
     def resolve_bands(self, selection: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-        """A preset name ("rgb", "10m", "all", ...) or a comma list of band names -> band names."""
+        """Resolves a preset name ("rgb", "10m", "all", ...) or a comma list of band names to band names.
+
+        Raises:
+            KeyError: an unknown band name (the message lists the dataset's bands).
+            ValueError: an empty selection, or one that repeats a band.
+        """
         if isinstance(selection, str):
             if selection in self.band_presets:
                 return tuple(self.band_presets[selection])

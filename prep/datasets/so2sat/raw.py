@@ -200,6 +200,10 @@ def _read_into(ds: h5py.Dataset, buf: np.ndarray, a: int, b: int, path: str) -> 
 
 
 def find_geo(path: str) -> str | None:
+    """Returns the geolocation file beside an image file: ``<stem>_geo.h5`` (version 4) or ``<stem>_aux.h5``.
+
+    None when neither exists.
+    """
     stem = os.path.splitext(path)[0]
     for suffix in ("_geo.h5", "_aux.h5"):
         if os.path.isfile(stem + suffix):
@@ -258,6 +262,12 @@ def plan_sources(paths: Sequence[str], split_names: Sequence[str] | None = None,
 
 
 def inspect_rows(path: str) -> int:
+    """Returns the row count (patches) of an So2Sat HDF5 file: the length of its ``sen1`` dataset.
+
+    Raises:
+        So2SatInputError: the file is missing or not a readable HDF5 file.
+        KeyError: the file has no ``sen1`` dataset.
+    """
     with open_h5(path) as f:
         return f["sen1"].shape[0]
 
@@ -426,14 +436,17 @@ class _Chunk:
 
 
 def chunk_rows(read_rows: int) -> int:
-    """Rows per chunk: read_rows rounded up to whole statistics groups."""
+    """Returns the rows per chunk: ``read_rows`` (at least 1) rounded up to whole statistics groups (STATS_ROWS)."""
     return -(-max(1, read_rows) // STATS_ROWS) * STATS_ROWS
 
 
 def _chunks(src: Source, start: int, stop: int, dtype: str, read_rows: int, handles: dict, scratch: _Scratch,
             geo_rows=None) -> Iterator[tuple[_Chunk, object]]:
-    """Rows [start, stop) of ``src``: read read_rows at a time, handed on in tiles of TILE_ROWS rows
-    (whole statistics groups, small enough for the CPU caches), with ``geo_rows(g, info, a, b)``."""
+    """Yields rows [start, stop) of ``src`` in tiles, with ``geo_rows(g, info, a, b)``.
+
+    Rows are read ``read_rows`` at a time and handed on in tiles of TILE_ROWS rows (whole statistics
+    groups, small enough for the CPU caches).
+    """
     f = _handle(src.path, handles)
     g = _handle(src.geo.path, handles) if src.geo else None
     out = np.dtype("<f4" if dtype == "float32" else "<f8")

@@ -193,8 +193,20 @@ def geo_values(geo: Geo | None) -> dict:
 
 
 def record_values(bands: dict[str, bytes], label: int, source: str, row: int, geo: Geo | dict | None) -> dict:
-    """Feature values of the compact schema; ``bands`` maps every band name to its raw LE bytes,
-    ``geo`` is a Geo, the ``geo/*`` values already built (``geo_values``), or None.
+    """Builds the feature values of one record in the compact schema.
+
+    Args:
+        bands: every band name (8 sen1 then 10 sen2) -> its 32x32 pixels as raw little-endian bytes.
+        label: the LCZ class index, 0..16.
+        source: the source file's name, recorded in ``meta/source`` and ``patch_id``.
+        row: the row in the source file.
+        geo: a Geo, the ``geo/*`` values already built (``geo_values``), or None (no geolocation).
+
+    Returns:
+        ``{feature key: list of values}`` for ``fastencode`` / ``tfrecord.encode_example``.
+
+    Raises:
+        KeyError: a band missing from ``bands``.
     """
     v = {BAND_KEYS[n]: [bands[n]] for n in BAND_NAMES}
     v["label/index"] = [int(label)]

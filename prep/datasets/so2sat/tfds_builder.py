@@ -19,6 +19,8 @@ training file is read in chunks, never whole.
 from __future__ import annotations
 
 import dataclasses
+import os
+from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -65,8 +67,22 @@ def _config(release: str, preset: str) -> So2SatConfig:
     )
 
 
-def release_files(manual_dir, release: str) -> dict[str, str]:
-    """Split -> HDF5 path of a release in the manual folder; raises naming what is missing."""
+def release_files(manual_dir: str | os.PathLike, release: str) -> dict[str, str]:
+    """Maps each split of a release to its HDF5 file in the TFDS manual folder.
+
+    Args:
+        manual_dir: the manual download folder (``tfds`` ``--manual_dir``).
+        release: "v2" (training/validation/testing.h5) or a v3 scenario release (its folder's
+            training/testing.h5); the keys of ``RELEASES``.
+
+    Returns:
+        ``{split: path}``.
+
+    Raises:
+        FileNotFoundError: files of the release are missing; the message names them and says how to
+            download them.
+        KeyError: unknown release.
+    """
     manual_dir = epath.Path(manual_dir)
     folder, files = RELEASES[release]
     base = manual_dir / folder if folder else manual_dir
@@ -132,8 +148,18 @@ class So2satLcz42(tfds.core.GeneratorBasedBuilder):
             yield result.key, example(result.values, self.builder_config.bands)
 
 
-def example(values: dict, bands) -> dict:
-    """Feature values of a compact-schema record -> the builder's feature dict."""
+def example(values: dict, bands: Sequence[str]) -> dict:
+    """Converts the feature values of a compact-schema record to the builder's feature dict.
+
+    Args:
+        values: ``{feature key: list of values}`` as ``raw.produce(..., encode=False)`` yields them.
+        bands: the config's channels, in order (e.g. the sen2 preset B2 B3 B4 B5 B6 B7 B8 B8A B11 B12).
+
+    Returns:
+        ``image`` ``[32, 32, len(bands)]`` in the spec's band dtype (float32; Sentinel-2 channels are
+        reflectance = DN / 10000), ``label`` (LCZ index 0..16), ``patch_id``,
+        ``city``, ``epsg`` (0 without geolocation) and ``transform`` (6 float64, zeros without).
+    """
     dtype = np.dtype(s2s.SPEC.band(bands[0]).dtype).newbyteorder("<")
     image = np.stack([np.frombuffer(values[s2s.BAND_KEYS[b]][0], dtype).reshape(s2s.PATCH) for b in bands], axis=-1)
     transform = bytes(values["geo/transform"][0])
