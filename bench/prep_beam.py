@@ -42,6 +42,10 @@ CONFIGS = {
 
 
 def archive(work: str, n: int) -> str:
+    """Returns the root of a synthetic BigEarthNet-S2 archive of ``n`` patches under ``work``, generating it once.
+
+    A ``.complete`` marker makes later runs reuse it (seed 1, one worker per CPU).
+    """
     root = os.path.join(work, f"ben{n}")
     if not os.path.exists(os.path.join(root, ".complete")):
         shutil.rmtree(root, ignore_errors=True)
@@ -78,10 +82,16 @@ def measure(cmd: list[str]) -> dict:
 
 
 def records(out: str, split: str) -> list[bytes]:
+    """Returns the serialized records of every ``<split>-*`` shard in ``out``, sorted (compared as a multiset)."""
     return sorted(r for f in sorted(glob.glob(os.path.join(out, f"{split}-*"))) for r in tfrecord.read_records(f))
 
 
 def main() -> None:
+    """Runs every configuration of ``--configs`` on the archive, prints the table and the output checks.
+
+    Raises:
+        SystemExit: a preparation command failed (with the end of its output).
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--num_patches", type=int, default=5000, help="Synthetic patches in the archive.")
     ap.add_argument("--workers", type=int, default=2, help="Worker processes of every configuration.")

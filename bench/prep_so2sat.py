@@ -48,6 +48,12 @@ ROW_BYTES = (32 * 32 * 18 + 17) * 8
 
 
 def dataset_file(work: str, size: str) -> tuple[str, int]:
+    """Returns (path, rows) of a synthetic So2Sat ``training.h5`` of ``size`` under ``work``, generating it once.
+
+    Args:
+        work: the benchmark's folder.
+        size: a data size ("1.5GB") or a row count, as ``prep.datasets.so2sat.synthetic.size_arg`` takes it.
+    """
     rows = synth.size_arg(size)
     path = os.path.join(work, f"rows{rows}", "training.h5")
     done = path + ".complete"
@@ -83,8 +89,12 @@ def bare_read(path: str, read_rows: int) -> tuple[float, float, int]:
 
 
 def device_read(path: str, block: int = 4 << 20) -> tuple[float, float, int] | None:
-    """Read the whole file with O_DIRECT (bypassing the page cache). Returns (wall s, CPU s, bytes), or
-    None where the file system does not take O_DIRECT (tmpfs, some network file systems)."""
+    """Reads the whole file with O_DIRECT, bypassing the page cache.
+
+    Returns:
+        (wall s, CPU s, bytes), or None where the file system does not take O_DIRECT (tmpfs, some
+        network file systems).
+    """
     if not hasattr(os, "O_DIRECT"):
         return None
     t, c = time.perf_counter(), time.process_time()
@@ -145,8 +155,11 @@ def floor_convert(path: str, out: str, rows: int, workers: int, read_rows: int) 
 
 
 def _tree_rss(pid: int) -> tuple[int, int]:
-    """(sum of VmRSS, largest VmHWM) in bytes over ``pid`` and its descendants: the tree's resident
-    memory now, and the peak of its largest process so far (VmHWM holds peaks between samples)."""
+    """Returns (sum of VmRSS, largest VmHWM) in bytes over ``pid`` and its descendants.
+
+    That is the tree's resident memory now, and the peak of its largest process so far (VmHWM
+    holds peaks between samples).
+    """
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -178,8 +191,14 @@ def _cpu_children() -> float:
 
 
 def convert(path: str, out: str, workers: int, read_rows: int) -> tuple[float, float, int, int]:
-    """Run the converter as a child; returns (seconds, CPU seconds of all its processes, peak tree RSS,
-    peak single-process RSS)."""
+    """Runs the converter (``python -m prep.so2sat``) as a child process and measures it.
+
+    Returns:
+        (seconds, CPU seconds of all its processes, peak tree RSS, peak single-process RSS), RSS in bytes.
+
+    Raises:
+        SystemExit: the conversion failed (with its output).
+    """
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "prep.so2sat", "--h5", path, "--out", out, f"--workers={workers}",
            f"--read_rows={read_rows}", "--noprogress"]
@@ -211,8 +230,20 @@ def _span(values: list[float], fmt: str = "{:,.0f}") -> str:
     return med if len(values) == 1 else f"{med} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
-def measure(path: str, rows: int, mode: str, args, out: str) -> dict:
-    """One round of every measure with the file ``cold`` (evicted) or ``warm``."""
+def measure(path: str, rows: int, mode: str, args: argparse.Namespace, out: str) -> dict:
+    """Runs one round of every measure with the file ``cold`` (evicted from the page cache) or ``warm``.
+
+    Args:
+        path: the HDF5 file.
+        rows: its row count.
+        mode: "cold" or "warm".
+        args: the parsed command line (``read_rows``, ``workers``).
+        out: the converter's output folder.
+
+    Returns:
+        ``{measure: value}``: MB/s of float64 input (bare read, floor, prep; device read when cold),
+        MB per CPU-second, patches/s, CPU us per patch, peak RSS in MB and the ratios to prep.
+    """
     mb = rows * ROW_BYTES / 1e6
     r = {}
     cold = mode == "cold"
@@ -240,7 +271,12 @@ def measure(path: str, rows: int, mode: str, args, out: str) -> dict:
     return r
 
 
-def main():
+def main() -> None:
+    """Runs the benchmark with the command-line arguments and prints the figures (see the module docstring).
+
+    Raises:
+        SystemExit: ``--work`` inside the repository, or a failed conversion.
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1.5GB", help="data size (or rows) of the generated training.h5")
     ap.add_argument("--work", default="/tmp/eorecords-bench/so2sat", help="folder for the file and the output")
