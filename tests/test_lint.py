@@ -115,12 +115,69 @@ def _walk(body: list[ast.stmt], in_class: bool, path: Path, out: list[str]) -> N
                 _walk(block, in_class, path, out)
 
 
-def offenders(path: Path) -> list[str]:
-    """``file:line name: missing ...`` for every public function of ``path`` that breaks the rule."""
-    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"), filename=str(path))
+def offenders(path: Path, source: str | None = None) -> list[str]:
+    """``file:line name: missing ...`` for every public function of ``path`` (or of ``source``) that breaks the rule."""
+    text = (ROOT / path).read_text(encoding="utf-8") if source is None else source
+    tree = ast.parse(text, filename=str(path))
     out: list[str] = []
     _walk(tree.body, False, path, out)
     return out
+
+
+def test_checker_finds_offenders():
+    source = """
+import typing
+
+def good(a: int, *args, b: str = "", **kwargs) -> None:
+    \"\"\"Documented.\"\"\"
+
+def no_doc(a: int) -> int:
+    return a
+
+def no_hints(a, b: int):
+    \"\"\"Documented.\"\"\"
+
+def _private(a):
+    pass
+
+class Public:
+    def method(self, x) -> None:
+        \"\"\"Documented.\"\"\"
+
+    @classmethod
+    def make(cls) -> "Public":
+        \"\"\"Documented.\"\"\"
+
+    @staticmethod
+    def helper(x: int) -> int:
+        \"\"\"Documented.\"\"\"
+
+    @property
+    def value(self) -> int:
+        \"\"\"Documented.\"\"\"
+
+    @value.setter
+    def value(self, v: int) -> None:
+        pass
+
+    def __init__(self, anything):
+        pass
+
+class _Private:
+    def method(self, x):
+        pass
+
+if typing.TYPE_CHECKING:
+    def hidden(x) -> None:
+        \"\"\"Documented.\"\"\"
+"""
+    found = offenders(Path("pkg/mod.py"), source)
+    assert found == [
+        "pkg/mod.py:7 no_doc: missing docstring",
+        "pkg/mod.py:10 no_hints: missing annotation of a, return annotation",
+        "pkg/mod.py:17 method: missing annotation of x",
+        "pkg/mod.py:44 hidden: missing annotation of x",
+    ], found
 
 
 def test_modules_found():
