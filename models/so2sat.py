@@ -94,7 +94,7 @@ def build_sen2lcz(input_spec: Mapping[str, tuple], num_classes: int, task: str =
 
     Args:
         input_spec: one input ``{name: (H, W, C)}``, at least 8x8 (upstream 32x32x10, Sentinel-2
-            B2 B3 B4 B5 B6 B7 B8 B8A B11 B12 reflectance).
+            B02 B03 B04 B05 B06 B07 B08 B8A B11 B12 reflectance).
         num_classes: number of logits (17 LCZ classes).
         task: "single_label" fuses the heads by their softmax, "multi_label" by their sigmoids.
         depth: 4k+1 conv layers in all, k = conv blocks per stage (17 upstream).

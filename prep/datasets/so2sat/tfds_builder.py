@@ -153,7 +153,7 @@ def example(values: dict, bands: Sequence[str]) -> dict:
 
     Args:
         values: ``{feature key: list of values}`` as ``raw.produce(..., encode=False)`` yields them.
-        bands: the config's channels, in order (e.g. the sen2 preset B2 B3 B4 B5 B6 B7 B8 B8A B11 B12).
+        bands: the config's channels, in order (e.g. the sen2 preset B02 B03 B04 B05 B06 B07 B08 B8A B11 B12).
 
     Returns:
         ``image`` ``[32, 32, len(bands)]`` in the spec's band dtype (float32; Sentinel-2 channels are
