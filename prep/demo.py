@@ -30,11 +30,11 @@ def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
     flags.DEFINE_string("out_dir", "demo_out", "Folder for the archive, records, run and report.", short_name="o")
     flags.DEFINE_alias("out", "out_dir")
-    flags.DEFINE_integer("num_patches", 400, "Synthetic patches (plus the six real ones).")
+    flags.DEFINE_integer("num_patches", 800, "Synthetic patches (plus the six real ones).")
     flags.DEFINE_integer("seed", 0, "Seed of the synthetic archive and of training.")
-    flags.DEFINE_integer("epochs", 8, "Training epochs of the demo model.")
+    flags.DEFINE_integer("epochs", 12, "Training epochs of the demo model.")
     flags.DEFINE_integer("batch_size", 32, "Training batch size of the demo model.")
-    flags.DEFINE_float("learning_rate", 1e-3, "Learning rate of the demo model.")
+    flags.DEFINE_float("learning_rate", 3e-3, "Learning rate of the demo model.")
     flags.DEFINE_string("model", "K-BranchCNN", "Model to train (see models.names()).")
     flags.DEFINE_bool("train", True, "Train and evaluate after preparing (false: stop after the records).")
 
