@@ -21,6 +21,7 @@ import time
 from absl import flags
 
 from prep import cli
+from prep.errors import EORecordsError
 
 FLAGS = flags.FLAGS
 
@@ -46,7 +47,9 @@ def _step(title: str) -> float:
 
 def _run(cmd: list[str]) -> None:
     print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    code = subprocess.run(cmd).returncode
+    if code:
+        raise EORecordsError(f"this step stopped with exit status {code} (its message is above)", path=cmd[2])
 
 
 def _train_args(run_dir: str) -> tuple[list[str], str]:

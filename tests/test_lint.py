@@ -45,7 +45,6 @@ PENDING = frozenset({
     "prep/tfrecord.py",
     "prep/features.py",
     "prep/beam.py",
-    "prep/demo.py",
     "prep/datasets/bigearthnet/__init__.py",
     "prep/datasets/bigearthnet/band_stats.py",
     "prep/datasets/bigearthnet/command.py",
