@@ -117,7 +117,7 @@ def plan(root: str, split_paths: list[str] | None = None, schema: str = "compact
     # under --on_error=fail before anything is written; on a Beam filesystem each is a skip
     present = None if remote_root else raw.patch_folders(root)
     split_plan = raw.plan_splits(lists.splits, lists.exclusions, present)
-    if split_plan.missing and on_error == "fail":
+    if split_plan.missing and on_error == "fail" and not split_plan.skipped:  # (the writer reports those first)
         hint = MISSING_HINT["official" if lists.source == "official" else "other"]
         raise shards.PrepError(raw.missing_problem(split_plan, lists, present), path=root, hint=hint)
     per_shard = shards.records_per_shard(ben.SPEC, ben.SPEC.schema(schema), shard_size_mb)
