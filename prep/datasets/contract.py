@@ -58,7 +58,8 @@ class PreparePlan:
         result per item in order; picklable (a module-level function or functools.partial of one).
       records_per_shard: the shard size in records.
       flags: the output-affecting flags, recorded in the manifest; a rerun with other values is
-        refused unless --overwrite.
+        refused unless --overwrite (or unless its earlier run finished no shard), except for
+        ``prep.shards.NOT_COMPARED_FLAGS`` (on_error, shard_size_mb), which change no finished shard.
       excluded: items left out while planning, ``{"split", "key", "reason"}`` each.
       skipped: bad items found while planning, same form (an error under ``on_error="fail"``).
       missing: listed items absent from the input (e.g. a patch folder not downloaded),

@@ -121,7 +121,8 @@ def plan(root: str, split_paths: list[str] | None = None, schema: str = "compact
         hint = MISSING_HINT["official" if lists.source == "official" else "other"]
         raise shards.PrepError(raw.missing_problem(split_plan, lists, present), path=root, hint=hint)
     per_shard = shards.records_per_shard(ben.SPEC, ben.SPEC.schema(schema), shard_size_mb)
-    flags_used = {  # the output-affecting flags (not --workers, --progress, --overwrite)
+    flags_used = {  # recorded in the manifest (not --workers, --progress, --overwrite); a rerun compares
+        # them but shards.NOT_COMPARED_FLAGS (on_error, shard_size_mb), which leave finished shards as they are
         "splits": list(lists.splits) if lists.source != "official" else "official",
         "split_source": lists.source,
         "schema": schema, "shard_size_mb": shard_size_mb, "records_per_shard": per_shard,
