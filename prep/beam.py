@@ -210,15 +210,25 @@ class _Books:
             return
         os.makedirs(self.parts, exist_ok=True)
         remote_plan = self.remote_parts("plan.json")
+        finished = None
         if FileSystems.exists(remote_plan):
             download(remote_plan, os.path.join(self.parts, "plan.json"))
-        shards.check_plan(self.local, plan, overwrite)  # same comparison and message
-        if overwrite:
-            old = [p for pat in ("*.tfrecord", "*.tfrecord.gz", shards.MANIFEST) for p in sizes(join(self.out, pat))]
+            finished = self.holds_output()
+        if shards.check_plan(self.local, plan, overwrite, finished=finished):  # same comparison and message
+            old = [p for pat in ("*.tfrecord", "*.tfrecord.gz", shards.MANIFEST, shards.MISSING)
+                   for p in sizes(join(self.out, pat))]
             old += list(sizes(self.remote_parts("*")))
             if old:
                 FileSystems.delete(old)
         _upload(os.path.join(self.parts, "plan.json"), remote_plan)
+
+    def holds_output(self) -> bool:
+        """``shards.holds_output`` for a remote output folder."""
+        if any(p.endswith((".tfrecord", ".tfrecord.gz")) for p in sizes(join(self.out, "*.tfrecord*"))):
+            return True
+        if sizes(join(self.out, shards.MANIFEST)) or sizes(join(self.out, shards.MISSING)):
+            return True
+        return any(not p.endswith("/plan.json") for p in sizes(self.remote_parts("*.json")))
 
     def remove(self, paths: list[str]) -> None:
         paths = [p for p in paths if FileSystems.exists(p)]
@@ -259,6 +269,15 @@ class _Books:
             for line in lines:
                 f.write(line.encode() + b"\n")
         return path
+
+    def write_missing(self, missing: Sequence[Mapping]) -> None:
+        """``OUT/missing.csv``, as ``shards.write_missing`` writes it locally."""
+        shards.write_missing(self.local, missing)
+        if self.remote:
+            if missing:
+                _upload(os.path.join(self.local, shards.MISSING), join(self.out, shards.MISSING))
+            else:
+                self.remove([join(self.out, shards.MISSING)])
 
     def write_manifest(self, manifest: dict) -> None:
         shards.write_json_atomic(os.path.join(self.local, shards.MANIFEST), manifest)
@@ -328,8 +347,10 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                   compression: str | None = None, flags: Mapping | None = None,
                   excluded: Sequence[Mapping] | None = None, skipped: Sequence[Mapping] | None = None,
                   extra: Mapping | None = None, on_error: str = "fail", overwrite: bool = False,
-                  progress: bool = False, run_info: Mapping | None = None) -> dict:
-    """``prep.shards.write_dataset`` run as a Beam pipeline; returns (and saves) the manifest."""
+                  progress: bool = False, run_info: Mapping | None = None,
+                  missing: Sequence[Mapping] | None = None) -> shards.Manifest:
+    """``prep.shards.write_dataset`` run as a Beam pipeline; returns (and saves) the manifest, with
+    ``run`` (shards kept and written) as the local writer gives it."""
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
     compression = None if compression in (None, "", "NONE") else compression
@@ -338,7 +359,7 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
     flags = dict(flags or {})
     if writer != "planned":
         flags["shard_writer"] = writer  # its shards differ from the planned ones: not interchangeable
-    excluded, skipped = list(excluded or []), list(skipped or [])
+    excluded, skipped, missing = list(excluded or []), list(skipped or []), list(missing or [])
     if skipped and on_error == "fail":
         first = skipped[0]
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
@@ -351,7 +372,7 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
         books.check_plan(shards.plan_fingerprint(spec, schema, compression, tasks, flags), overwrite)
         books.remove([join(out_dir, shards.MANIFEST)])  # rewritten at the end
         if writer == "planned":
-            done = books.finished(tasks)
+            done = {k: s for k, s in books.finished(tasks).items() if shards.keep_finished(s, on_error)}
         else:  # no resume: the sink rewrites every shard
             done = {}
             books.remove([p for pat in ("*.tfrecord", "*.tfrecord.gz") for p in sizes(join(out_dir, pat))]
@@ -365,6 +386,10 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
             if todo:
                 _run(options, tasks_path, todo, splits, produce, spec, schema, compression, on_error, writer,
                      out_dir)
+        except BaseException:
+            if not books.remote:
+                shards.remove_incomplete(todo)  # workers stopped mid-shard leave theirs
+            raise
         finally:
             if poller is not None:
                 poller[0].set()
@@ -373,7 +398,7 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                 bar.close()
         sidecars = books.fetch(tasks)
         manifest = shards.assemble_manifest(books.local, spec, schema, compression, tasks, sidecars, flags,
-                                            excluded, skipped, extra)
+                                            excluded, skipped, extra, missing)
         if writer != "planned":
             for split, s in manifest["splits"].items():
                 files = sorted(p for p in sizes(join(out_dir, f"{split}-*-of-*.tfrecord*"))
@@ -384,7 +409,9 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                                            f"{sum(f['records'] for f in s['shards'])} records, expected {s['written']}")
         if run_info:
             books.write_text(RUN_INFO, iter([json.dumps(dict(run_info))]))
+        books.write_missing(missing)
         books.write_manifest(manifest)
+        manifest.run = shards.run_info(tasks, done)
         return manifest
     finally:
         books.close()
@@ -464,4 +491,4 @@ def write_plan(out_dir: str, plan: PreparePlan, runner: str = "DirectRunner", be
     return write_dataset(out_dir, plan.spec, plan.schema, plan.items, plan.produce, plan.records_per_shard,
                          options, compression=plan.compression, flags=plan.flags, excluded=plan.excluded,
                          skipped=plan.skipped, extra=plan.extra, on_error=plan.on_error, overwrite=overwrite,
-                         progress=progress, run_info=run_info)
+                         progress=progress, run_info=run_info, missing=plan.missing)

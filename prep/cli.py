@@ -228,15 +228,23 @@ def expand_nargs(argv: Sequence[str], flags: Mapping[str, str]) -> list[str]:
 
 def summary(manifest: dict, seconds: float | None = None, input_bytes: int | None = None,
             max_listed: int = 50) -> str:
-    """Counts per split, the reasons for exclusions, every skipped item (up to ``max_listed``) and
-    the rate; ``input_bytes`` adds MB/s of input read."""
+    """The end-of-run table of a manifest, as text.
+
+    Counts per split (listed, written, excluded, skipped, and missing when any item was missing
+    from the input), the reasons for exclusions, every skipped item (up to ``max_listed``), where
+    the missing items are listed, and with ``seconds`` the rate. When the manifest comes from a run
+    (``prep.shards.Manifest.run``) the rate counts only the shards written by that run, and the
+    shards kept from an earlier run are said: a rerun that kept everything reports no rate.
+    ``input_bytes`` (the raw input of all items) adds MB/s of input, in proportion to the items
+    written.
+    """
+    t = manifest["totals"]
     width = max([10] + [len(n) + 2 for n in manifest["splits"]])
-    cols = ("listed", "written", "excluded", "skipped")
+    cols = ("listed", "written", "excluded", "skipped") + (("missing",) if t.get("missing") else ())
     rows = [f"{'split':<{width}}" + "".join(f"{c:>10}" for c in cols) + f"{'shards':>8}"]
     for name, s in manifest["splits"].items():
-        rows.append(f"{name:<{width}}" + "".join(f"{s[c]:>10}" for c in cols) + f"{len(s['shards']):>8}")
-    t = manifest["totals"]
-    rows.append(f"{'total':<{width}}" + "".join(f"{t[c]:>10}" for c in cols))
+        rows.append(f"{name:<{width}}" + "".join(f"{s.get(c, 0):>10}" for c in cols) + f"{len(s['shards']):>8}")
+    rows.append(f"{'total':<{width}}" + "".join(f"{t.get(c, 0):>10}" for c in cols))
     reasons: dict[str, int] = {}
     for e in manifest["excluded"]:
         reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
@@ -246,13 +254,34 @@ def summary(manifest: dict, seconds: float | None = None, input_bytes: int | Non
         rows.append(f"skipped  [{s['split']}] {s['key']}: {s['reason']}")
     if len(manifest["skipped"]) > max_listed:
         rows.append(f"... and {len(manifest['skipped']) - max_listed} more skipped (see manifest.json)")
+    if t.get("missing"):
+        rows.append(f"missing  {t['missing']:>7}: not found in the input (see "
+                    f"{manifest.get('missing_list', 'missing.csv')} beside manifest.json)")
     if seconds:
-        n, dt = t["listed"], max(seconds, 1e-9)
-        line = f"{n} patches in {seconds:.1f} s ({n / dt:.0f} patches/s"
-        if input_bytes:
-            line += f", {input_bytes / 1e6 / dt:.0f} MB/s of input"
-        rows.append(line + ")")
+        rows.append(_rate_line(manifest, seconds, input_bytes))
     return "\n".join(rows)
+
+
+def _rate_line(manifest: dict, seconds: float, input_bytes: int | None) -> str:
+    run = getattr(manifest, "run", None)
+    dt = max(seconds, 1e-9)
+    if run is None:  # a manifest read back from its file: the whole preparation
+        n, share, line = manifest["totals"]["listed"], 1.0, ""
+    else:
+        n = run["items_written"]
+        everything = run["items_written"] + run["items_kept"]
+        share = n / everything if everything else 0.0
+        line = ""
+        if run["shards_kept"]:
+            if not run["shards_written"]:
+                return (f"kept all {run['shards_kept']} shards ({run['items_kept']} patches) finished by an "
+                        f"earlier run: nothing left to write ({seconds:.1f} s)")
+            line = f"kept {run['shards_kept']} shards ({run['items_kept']} patches) finished by an earlier run; "
+        line += f"wrote {run['shards_written']} shards: "
+    line += f"{n} patches in {seconds:.1f} s ({n / dt:.0f} patches/s"
+    if input_bytes and share:
+        line += f", {input_bytes * share / 1e6 / dt:.0f} MB/s of input"
+    return line + ")"
 
 
 def report(manifest: dict, out_dir: str, seconds: float, input_bytes: int | None = None) -> int:

@@ -7,7 +7,7 @@ cache and the patch JSON updates all use these):
   name in its own folder and renamed over the target when complete, so a reader sees the old file
   or the whole new one, never a partial one, and a killed run leaves no half-written target;
 - ``sha256_file``: the hex SHA-256 of a file, read 4 MB at a time;
-- ``open_text``: a plain, ``.bz2`` or ``.gz`` text file opened for reading;
+- ``open_text``: a plain, ``.bz2``, ``.gz`` or ``.xz`` text file opened for reading;
 - ``extract_archive``: a zip or tar archive unpacked safely (every entry checked before anything
   is written: nothing outside the target folder, no links or devices, sizes and compression ratios
   within ``ArchiveLimits``), into a temporary folder renamed over the target at the end.
@@ -126,12 +126,14 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def open_text(path: str | os.PathLike) -> IO[str]:
-    """Open a plain, ``.bz2`` or ``.gz`` text file for reading (UTF-8, newlines as written)."""
+    """Open a plain, ``.bz2``, ``.gz`` or ``.xz`` text file for reading (UTF-8, newlines as written)."""
     path = os.fspath(path)
     if path.endswith(".bz2"):
         return bz2.open(path, "rt", encoding="utf-8", newline="")
     if path.endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8", newline="")
+    if path.endswith(".xz"):
+        return lzma.open(path, "rt", encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
 
 

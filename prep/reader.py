@@ -207,8 +207,9 @@ def band_statistics(manifest: Mapping, normalize, bands: Sequence[str]) -> dict[
     if normalize == "manifest":
         stats = (manifest.get("statistics") or {}).get("train")
         if not stats:
-            raise ReaderError(f"the {manifest['dataset']} manifest has no train-split statistics; "
-                              "use normalize='upstream' or prepare the train split")
+            raise ReaderError(f"the {manifest['dataset']} manifest has no train-split statistics (splits: "
+                              f"{', '.join(manifest.get('splits') or {}) or 'none'}); use normalize='upstream', "
+                              "pass a {band: (mean, std)} table, or prepare a split named 'train'")
         table = {b: (stats[b]["mean"], stats[b]["std"]) for b in stats if stats[b]}
         source = "the manifest's train statistics"
     elif normalize == "upstream":

@@ -7,9 +7,16 @@ shard's items into ``Record`` or ``Skip`` results, in order. Shard ``i`` of a sp
 shards. Each shard is written under a temporary name, renamed when complete, and described by a
 sidecar in ``OUT/.parts/``; a rerun keeps finished shards and redoes the rest. The manifest is
 assembled from the sidecars at the end.
+
+What makes two runs "the same preparation" is ``plan_fingerprint``: the dataset, schema,
+compression, the items of every shard and the flags that change the shards' bytes, not
+``on_error`` or ``shard_size_mb`` (``NOT_COMPARED_FLAGS``). A folder whose earlier run finished no
+shard never blocks a rerun. Items the plan found missing from the input are counted per split and
+listed in ``OUT/missing.csv``, not in the manifest.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -32,7 +39,25 @@ from prep.stats import BandStats, load_states, save_states
 
 MANIFEST = "manifest.json"
 PARTS = ".parts"
+MISSING = "missing.csv"  # the listed items missing from the input: "split,key" rows after a header
 FORMAT_VERSION = 1
+COUNTS = ("listed", "written", "excluded", "skipped", "missing")  # listed = the sum of the others
+# Recorded in the manifest, not part of what makes a preparation: on_error changes no finished
+# shard (one finished under "fail" had nothing to skip; under "fail" a shard finished with skips is
+# redone, see keep_finished), and shard_size_mb only through records_per_shard, which the shard plan
+# covers.
+NOT_COMPARED_FLAGS = ("on_error", "shard_size_mb")
+
+
+class Manifest(dict):
+    """The manifest, as saved to manifest.json, with ``run``: what this run did (never saved).
+
+    ``run`` holds ``shards_kept`` / ``items_kept`` (the shards an earlier run had finished, kept as
+    they were, and the listed items they hold) and ``shards_written`` / ``items_written`` (the shards
+    written by this run), so a summary can give the rate of the new work only.
+    """
+
+    run: dict | None = None
 
 
 @dataclasses.dataclass
@@ -153,6 +178,25 @@ def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: S
     encoder = CompiledSchema(schema.fields)  # the bytes of tfrecord.encode_example, faster
     stats = {b.name: BandStats(b.dtype) for b in spec.bands}
     class_counts = np.zeros(spec.num_classes, np.int64)
+    try:
+        sha256, written, skipped, excluded = _write_records(task, tmp, produce, encoder, stats, class_counts,
+                                                            compression, on_error)
+    except BaseException:
+        with contextlib.suppress(OSError):  # no empty or partial .incomplete left behind
+            os.remove(tmp)
+        raise
+    os.replace(tmp, task.path)
+    save_states(os.path.join(parts, task.name + ".stats.npz"), stats)
+    side = {"file": task.name, "split": task.split, "index": task.index, "records": written,
+            "bytes": os.path.getsize(task.path),
+            "sha256": sha256,
+            "listed": len(task.items), "skipped": skipped, "excluded": excluded, "class_counts": class_counts.tolist()}
+    write_json_atomic(os.path.join(parts, task.name + ".json"), side)
+    return side
+
+
+def _write_records(task, tmp, produce, encoder, stats, class_counts, compression, on_error):
+    """The records of ``task`` into the file ``tmp``; returns (sha256 hex, written, skipped, excluded)."""
     written, skipped, excluded, pending = 0, [], [], 0
     seen = 0
     writer = tfrecord.TFRecordWriter(tmp, compression)  # hashes the file's bytes as it writes them
@@ -181,14 +225,7 @@ def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: S
     if seen != len(task.items):
         raise PrepError(f"internal error: produce() gave {seen} results for {len(task.items)} items "
                         f"of shard {task.name}")
-    os.replace(tmp, task.path)
-    save_states(os.path.join(parts, task.name + ".stats.npz"), stats)
-    side = {"file": task.name, "split": task.split, "index": task.index, "records": written,
-            "bytes": os.path.getsize(task.path),
-            "sha256": writer.sha256.hexdigest(),
-            "listed": len(task.items), "skipped": skipped, "excluded": excluded, "class_counts": class_counts.tolist()}
-    write_json_atomic(os.path.join(parts, task.name + ".json"), side)
-    return side
+    return writer.sha256.hexdigest(), written, skipped, excluded
 
 
 def _write_shard_star(args):
@@ -210,9 +247,17 @@ def finished_sidecar(task: ShardTask) -> dict | None:
     return side
 
 
+def keep_finished(side: Mapping, on_error: str) -> bool:
+    """Whether a shard an earlier run finished (its sidecar ``side``) is kept by a run with
+    ``on_error``: always, except a shard with skipped items under "fail", which is redone (and
+    then stops at its bad item, unless the input was fixed)."""
+    return on_error != "fail" or not side.get("skipped")
+
+
 def plan_fingerprint(spec, schema, compression, tasks, flags) -> dict:
-    """What makes a preparation's output what it is (dataset, schema, compression, flags and a hash of
-    every shard's items): saved as ``OUT/.parts/plan.json`` and compared by ``check_plan``."""
+    """What makes a preparation's output what it is (dataset, schema, compression, a hash of every
+    shard's items, and the flags but ``NOT_COMPARED_FLAGS``): saved as ``OUT/.parts/plan.json`` and
+    compared by ``check_plan``."""
     h = hashlib.sha256()
     for t in tasks:
         h.update(f"{t.name}\n".encode())
@@ -221,34 +266,100 @@ def plan_fingerprint(spec, schema, compression, tasks, flags) -> dict:
             h.update(b"\n")
     return {"dataset": spec.name, "dataset_version": spec.version, "schema": schema.name,
             "schema_version": schema.version, "compression": compression or "NONE",
-            "flags": flags, "plan_sha256": h.hexdigest()}
+            "flags": _compared_flags(flags), "plan_sha256": h.hexdigest()}
 
 
-def check_plan(out_dir: str, plan: dict, overwrite: bool) -> None:
-    """Refuse an output folder holding a different preparation (PrepError naming what differs) unless
-    ``overwrite``, which removes its shards, manifest and sidecars; then save ``plan`` as plan.json."""
+def _compared_flags(flags: Mapping | None) -> dict:
+    return {k: v for k, v in (flags or {}).items() if k not in NOT_COMPARED_FLAGS}
+
+
+def holds_output(out_dir: str) -> bool:
+    """Whether the local folder ``out_dir`` holds anything an earlier run finished: a shard, a
+    shard's sidecar, ``missing.csv`` or the manifest (a plan.json or ``.incomplete`` files alone
+    are not output)."""
+    if not os.path.isdir(out_dir):
+        return False
+    if any(n.endswith((".tfrecord", ".tfrecord.gz")) or n in (MANIFEST, MISSING) for n in os.listdir(out_dir)):
+        return True
+    parts = os.path.join(out_dir, PARTS)
+    return os.path.isdir(parts) and any(n.endswith(".json") and n != "plan.json" for n in os.listdir(parts))
+
+
+def check_plan(out_dir: str, plan: dict, overwrite: bool, finished: bool | None = None) -> bool:
+    """Refuse an output folder holding a different preparation's finished output (PrepError naming
+    what differs) unless ``overwrite``; then save ``plan`` as plan.json.
+
+    The earlier output is discarded (shards, manifest, missing.csv, sidecars) with ``overwrite``,
+    and when the earlier plan differs but its run finished nothing (``finished`` false; by default
+    ``holds_output(out_dir)``): a run that failed before its first shard never blocks a rerun.
+    Flags in ``NOT_COMPARED_FLAGS`` are not compared (also in a plan.json that still holds them).
+
+    Returns:
+      Whether earlier output was discarded (a Beam filesystem output removes its copy too).
+    """
     parts = os.path.join(out_dir, PARTS)
     plan_path = os.path.join(parts, "plan.json")
+    discard = overwrite
     if os.path.exists(plan_path) and not overwrite:
         with open(plan_path) as f:
             old = json.load(f)
+        if isinstance(old.get("flags"), dict):
+            old["flags"] = _compared_flags(old["flags"])
         if old != plan:
-            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-            if "flags" in diff:
-                fo, fn = old.get("flags", {}), plan.get("flags", {})
-                diff += [f"--{k}" for k in sorted(set(fo) | set(fn)) if fo.get(k) != fn.get(k)]
-            raise PrepError(
-                f"{out_dir} holds output of a different preparation (differs in: {', '.join(diff)}); "
-                "choose another output folder or pass --overwrite")
-    if overwrite and os.path.isdir(out_dir):
+            if finished is None:
+                finished = holds_output(out_dir)
+            if finished:
+                diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+                if "flags" in diff:
+                    fo, fn = old.get("flags", {}), plan.get("flags", {})
+                    diff += [f"--{k}" for k in sorted(set(fo) | set(fn)) if fo.get(k) != fn.get(k)]
+                raise PrepError(
+                    f"{out_dir} holds output of a different preparation (differs in: {', '.join(diff)}); "
+                    "choose another output folder or pass --overwrite")
+            discard = True  # an earlier run of another plan that finished no shard: nothing to keep
+    if discard and os.path.isdir(out_dir):
         for name in os.listdir(out_dir):
-            if name.endswith((".tfrecord", ".tfrecord.gz")) or name == MANIFEST:
+            if name.endswith((".tfrecord", ".tfrecord.gz")) or name in (MANIFEST, MISSING):
                 os.remove(os.path.join(out_dir, name))
         if os.path.isdir(parts):
             for name in os.listdir(parts):
                 os.remove(os.path.join(parts, name))
     os.makedirs(parts, exist_ok=True)
     write_json_atomic(plan_path, plan)
+    return discard
+
+
+def remove_incomplete(tasks: Sequence[ShardTask]) -> None:
+    """Remove the temporary ``.incomplete`` files of ``tasks`` (local output), e.g. those of workers
+    stopped when another shard failed."""
+    for t in tasks:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(os.path.dirname(t.path), PARTS, t.name + ".incomplete"))
+
+
+def missing_csv(missing: Sequence[Mapping]) -> str:
+    """The text of ``OUT/missing.csv``: a ``split,key`` header, then one row per missing item in
+    plan order (deterministic)."""
+    return "split,key\n" + "".join(f"{m['split']},{m['key']}\n" for m in missing)
+
+
+def write_missing(out_dir: str, missing: Sequence[Mapping]) -> None:
+    """Write ``OUT/missing.csv`` (atomically) when items are missing, else remove a stale one."""
+    path = os.path.join(out_dir, MISSING)
+    if missing:
+        with files.atomic_write(path, newline="\n") as f:
+            f.write(missing_csv(missing))
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def run_info(tasks: Sequence[ShardTask], kept: Iterable[str]) -> dict:
+    """``Manifest.run`` for a run that kept the finished shards named ``kept`` and wrote the rest."""
+    kept = set(kept)
+    old = [t for t in tasks if t.name in kept]
+    new = [t for t in tasks if t.name not in kept]
+    return {"shards_kept": len(old), "items_kept": sum(len(t.items) for t in old),
+            "shards_written": len(new), "items_written": sum(len(t.items) for t in new)}
 
 
 def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Mapping[str, Sequence],
@@ -257,14 +368,23 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                   excluded: Sequence[Mapping] | None = None, skipped: Sequence[Mapping] | None = None,
                   extra: Mapping | None = None,
                   on_error: str = "fail", overwrite: bool = False, progress: bool = True,
-                  item_key: Callable[[Any], str] = str) -> dict:
+                  item_key: Callable[[Any], str] = str, missing: Sequence[Mapping] | None = None) -> Manifest:
     """Write every split as shards into ``out_dir`` and return (and save) the manifest.
 
     ``splits`` maps a split name to its ordered items (one record each); ``produce`` (a picklable
     module-level callable or functools.partial) gets one shard's items and yields, per item and in
     order, a ``Record``, a ``Skip`` (bad input) or an ``Exclude`` (left out by rule). ``excluded``
-    and ``skipped`` list items the caller left out while planning (``{"split", "key", "reason"}``).
-    Every listed item ends up written, excluded or skipped, and the manifest's counts reconcile.
+    and ``skipped`` list items the caller left out while planning (``{"split", "key", "reason"}``),
+    ``missing`` the listed items absent from the input (``{"split", "key"}``; counted per split and
+    written to ``OUT/missing.csv``). Every listed item ends up written, excluded, skipped or
+    missing, and the manifest's counts reconcile.
+
+    Shards an earlier run of the same plan finished are kept (``keep_finished``); the returned
+    ``Manifest`` says how many in ``run`` (not saved). A failed run removes its ``.incomplete`` files.
+
+    Raises:
+      PrepError: a ``Skip`` (or a planning skip) under ``on_error="fail"``, or an output folder
+        holding a different preparation's output (unless ``overwrite``).
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
@@ -273,6 +393,7 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
     flags = dict(flags or {})
     excluded = list(excluded or [])
     skipped = list(skipped or [])
+    missing = list(missing or [])
     if skipped and on_error == "fail":
         first = skipped[0]
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
@@ -284,10 +405,11 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # rewritten at the end; its absence marks an unfinished run
 
-    done = {t.name: s for t in tasks if (s := finished_sidecar(t)) is not None}
+    done = {t.name: s for t in tasks if (s := finished_sidecar(t)) is not None and keep_finished(s, on_error)}
+    run = run_info(tasks, done)
     todo = [t for t in tasks if t.name not in done]
     total = sum(len(t.items) for t in tasks)
-    resumed = total - sum(len(t.items) for t in todo)
+    resumed = run["items_kept"]
 
     bar = _progress_bar(total, resumed, progress)
     args = [(t, produce, spec, schema, compression, on_error) for t in todo]
@@ -314,18 +436,23 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                 finally:
                     stop.set()
                     listener.join()
+    except BaseException:
+        remove_incomplete(todo)  # workers stopped mid-shard leave theirs
+        raise
     finally:
         if bar is not None:
             bar.close()
 
     manifest = assemble_manifest(out_dir, spec, schema, compression, tasks, done, flags, excluded, skipped,
-                                  extra)
+                                  extra, missing)
+    write_missing(out_dir, missing)
     write_json_atomic(manifest_path, manifest)
+    manifest.run = run
     return manifest
 
 
 def write_plan(out_dir: str, plan: PreparePlan, workers: int = 1, overwrite: bool = False,
-               progress: bool = True) -> dict:
+               progress: bool = True) -> Manifest:
     """Write a dataset's ``PreparePlan`` with local worker processes; returns (and saves) the manifest.
 
     The same bytes as ``prep.beam.write_plan`` on the DirectRunner. Raises PrepError for bad input
@@ -340,7 +467,7 @@ def write_plan(out_dir: str, plan: PreparePlan, workers: int = 1, overwrite: boo
     return write_dataset(out_dir, plan.spec, plan.schema, plan.items, plan.produce, plan.records_per_shard,
                          workers=workers, compression=plan.compression, flags=plan.flags,
                          excluded=plan.excluded, skipped=plan.skipped, extra=plan.extra, on_error=plan.on_error,
-                         overwrite=overwrite, progress=progress)
+                         overwrite=overwrite, progress=progress, missing=plan.missing)
 
 
 def start_method() -> str:
@@ -377,12 +504,14 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 
 
 def _empty_split(spec) -> dict:
-    return {"listed": 0, "written": 0, "excluded": 0, "skipped": 0, "shards": [],
-            "class_counts": np.zeros(spec.num_classes, np.int64)}
+    return {**{c: 0 for c in COUNTS}, "shards": [], "class_counts": np.zeros(spec.num_classes, np.int64)}
 
 
 def assemble_manifest(out_dir, spec, schema, compression, tasks, sidecars, flags, pre_excluded,
-                      pre_skipped, extra) -> dict:
+                      pre_skipped, extra, missing: Sequence[Mapping] = ()) -> Manifest:
+    """The manifest of a finished run, from every shard's sidecar and statistics in ``OUT/.parts``
+    and what the plan left out (``pre_excluded``, ``pre_skipped``, ``missing``: counted per split,
+    listed = written + excluded + skipped + missing)."""
     parts = os.path.join(out_dir, PARTS)
     splits: dict[str, dict] = {}
     skipped: list = list(pre_skipped)
@@ -402,15 +531,15 @@ def assemble_manifest(out_dir, spec, schema, compression, tasks, sidecars, flags
         split_stats = stats.setdefault(t.split, {b.name: BandStats(b.dtype) for b in spec.bands})
         for band, st in load_states(os.path.join(parts, t.name + ".stats.npz")).items():
             split_stats[band].merge_state(st)
-    for kind, items in (("excluded", pre_excluded), ("skipped", pre_skipped)):
+    for kind, items in (("excluded", pre_excluded), ("skipped", pre_skipped), ("missing", missing)):
         for e in items:
             s = splits.setdefault(e["split"], _empty_split(spec))
             s["listed"] += 1
             s[kind] += 1
     for s in splits.values():
         s["class_counts"] = {spec.class_names[i]: int(c) for i, c in enumerate(s["class_counts"])}
-        assert s["listed"] == s["written"] + s["excluded"] + s["skipped"]
-    manifest = {
+        assert s["listed"] == s["written"] + s["excluded"] + s["skipped"] + s["missing"]
+    manifest = Manifest({
         "format": "eorecords-manifest",
         "format_version": FORMAT_VERSION,
         "dataset": spec.name,
@@ -423,12 +552,13 @@ def assemble_manifest(out_dir, spec, schema, compression, tasks, sidecars, flags
                    "group": b.group, "feature": schema.band_keys[b.name]} for b in spec.bands],
         "classes": list(spec.class_names),
         "splits": splits,
-        "totals": {k: sum(s[k] for s in splits.values()) for k in ("listed", "written", "excluded", "skipped")},
+        "totals": {k: sum(s[k] for s in splits.values()) for k in COUNTS},
         "statistics": {split: {b: st.summary() for b, st in bs.items()} for split, bs in stats.items()},
         "skipped": skipped,
         "excluded": excluded,
+        **({"missing_list": MISSING} if missing else {}),
         "flags": flags,
-    }
+    })
     if extra:
         manifest.update(extra)
     return manifest

@@ -3,7 +3,7 @@
 Checks that every shard listed in the manifest exists with its size and SHA-256, that its
 record count matches, that every record's CRCs are intact and that every record parses with the
 schema's feature description (with each raw band holding the bytes its shape and dtype need),
-and that the counts reconcile (listed = written + excluded + skipped). Exits 1 on any mismatch.
+and that the counts reconcile (listed = written + excluded + skipped + missing). Exits 1 on any mismatch.
 """
 from __future__ import annotations
 
@@ -51,9 +51,9 @@ def verify(out_dir: str, batch_size: int = 256) -> list[str]:
     raw_sizes = {b["feature"]: int(np.prod(b["shape"])) * np.dtype(b["dtype"]).itemsize
                  for b in manifest["bands"]} if schema.band_encoding == "raw_bytes" else {}
     for split, s in manifest["splits"].items():
-        if s["listed"] != s["written"] + s["excluded"] + s["skipped"]:
+        if s["listed"] != s["written"] + s["excluded"] + s["skipped"] + s.get("missing", 0):
             problems.append(f"split {split}: listed {s['listed']} != written {s['written']} + excluded "
-                            f"{s['excluded']} + skipped {s['skipped']}")
+                            f"{s['excluded']} + skipped {s['skipped']} + missing {s.get('missing', 0)}")
         if sum(sh["records"] for sh in s["shards"]) != s["written"]:
             problems.append(f"split {split}: shard record counts do not add up to written={s['written']}")
         for sh in s["shards"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 from prep import files
@@ -20,6 +21,17 @@ EXCLUSIONS = {
     "no_19_class_target": "patches_with_no_19_class_targets.csv.bz2",
 }
 S1_S2_TABLE = "s1_s2_name_country_season.csv.bz2"
+# What a split file's name may end with: a list extension, then a compression suffix; both are
+# dropped to name the split (``mytrain.txt.gz`` -> ``mytrain``).
+LIST_EXTENSIONS = (".csv", ".txt", ".lst", ".list", ".tsv")
+COMPRESSION_SUFFIXES = (".bz2", ".gz", ".xz")
+# Lists a root folder of patch folders may hold (as the synthetic generator writes them), each
+# plain or compressed (``FOLDER_SUFFIXES``): split files that replace the official splits, and
+# exclusion lists that add to the official ones (``prep.datasets.bigearthnet.raw.choose_lists``).
+FOLDER_SPLIT_FILES = {s: f"{s}.csv" for s in SPLITS}
+FOLDER_EXCLUSION_FILES = {k: v.removesuffix(".bz2") for k, v in EXCLUSIONS.items()}
+FOLDER_SUFFIXES = ("", ".bz2", ".gz")
+_FIELD_SEP = re.compile(r"[,\t]")
 EXAMPLE_ARCHIVES = {"S2": "BigEarthNet-S2-Example.tar.bz2", "S1": "BigEarthNet-S1-Example.tar.bz2"}
 
 
@@ -47,31 +59,36 @@ def split_file(split: str) -> Path:
     return data_file(f"{split}.csv.bz2")
 
 
-open_text = files.open_text  # plain, .bz2 or .gz
+open_text = files.open_text  # plain, .bz2, .gz or .xz
 
 
 def read_names(path: str | os.PathLike) -> list[str]:
     """Patch names of a one-name-per-line CSV (no header; CRLF or LF; blank lines ignored).
 
-    A first column is taken when a line has commas, so ``name,...`` tables read too.
+    A first column is taken when a line has commas or tabs, so ``name,...`` tables (and TSV) read
+    too. The file may be plain, ``.bz2``, ``.gz`` or ``.xz``.
     """
     names = []
     with open_text(path) as f:
         for line in f:
-            line = line.strip().split(",")[0].strip()
+            line = _FIELD_SEP.split(line.strip(), 1)[0].strip()
             if line:
                 names.append(line)
     return names
 
 
 def split_name(path: str | os.PathLike) -> str:
-    """``.../train.csv.bz2`` -> ``train``."""
-    base = os.path.basename(str(path))
-    for ext in (".bz2", ".gz"):
-        if base.endswith(ext):
-            base = base[: -len(ext)]
-    if base.endswith(".csv"):
-        base = base[:-4]
+    """The split a split file names: its file name without compression suffix and list extension.
+
+    ``.../train.csv.bz2`` -> ``train``, ``mytrain.txt`` -> ``mytrain``, ``val.lst.xz`` -> ``val``
+    (``LIST_EXTENSIONS``, ``COMPRESSION_SUFFIXES``; other dots are kept: ``fold.1.csv`` -> ``fold.1``).
+    """
+    base = os.path.basename(os.fspath(path))
+    for suffixes in (COMPRESSION_SUFFIXES, LIST_EXTENSIONS):
+        for ext in suffixes:
+            if base.endswith(ext) and len(base) > len(ext):
+                base = base[: -len(ext)]
+                break
     return base
 
 

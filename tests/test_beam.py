@@ -150,6 +150,27 @@ def test_rerun_keeps_finished_shards_and_redoes_the_rest(archive, tmp_path):
         beam_prepare(str(archive), str(tmp_path), **{**args(archive), "shard_size_mb": 1.0})
 
 
+def test_partial_archive_with_root_folder_lists_gives_the_local_output(archive, tmp_path):
+    """Split and exclusion lists from the root folder (no -n), three patch folders missing, --on_error=skip:
+    the same shards, manifest and missing.csv as the local path, and the same run information."""
+    root = tmp_path / "partial"
+    shutil.copytree(archive, root)
+    gone = [(root / "train.csv").read_text().split()[i] for i in (0, 3, 5)]
+    for name in gone:
+        shutil.rmtree(root / name)
+    local = cli.prepare(str(root), str(tmp_path / "local"), shard_size_mb=0.5, on_error="skip")
+    m = beam_prepare(str(root), str(tmp_path / "beam"), shard_size_mb=0.5, on_error="skip")
+    assert m == local and m.run == local.run and local["totals"]["missing"] == 3
+    for f in shard_files(tmp_path / "local") + ["manifest.json", "missing.csv"]:
+        assert (tmp_path / "beam" / f).read_bytes() == (tmp_path / "local" / f).read_bytes(), f
+    assert (tmp_path / "beam" / "missing.csv").read_text() == "split,key\n" + "".join(f"train,{n}\n" for n in gone)
+    with pytest.raises(shards.PrepError, match="3 of the 13 patches to prepare from train.csv, val.csv, test.csv "
+                                               "in the root folder have no patch folder"):
+        beam_prepare(str(root), str(tmp_path / "beam"), shard_size_mb=0.5)  # missing folders: an error under fail
+    again = beam_prepare(str(root), str(tmp_path / "beam"), shard_size_mb=0.5, on_error="skip")
+    assert again.run["shards_written"] == 0 and again.run["shards_kept"] == len(shard_files(tmp_path / "local"))
+
+
 class FakeRemoteFS(LocalFileSystem):
     """A Beam filesystem with its own scheme, stored in a local folder: stands in for gs:// or s3://."""
 

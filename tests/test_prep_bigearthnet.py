@@ -240,12 +240,17 @@ def test_split_problems(tmp_path, archive):
     test = write_split(tmp_path / "test.csv", names[3:])
     with pytest.raises(shards.PrepError, match="also listed in split 'train'"):
         cli.prepare(str(root), str(tmp_path / "a"), [train, test], keep_excluded=True)
+    (tmp_path / "t2").mkdir()  # no patch listed twice: the missing folder is the error
+    with pytest.raises(shards.PrepError, match="1 of the 6 patches to prepare from the split files train.csv, "
+                                               r"test.csv have no patch folder here \(5 present\)"):
+        cli.prepare(str(root), str(tmp_path / "a"), [train, write_split(tmp_path / "t2" / "test.csv", names[4:])])
     m = cli.prepare(str(root), str(tmp_path / "b"), [train, test], keep_excluded=True, on_error="skip")
     reasons = {(s["split"], s["key"]): s["reason"] for s in m["skipped"]}
-    assert "no patch folder" in reasons[("train", "S2A_MSIL2A_20990101T000000_1_1")]
-    assert "also listed in split 'train'" in reasons[("test", names[3])]
+    assert list(reasons) == [("test", names[3])] and "also listed in split 'train'" in reasons[("test", names[3])]
+    assert (tmp_path / "b" / "missing.csv").read_text() == "split,key\ntrain,S2A_MSIL2A_20990101T000000_1_1\n"
     t = m["totals"]
-    assert t["listed"] == 8 and t["listed"] == t["written"] + t["excluded"] + t["skipped"] and t["written"] == 6
+    assert (t["listed"], t["written"], t["skipped"], t["missing"]) == (8, 6, 1, 1)
+    assert t["listed"] == t["written"] + t["excluded"] + t["skipped"] + t["missing"]
 
 
 def test_no_target_patches_are_excluded_or_kept(tmp_path, archive):
@@ -450,3 +455,250 @@ def test_b02_without_georeference_is_bad_input(tmp_path, archive):
     assert [s["key"] for s in m["skipped"]] == [victim]
     assert "cannot be checked: the GeoTIFF B02 has no georeference" in m["skipped"][0]["reason"]
     assert f"{victim}_labels_metadata.json" in m["skipped"][0]["reason"]
+
+
+# --- what a new user hit (root-folder lists, missing folders, flags, split names, reruns) ----------
+
+def _lines(path):
+    return [x.strip() for x in open(path).read().splitlines() if x.strip()]
+
+
+def test_synthetic_archive_prepares_without_n_using_its_own_lists(tmp_path):
+    """`prep.synthetic bigearthnet --num_patches 300` then `prep.bigearthnet -r raw -o records`: the split
+    CSVs and the three exclusion lists in the root folder are used (they failed with `no patch folder`)."""
+    raw, out = tmp_path / "raw", tmp_path / "records"
+    for cmd in (["prep.synthetic", "bigearthnet", "--out_dir", str(raw), "--num_patches", "300"],
+                ["prep.bigearthnet", "-r", str(raw), "-o", str(out), "--workers=2", "--noprogress"]):
+        r = subprocess.run([sys.executable, "-m", *cmd], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    m = json.load(open(out / "manifest.json"))
+    left_out = {n for f in ("patches_with_seasonal_snow.csv", "patches_with_cloud_and_shadow.csv",
+                            "patches_with_no_19_class_targets.csv") for n in _lines(raw / f)}
+    assert len(left_out) == 9  # 3 of each by default for 300 patches
+    for split in ("train", "val", "test"):
+        listed = _lines(raw / f"{split}.csv")
+        s = m["splits"][split]
+        assert (s["listed"], s["written"], s["missing"]) == (len(listed), len([n for n in listed if n not in left_out]), 0)
+    assert m["totals"]["written"] == 291 and m["flags"]["split_source"] == "root folder"
+    assert m["flags"]["exclusion_lists"] == ["patches_with_seasonal_snow.csv", "patches_with_cloud_and_shadow.csv",
+                                             "patches_with_no_19_class_targets.csv"]
+    assert verify(str(out)) == []
+
+
+def test_root_folder_split_files_may_be_compressed_and_given_lists_win(tmp_path, archive):
+    import bz2
+    import lzma
+
+    root, names = archive(0)
+    (root / "train.csv.bz2").write_bytes(bz2.compress("".join(f"{n}\n" for n in names[:3]).encode()))
+    (root / "test.csv").write_text("".join(f"{n}\n" for n in names[3:]))
+    m = cli.prepare(str(root), str(tmp_path / "a"), keep_excluded=True)
+    assert {k: s["written"] for k, s in m["splits"].items()} == {"train": 3, "test": 3}
+    m = cli.prepare(str(root), str(tmp_path / "b"), [write_split(tmp_path / "all.csv", names)], keep_excluded=True)
+    assert list(m["splits"]) == ["all"] and m["flags"]["split_source"] == "split files"
+    xz = tmp_path / "mine.txt.xz"
+    xz.write_bytes(lzma.compress("".join(f"{n}\t{i}\n" for i, n in enumerate(names)).encode()))
+    m = cli.prepare(str(root), str(tmp_path / "c"), [str(xz)], keep_excluded=True)
+    assert list(m["splits"]) == ["mine"] and m["splits"]["mine"]["written"] == 6
+
+
+def test_official_splits_with_missing_folders_say_how_many_and_what_to_pass(tmp_path, s2_examples):
+    out = tmp_path / "out"
+    with pytest.raises(shards.PrepError) as e:
+        cli.prepare(str(s2_examples), str(out))
+    msg = str(e.value)
+    for part in ("519,279 of the 519,284 patches to prepare from the official splits", "(5 present)",
+                 "1 patch folder(s) here are in none of these splits", "-n train.csv val.csv test.csv",
+                 "train.csv, val.csv and test.csv", "--on_error=skip", "missing.csv"):
+        assert part in msg, (part, msg)
+    assert not out.exists()  # refused while planning: nothing written, nothing to block a rerun
+    r = subprocess.run([sys.executable, "-m", "prep.bigearthnet", "-r", str(s2_examples), "-o", str(out),
+                        "--noprogress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: ")
+    assert "519,279 of the 519,284" in r.stderr and "--on_error=skip" in r.stderr
+
+
+def test_partial_archive_with_skip_plans_only_the_patches_present(tmp_path, s2_examples):
+    """The six real patches against the official splits: a handful of shards, a small manifest, the
+    missing patches counted per split and listed in missing.csv, counts reconciling."""
+    out = tmp_path / "out"
+    m = cli.prepare(str(s2_examples), str(out), on_error="skip")
+    tfrecords = sorted(f.name for f in out.iterdir() if ".tfrecord" in f.name)
+    assert tfrecords == ["test-00000-of-00001.tfrecord", "train-00000-of-00001.tfrecord",
+                         "val-00000-of-00001.tfrecord"]
+    assert (out / "manifest.json").stat().st_size < 50_000
+    official_sizes = {s: len(official.official_split(s)) for s in official.SPLITS}
+    written = {"train": 4, "val": 0, "test": 1}
+    for split, s in m["splits"].items():
+        assert (s["listed"], s["written"], s["excluded"], s["skipped"]) == (official_sizes[split], written[split], 0, 0)
+        assert s["missing"] == s["listed"] - s["written"]
+        assert s["listed"] == s["written"] + s["excluded"] + s["skipped"] + s["missing"]
+    assert m["totals"]["missing"] == 519_279 and m["missing_list"] == "missing.csv"
+    rows = (out / "missing.csv").read_text().splitlines()
+    assert rows[0] == "split,key" and len(rows) == 1 + 519_279
+    assert rows[1] == f"train,{official.official_split('train')[0]}"
+    present = {p.name for p in s2_examples.iterdir()}
+    assert not present & {r.split(",")[1] for r in rows[1:]}
+    assert m["skipped"] == [] and "missing   519279" in cli.summary(m) and verify(str(out)) == []
+    # deterministic: a second folder gets the same bytes, a rerun keeps everything
+    again = tmp_path / "again"
+    cli.prepare(str(s2_examples), str(again), on_error="skip", workers=2)
+    for f in ("manifest.json", "missing.csv", *tfrecords):
+        assert (again / f).read_bytes() == (out / f).read_bytes(), f
+    m2 = cli.prepare(str(s2_examples), str(out), on_error="skip")
+    assert m2.run["shards_kept"] == 3 and m2.run["shards_written"] == 0
+    assert (out / "missing.csv").read_bytes() == (again / "missing.csv").read_bytes()
+
+
+def test_several_values_after_one_flag_for_every_multi_value_flag(tmp_path):
+    """`-n a b c`, `--exclusion_lists a b` (and So2Sat's `--h5`, `--split_names`, `--geo`) after one
+    flag, the flag repeated, and `--flag=a`: all the same."""
+    from absl import flags as absl_flags
+
+    from prep.datasets.so2sat import command as so2sat
+    from tests.conftest import command_flags
+
+    def parse(module, argv):
+        return absl_flags.FLAGS(["prog"] + module.expand_nargs(argv))
+
+    with command_flags(cli) as f:
+        for argv in (["-n", "a", "b", "c", "--exclusion_lists", "x", "y"],
+                     ["-n", "a", "--splits", "b", "-n=c", "--exclusion_lists", "x", "--exclusion_lists", "y"],
+                     ["--splits=a", "-n", "b", "c", "--exclusion_lists=x", "--exclusion_lists", "y", "-r", "r"]):
+            f.unparse_flags()
+            assert parse(cli, argv) == ["prog"]
+            assert (f.splits, f.exclusion_lists) == (["a", "b", "c"], ["x", "y"]), argv
+    with command_flags(so2sat) as f:
+        for argv in (["--h5", "a.h5", "b.h5", "--geo", "none", "b_geo.h5", "--split_names", "s", "t"],
+                     ["--h5=a.h5", "--h5", "b.h5", "--geo=none", "--geo=b_geo.h5", "--split_names", "s,t"],
+                     ["--h5", "a.h5", "--h5=b.h5", "--geo", "none", "--geo", "b_geo.h5", "--split_names=s",
+                      "--split_names", "t"]):
+            f.unparse_flags()
+            assert parse(so2sat, argv) == ["prog"]
+            assert (f.h5, f.geo, so2sat.split_list(f.split_names)) == (["a.h5", "b.h5"], ["none", "b_geo.h5"],
+                                                                        ["s", "t"]), argv
+
+
+def test_exclusion_lists_after_one_flag_on_the_command_line(tmp_path, archive):
+    root, names = archive(0)
+    a = write_split(tmp_path / "haze.csv", [names[0]])
+    b = write_split(tmp_path / "smoke.csv", [names[1]])
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "prep.bigearthnet", "-r", str(root), "-o", str(out), "-n",
+                        write_split(tmp_path / "train.csv", names), "--exclusion_lists", a, b, "--noprogress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = json.load(open(out / "manifest.json"))
+    reasons = {e["key"]: e["reason"] for e in m["excluded"]}
+    assert reasons[names[0]] == "listed in haze.csv" and reasons[names[1]] == "listed in smoke.csv"
+    assert m["flags"]["exclusion_lists"] == ["haze.csv", "smoke.csv"]
+
+
+def test_split_files_are_named_without_any_list_extension(tmp_path, archive):
+    from prep import reader
+
+    for path, name in (("train.csv", "train"), ("d/mytrain.txt", "mytrain"), ("val.lst.xz", "val"),
+                       ("x/fold.1.tsv.gz", "fold.1"), ("test.csv.bz2", "test"), ("a.list", "a"), ("b.txt.bz2", "b")):
+        assert official.split_name(path) == name, path
+    root, names = archive(0)
+    out = tmp_path / "out"
+    m = cli.prepare(str(root), str(out), [write_split(tmp_path / "mytrain.txt", names)], keep_excluded=True)
+    assert list(m["splits"]) == ["mytrain"] and m["flags"]["splits"] == ["mytrain"]
+    with pytest.raises(reader.ReaderError, match=r"no train-split statistics \(splits: mytrain\)"):
+        reader.make_dataset(str(out), split="train")  # normalised with the train split's statistics
+    with pytest.raises(reader.ReaderError, match=r"no split 'train' \(splits: mytrain\)"):
+        reader.make_dataset(str(out), split="train", normalize=None)
+    with pytest.raises(reader.ReaderError, match=r"no train-split statistics \(splits: mytrain\)"):
+        reader.band_statistics(reader.load_manifest(str(out)), "manifest", ["B02"])
+
+
+def _parts(out):
+    return sorted(os.listdir(os.path.join(out, ".parts")))
+
+
+def test_a_failed_run_that_finished_no_shard_does_not_block_a_rerun(tmp_path, archive):
+    root, names = archive(0)
+    break_patch(root, names[1], "corrupt")
+    split = write_split(tmp_path / "train.csv", names)
+    out = str(tmp_path / "out")
+    with pytest.raises(shards.PrepError, match=names[1]):
+        cli.prepare(str(root), out, [split], keep_excluded=True)
+    assert _parts(out) == ["plan.json"]  # no empty .incomplete left behind
+    # other flags (another split list, --on_error=skip) on the same folder: accepted, no --overwrite
+    m = cli.prepare(str(root), out, [split], keep_excluded=True, on_error="skip")
+    assert m["splits"]["train"]["skipped"] == 1
+    ref = str(tmp_path / "ref")
+    cli.prepare(str(root), ref, [split], keep_excluded=True, on_error="skip")
+    assert shard_bytes(out) == shard_bytes(ref)
+    assert open(os.path.join(out, "manifest.json")).read() == open(os.path.join(ref, "manifest.json")).read()
+    # a folder holding finished output of another preparation is still refused
+    with pytest.raises(shards.PrepError, match="different preparation.*--keep_excluded"):
+        cli.prepare(str(root), out, [split], on_error="skip")
+
+
+def test_failing_workers_leave_no_incomplete_files(tmp_path, archive):
+    root, names = archive(10)  # 16 patches, 4 shards of 4
+    for i in range(0, 16, 4):
+        break_patch(root, names[i + 1], "corrupt")
+    out = str(tmp_path / "out")
+    with pytest.raises(shards.PrepError):
+        cli.prepare(str(root), out, [write_split(tmp_path / "train.csv", names)], shard_size_mb=0.8,
+                    keep_excluded=True, workers=2)
+    assert not [f for f in _parts(out) if f.endswith(".incomplete")]
+    assert not [f for f in os.listdir(out) if ".tfrecord" in f]
+
+
+def test_changing_only_on_error_keeps_the_finished_shards(tmp_path, archive):
+    root, names = archive(10)  # 16 patches, 4 shards of 4
+    split = write_split(tmp_path / "train.csv", names)
+    args = dict(shard_size_mb=0.8, keep_excluded=True)
+    victim = names[9]  # in the third shard
+    band = root / victim / f"{victim}_B03.tif"
+    saved = band.read_bytes()
+    band.write_bytes(b"not a tiff")
+    ref_skip = str(tmp_path / "ref_skip")
+    cli.prepare(str(root), ref_skip, [split], on_error="skip", **args)
+    out = str(tmp_path / "out")
+    with pytest.raises(shards.PrepError, match=victim):
+        cli.prepare(str(root), out, [split], **args)
+    finished = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out) if f.endswith(".tfrecord")}
+    assert len(finished) == 2
+    m = cli.prepare(str(root), out, [split], on_error="skip", **args)  # same shards: not a different preparation
+    assert m.run == {"shards_kept": 2, "items_kept": 8, "shards_written": 2, "items_written": 8}
+    assert all(os.stat(os.path.join(out, f)).st_mtime_ns == t for f, t in finished.items())
+    assert shard_bytes(out) == shard_bytes(ref_skip)
+    assert open(os.path.join(out, "manifest.json")).read() == open(os.path.join(ref_skip, "manifest.json")).read()
+    # back to --on_error=fail: the shard finished with a skip is redone, and stops at its bad patch
+    with pytest.raises(shards.PrepError, match=victim):
+        cli.prepare(str(root), out, [split], **args)
+    band.write_bytes(saved)
+    m = cli.prepare(str(root), out, [split], **args)
+    assert m.run["shards_kept"] == 3 and m.run["shards_written"] == 1 and m["totals"]["skipped"] == 0
+    ref = str(tmp_path / "ref")
+    cli.prepare(str(root), ref, [split], **args)
+    assert shard_bytes(out) == shard_bytes(ref)
+    assert open(os.path.join(out, "manifest.json")).read() == open(os.path.join(ref, "manifest.json")).read()
+
+
+def test_rerun_summary_says_what_was_kept_and_rates_only_new_work(tmp_path, archive):
+    root, names = archive(10)
+    split = write_split(tmp_path / "train.csv", names)
+    out = str(tmp_path / "out")
+    args = dict(shard_size_mb=0.8, keep_excluded=True)
+    m = cli.prepare(str(root), out, [split], **args)
+    saved = open(os.path.join(out, "manifest.json"), "rb").read()
+    assert m.run == {"shards_kept": 0, "items_kept": 0, "shards_written": 4, "items_written": 16}
+    assert cli.summary(m, 2.0).splitlines()[-1] == "wrote 4 shards: 16 patches in 2.0 s (8 patches/s)"
+    m = cli.prepare(str(root), out, [split], **args)
+    assert m.run == {"shards_kept": 4, "items_kept": 16, "shards_written": 0, "items_written": 0}
+    last = cli.summary(m, 0.01, input_bytes=10**9).splitlines()[-1]
+    assert last == "kept all 4 shards (16 patches) finished by an earlier run: nothing left to write (0.0 s)"
+    assert open(os.path.join(out, "manifest.json"), "rb").read() == saved  # the run info is not saved
+    os.remove(os.path.join(out, ".parts", "train-00003-of-00004.tfrecord.json"))
+    m = cli.prepare(str(root), out, [split], **args)
+    assert cli.summary(m, 2.0, input_bytes=16 * 10**6).splitlines()[-1] == (
+        "kept 3 shards (12 patches) finished by an earlier run; wrote 1 shards: 4 patches in 2.0 s "
+        "(2 patches/s, 2 MB/s of input)")
+    assert open(os.path.join(out, "manifest.json"), "rb").read() == saved
+    m = json.loads(saved)  # a manifest read back: the whole preparation, as before
+    assert cli.summary(m, 2.0).splitlines()[-1] == "16 patches in 2.0 s (8 patches/s)"

@@ -157,8 +157,24 @@ def test_official_splits_on_the_six_real_patches(tmp_path, s2_examples, monkeypa
 
 
 def test_missing_patch_folders_stop_the_build_with_advice(s2_examples):
-    with pytest.raises(FileNotFoundError, match=r"patch folder\(s\) listed in the official splits are missing.*train.csv"):
+    with pytest.raises(FileNotFoundError, match=r"519,279 of the 519,284 patches to prepare from the official splits "
+                                                r"\(bigearthnet-common\) have no patch folder here \(5 present\).*train.csv"):
         b19.plan(s2_examples)
+
+
+def test_command_and_builder_take_the_same_splits_from_one_folder(tmp_path):
+    """The preparation command (no -n) and the TFDS builder read a folder's split and exclusion lists
+    by one rule (raw.choose_lists): the same split sizes, those of the CSVs minus the three lists."""
+    from prep.datasets.bigearthnet import command
+
+    raw = tmp_path / "raw"
+    exp = synthetic_archive(raw, n=30, seed=4)
+    m = command.prepare(str(raw), str(tmp_path / "records"))
+    prepared = {s: v["written"] for s, v in m["splits"].items()}
+    builder = tfds.builder("bigearthnet19/s2_rgb", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(raw)))
+    built = {s: info.num_examples for s, info in builder.info.splits.items()}
+    assert prepared == built == {s: len(v) for s, v in exp.items()}
 
 
 def test_archive_folder_inside_the_manual_folder_is_found(tmp_path):

@@ -58,9 +58,14 @@ class PreparePlan:
         result per item in order; picklable (a module-level function or functools.partial of one).
       records_per_shard: the shard size in records.
       flags: the output-affecting flags, recorded in the manifest; a rerun with other values is
-        refused unless --overwrite.
+        refused unless --overwrite (or unless its earlier run finished no shard), except for
+        ``prep.shards.NOT_COMPARED_FLAGS`` (on_error, shard_size_mb), which change no finished shard.
       excluded: items left out while planning, ``{"split", "key", "reason"}`` each.
       skipped: bad items found while planning, same form (an error under ``on_error="fail"``).
+      missing: listed items absent from the input (e.g. a patch folder not downloaded),
+        ``{"split", "key"}`` each: not planned, counted per split as ``missing`` and listed in
+        ``OUT/missing.csv`` rather than in the manifest. The dataset's plan decides whether they
+        are an error (under ``on_error="fail"`` it should raise, saying what to do).
       extra: dataset-specific manifest blocks (e.g. ``{"so2sat": {...}}``).
       compression: "NONE" or "GZIP".
       on_error: "fail" (stop at the first bad item) or "skip" (list it and go on).
@@ -77,6 +82,7 @@ class PreparePlan:
     flags: Mapping[str, Any]
     excluded: Sequence[Mapping] = ()
     skipped: Sequence[Mapping] = ()
+    missing: Sequence[Mapping] = ()
     extra: Mapping[str, Any] | None = None
     compression: str = "NONE"
     on_error: str = "fail"

@@ -6,16 +6,19 @@ problem; ``produce`` turns those into ``Skip`` results for the sharded writer.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import lzma
 import os
 import re
-from typing import Iterator, Sequence
+from typing import Container, Iterator, NamedTuple, Sequence
 
 from prep import files
 from prep.datasets.bigearthnet import spec as ben
-from prep.errors import InputError
+from prep.errors import InputError, PrepError, UsageError
 from prep.shards import Exclude, Record, Skip
 from prep.tiff import BandError, read_band, read_band_georef
+from splits import bigearthnet as official
 
 _EPSG = re.compile(r'AUTHORITY\["EPSG",\s*"(\d+)"\]\s*\]\s*$')
 
@@ -204,18 +207,167 @@ EXCLUSION_REASONS = {
 }
 
 
-def plan_splits(split_lists: dict[str, list[str]], exclusions: dict[str, frozenset[str]]):
-    """Split lists -> (items per split, excluded entries, skipped entries).
+@dataclasses.dataclass(frozen=True)
+class ListChoice:
+    """The split and exclusion lists one preparation uses (``choose_lists``).
+
+    Attributes:
+      splits: split name -> patch names, in file order.
+      source: "official" (bigearthnet-common), "root folder" (train.csv, ... beside the patch
+        folders) or "split files" (given with ``-n``).
+      split_files: the split files read (empty for the official splits).
+      exclusions: reason -> patch names left out (empty with ``keep_excluded``).
+      exclusion_files: file names of the lists read besides the official ones, in order.
+    """
+
+    splits: dict[str, list[str]]
+    source: str
+    split_files: tuple[str, ...]
+    exclusions: dict[str, frozenset[str]]
+    exclusion_files: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """Where the splits come from, for messages: ``the official splits (bigearthnet-common)``."""
+        if self.source == "official":
+            return "the official splits (bigearthnet-common)"
+        names = ", ".join(os.path.basename(os.fspath(p)) for p in self.split_files)
+        return f"{names} in the root folder" if self.source == "root folder" else f"the split files {names}"
+
+
+def _folder_file(folder, name: str):
+    """``folder/name`` when that file exists, else None. ``folder``: a local path, a Beam filesystem
+    path (``gs://...``) or a path object with ``/`` and ``exists()`` (``epath.Path``)."""
+    if hasattr(folder, "exists") and not isinstance(folder, str):
+        path = folder / name
+        return path if path.exists() else None
+    folder = os.fspath(folder)
+    if "://" in folder:
+        from prep import beam  # a remote root is only prepared with a Beam runner
+
+        path = beam.join(folder, name)
+        return path if beam.sizes(path) else None
+    path = os.path.join(folder, name)
+    return path if os.path.isfile(path) else None
+
+
+def _read_list(path) -> list[str]:
+    if isinstance(path, str) and "://" in path:
+        import tempfile
+
+        from prep import beam
+
+        with tempfile.TemporaryDirectory(prefix="ben_list_") as tmp:
+            local = os.path.join(tmp, path.rsplit("/", 1)[-1])
+            beam.download(path, local)
+            return official.read_names(local)
+    return official.read_names(path)
+
+
+def folder_lists(folder, names: dict[str, str]) -> dict[str, object]:
+    """key -> the path of ``names[key]`` found in ``folder`` (plain, ``.bz2`` or ``.gz``; the first
+    found), for the keys with a file."""
+    found = {}
+    for key, name in names.items():
+        for suffix in official.FOLDER_SUFFIXES:
+            path = _folder_file(folder, name + suffix)
+            if path is not None:
+                found[key] = path
+                break
+    return found
+
+
+def choose_lists(folder, split_paths=None, exclusion_paths=None, keep_excluded: bool = False) -> ListChoice:
+    """The split and exclusion lists of a preparation: the one rule the command (local and Beam)
+    and the TFDS builder share, so the same folder gives the same splits.
+
+    Splits: the files given (``-n``; each split named by ``official.split_name``); else the split
+    files in ``folder`` (``train.csv``, ``val.csv``, ``test.csv``, plain, ``.bz2`` or ``.gz``: only
+    the splits with a file); else the official train/val/test lists.
+
+    Exclusions, unless ``keep_excluded``: the official lists (``EXCLUSION_REASONS``), then the
+    same-named lists in ``folder`` (``patches_with_seasonal_snow.csv``,
+    ``patches_with_cloud_and_shadow.csv``, ``patches_with_no_19_class_targets.csv``, as the
+    synthetic generator writes them), then ``exclusion_paths``; a list found in the folder or
+    given is reported as ``listed in <file name>`` (two lists of one file name are merged).
+
+    Args:
+      folder: the folder the lists are looked for in (the root folder, or the TFDS manual folder):
+        a local path, a Beam filesystem path or an ``epath.Path``.
+      split_paths: split files given by the user; None or empty for the default.
+      exclusion_paths: further exclusion lists given by the user.
+      keep_excluded: use no exclusion list at all.
+
+    Raises:
+      UsageError: a given split file is missing or unreadable, or two name the same split.
+      PrepError: a given exclusion list is missing.
+    """
+    if split_paths:
+        splits: dict[str, list[str]] = {}
+        for p in split_paths:
+            if not os.path.isfile(p):
+                raise UsageError(f"split file {p}: not found")
+            name = official.split_name(p)
+            if name in splits:
+                raise UsageError(f"split file {p}: a second file for split {name!r}")
+            try:
+                splits[name] = official.read_names(p)
+            except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError) as e:
+                raise UsageError(f"split file {p}: unreadable ({e})") from None
+        source, files_used = "split files", tuple(split_paths)
+    elif found := folder_lists(folder, official.FOLDER_SPLIT_FILES):
+        splits = {s: _read_list(p) for s, p in found.items()}
+        source, files_used = "root folder", tuple(found.values())
+    else:
+        splits = {s: list(official.official_split(s)) for s in official.SPLITS}
+        source, files_used = "official", ()
+    if keep_excluded:
+        return ListChoice(splits, source, files_used, {})
+    exclusions = {EXCLUSION_REASONS[k]: official.exclusion(k) for k in official.EXCLUSIONS}
+    extra = list(folder_lists(folder, official.FOLDER_EXCLUSION_FILES).values())
+    for p in exclusion_paths or ():
+        if not os.path.isfile(p):
+            raise PrepError(f"exclusion list {p}: not found")
+        extra.append(p)
+    names = []
+    for p in extra:
+        name = os.path.basename(os.fspath(p))
+        reason = f"listed in {name}"
+        exclusions[reason] = exclusions.get(reason, frozenset()) | frozenset(_read_list(p))
+        if name not in names:
+            names.append(name)
+    return ListChoice(splits, source, files_used, exclusions, tuple(names))
+
+
+class SplitPlan(NamedTuple):
+    """What ``plan_splits`` makes of the lists: each ``{"split", "key", ...}`` entry in list order.
+
+    Attributes:
+      items: split -> the patch names to prepare, in list order.
+      excluded: patches on an exclusion list (with ``reason``).
+      skipped: patches listed a second time (with ``reason``).
+      missing: patches to prepare whose folder is not in ``present`` (empty when no ``present``).
+    """
+
+    items: dict[str, list[str]]
+    excluded: list[dict]
+    skipped: list[dict]
+    missing: list[dict]
+
+
+def plan_splits(split_lists: dict[str, list[str]], exclusions: dict[str, frozenset[str]],
+                present: Container[str] | None = None) -> SplitPlan:
+    """Split lists -> the patches to prepare per split, and what is left out (``SplitPlan``).
 
     ``exclusions`` maps a reason (e.g. ``EXCLUSION_REASONS["seasonal_snow"]``) to the patch names
-    it leaves out; the first matching reason is reported.
-
-    A patch listed twice (in one split or in two) is kept at its first place and reported as
-    skipped at the others; patches on an exclusion list are reported as excluded.
+    it leaves out; the first matching reason is reported. A patch listed twice (in one split or in
+    two) is kept at its first place and reported as skipped at the others; patches on an
+    exclusion list are reported as excluded (whether their folder exists or not). With
+    ``present`` (the patch folder names there are), a patch to prepare whose folder is not
+    present is reported as missing instead.
     """
     seen: dict[str, str] = {}
     items: dict[str, list[str]] = {}
-    excluded, skipped = [], []
+    excluded, skipped, missing = [], [], []
     for split, names in split_lists.items():
         keep = items.setdefault(split, [])
         for name in names:
@@ -227,6 +379,29 @@ def plan_splits(split_lists: dict[str, list[str]], exclusions: dict[str, frozens
             reason = next((r for r, s in exclusions.items() if name in s), None)
             if reason:
                 excluded.append({"split": split, "key": name, "reason": reason})
+            elif present is not None and name not in present:
+                missing.append({"split": split, "key": name})
             else:
                 keep.append(name)
-    return items, excluded, skipped
+    return SplitPlan(items, excluded, skipped, missing)
+
+
+def patch_folders(root: str) -> set[str]:
+    """The names of the folders in the local folder ``root`` (one listing, however many patches)."""
+    with os.scandir(root) as it:
+        return {e.name for e in it if e.is_dir()}
+
+
+def missing_problem(plan: SplitPlan, lists: ListChoice, present: Container[str]) -> str:
+    """The message for patches to prepare whose folder is missing: how many of how many, one
+    example, and how many patch folders the root folder holds that no split lists."""
+    n = len(plan.missing)
+    total = n + sum(len(v) for v in plan.items.values())
+    first = plan.missing[0]
+    text = (f"{n:,} of the {total:,} patches to prepare from {lists.describe()} have no patch folder "
+            f"here ({total - n:,} present), e.g. {first['key']} (split {first['split']})")
+    listed = {name for names in lists.splits.values() for name in names}
+    unlisted = sum(1 for name in present if name not in listed and ben.PATCH_NAME.match(name))
+    if unlisted:
+        text += f"; {unlisted:,} patch folder(s) here are in none of these splits"
+    return text

@@ -19,12 +19,14 @@ as a (19,) uint8 multi-hot (the ``as_supervised`` target, ready for a sigmoid lo
 
 Splits: the official train/val/test lists (bigearthnet-common) with the official exclusions
 (seasonal snow, cloud/shadow, no 19-class target) left out. ``train.csv``, ``val.csv`` and
-``test.csv`` in the manual folder replace the official splits (only the splits with a file are
-built; one patch name per line, no header; a split left empty is
+``test.csv`` (plain, ``.bz2`` or ``.gz``) in the manual folder replace the official splits (only
+the splits with a file are built; one patch name per line, no header; a split left empty is
 left out). ``patches_with_seasonal_snow.csv``,
 ``patches_with_cloud_and_shadow.csv`` and ``patches_with_no_19_class_targets.csv`` in the manual
-folder add to the official exclusion lists. A listed patch whose folder is missing, or that
-cannot be read, stops the build with an error naming it (use the CSV files to build a subset).
+folder add to the official exclusion lists. The rule is ``raw.choose_lists``, the one the
+preparation command applies to its root folder (same folder, same splits). A listed patch whose
+folder is missing, or that cannot be read, stops the build with an error naming it (use the CSV
+files to build a subset).
 """
 from __future__ import annotations
 
@@ -50,9 +52,9 @@ Optional: train.csv, val.csv, test.csv (one patch name per line) in DIR replace 
 splits, e.g. to build a subset.
 """
 
-CUSTOM_SPLIT_FILES = {s: f"{s}.csv" for s in official.SPLITS}
+CUSTOM_SPLIT_FILES = official.FOLDER_SPLIT_FILES  # also .bz2 / .gz (raw.choose_lists)
 # Extra exclusion lists a manual folder may hold, by the official lists' names without ".bz2".
-EXTRA_EXCLUSION_FILES = {k: v.removesuffix(".bz2") for k, v in official.EXCLUSIONS.items()}
+EXTRA_EXCLUSION_FILES = official.FOLDER_EXCLUSION_FILES
 ARCHIVE_FOLDER = "BigEarthNet-v1.0"  # the folder the official tarball extracts to
 
 
@@ -96,42 +98,38 @@ def _first(it, n):
 
 
 def split_lists(manual_dir: epath.Path) -> tuple[dict[str, list[str]], bool]:
-    """The patch names per split: the manual folder's CSV files, else the official lists."""
-    custom = {s: manual_dir / f for s, f in CUSTOM_SPLIT_FILES.items() if (manual_dir / f).exists()}
-    if custom:
-        return {s: official.read_names(p) for s, p in custom.items()}, True
-    return {s: list(official.official_split(s)) for s in official.SPLITS}, False
+    """The patch names per split (``raw.choose_lists``): the manual folder's split files, else the
+    official lists; and whether the folder's files were used."""
+    lists = raw.choose_lists(manual_dir, keep_excluded=True)
+    return lists.splits, lists.source != "official"
 
 
 def exclusion_lists(manual_dir: epath.Path) -> dict[str, frozenset[str]]:
-    """Reason -> patch names: the official lists, then same-named lists found in the manual folder."""
-    out = {raw.EXCLUSION_REASONS[kind]: official.exclusion(kind) for kind in official.EXCLUSIONS}
-    for fname in EXTRA_EXCLUSION_FILES.values():
-        extra = manual_dir / fname
-        if extra.exists():
-            out[f"listed in {fname}"] = frozenset(official.read_names(extra))
-    return out
+    """Reason -> patch names: the official lists, then same-named lists found in the manual folder
+    (``raw.choose_lists``)."""
+    return raw.choose_lists(manual_dir).exclusions
 
 
 def plan(manual_dir) -> tuple[epath.Path, dict[str, list[str]], list[dict]]:
-    """(root of the patch folders, patch names per split, excluded entries); raises on problems."""
+    """(root of the patch folders, patch names per split, excluded entries); raises on problems.
+
+    The lists are ``raw.choose_lists`` of the manual folder, the rule the preparation command
+    applies to its root folder, so both give the same splits from one folder.
+    """
     manual_dir = epath.Path(manual_dir)
     root = _find_root(manual_dir)
-    lists, custom = split_lists(manual_dir)
-    items, excluded, skipped = raw.plan_splits(lists, exclusion_lists(manual_dir))
+    lists = raw.choose_lists(manual_dir)
+    present = {p.name for p in root.iterdir()}
+    items, excluded, skipped, missing = raw.plan_splits(lists.splits, lists.exclusions, present)
     if skipped:
         first = skipped[0]
         raise ValueError(f"{manual_dir}: {len(skipped)} patch(es) listed more than once; first: "
                          f"{first['key']}: {first['reason']}")
-    present = {p.name for p in root.iterdir()}
-    missing = [(s, n) for s, names in items.items() for n in names if n not in present]
     if missing:
-        where = "the split files in the manual folder" if custom else "the official splits"
-        shown = ", ".join(f"{n} ({s})" for s, n in missing[:5])
+        problem = raw.missing_problem(raw.SplitPlan(items, excluded, skipped, missing), lists, present)
         raise FileNotFoundError(
-            f"{root}: {len(missing)} patch folder(s) listed in {where} are missing, e.g. {shown}. "
-            "Extract the whole archive, or put train.csv / val.csv / test.csv listing the patches "
-            "to build into the manual folder.")
+            f"{root}: {problem}. Extract the whole archive, or put train.csv / val.csv / test.csv listing "
+            "the patches to build into the manual folder.")
     return root, items, excluded
 
 
