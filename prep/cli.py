@@ -276,8 +276,10 @@ def _rate_line(manifest: dict, seconds: float, input_bytes: int | None) -> str:
             if not run["shards_written"]:
                 return (f"kept all {run['shards_kept']} shards ({run['items_kept']} patches) finished by an "
                         f"earlier run: nothing left to write ({seconds:.1f} s)")
-            line = f"kept {run['shards_kept']} shards ({run['items_kept']} patches) finished by an earlier run; "
-        line += f"wrote {run['shards_written']} shards: "
+            kept = run["shards_kept"]
+            line = f"kept {kept} shard{'' if kept == 1 else 's'} ({run['items_kept']} patches) finished by an earlier run; "
+        written = run["shards_written"]
+        line += f"wrote {written} shard{'' if written == 1 else 's'}: "
     line += f"{n} patches in {seconds:.1f} s ({n / dt:.0f} patches/s"
     if input_bytes and share:
         line += f", {input_bytes * share / 1e6 / dt:.0f} MB/s of input"

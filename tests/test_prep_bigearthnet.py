@@ -697,7 +697,7 @@ def test_rerun_summary_says_what_was_kept_and_rates_only_new_work(tmp_path, arch
     os.remove(os.path.join(out, ".parts", "train-00003-of-00004.tfrecord.json"))
     m = cli.prepare(str(root), out, [split], **args)
     assert cli.summary(m, 2.0, input_bytes=16 * 10**6).splitlines()[-1] == (
-        "kept 3 shards (12 patches) finished by an earlier run; wrote 1 shards: 4 patches in 2.0 s "
+        "kept 3 shards (12 patches) finished by an earlier run; wrote 1 shard: 4 patches in 2.0 s "
         "(2 patches/s, 2 MB/s of input)")
     assert open(os.path.join(out, "manifest.json"), "rb").read() == saved
     m = json.loads(saved)  # a manifest read back: the whole preparation, as before
