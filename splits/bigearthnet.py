@@ -37,7 +37,11 @@ EXAMPLE_ARCHIVES = {"S2": "BigEarthNet-S2-Example.tar.bz2", "S1": "BigEarthNet-S
 
 @functools.lru_cache(maxsize=None)
 def package_dir() -> Path:
-    """Folder of the installed bigearthnet_common package data (not imported, only located)."""
+    """Folder of the installed bigearthnet_common package data (not imported, only located).
+
+    Raises:
+      FileNotFoundError: when ``bigearthnet-common`` is not installed.
+    """
     spec = importlib.util.find_spec("bigearthnet_common")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
@@ -47,6 +51,18 @@ def package_dir() -> Path:
 
 
 def data_file(name: str) -> Path:
+    """Path of one data file shipped in the installed ``bigearthnet-common`` package.
+
+    Args:
+      name: the file's name inside ``bigearthnet_common/`` (``train.csv.bz2``,
+        ``patches_with_seasonal_snow.csv.bz2``, ``BigEarthNet-S2-Example.tar.bz2``, ...).
+
+    Returns:
+      The file's path (the file is located, not opened).
+
+    Raises:
+      FileNotFoundError: when ``bigearthnet-common`` is not installed, or holds no file ``name``.
+    """
     path = package_dir() / name
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found in the installed bigearthnet-common package")
@@ -54,6 +70,14 @@ def data_file(name: str) -> Path:
 
 
 def split_file(split: str) -> Path:
+    """Path of an official BigEarthNet-S2 19-class split list (``train``, ``val`` or ``test``).
+
+    Source: the ``{split}.csv.bz2`` files of ``bigearthnet-common`` 2.8.0 (upstream ``splits/``).
+
+    Raises:
+      KeyError: when ``split`` is not one of ``SPLITS``.
+      FileNotFoundError: when the package or the list is missing (``data_file``).
+    """
     if split not in SPLITS:
         raise KeyError(f"unknown official split {split!r}; splits: {', '.join(SPLITS)}")
     return data_file(f"{split}.csv.bz2")
@@ -94,11 +118,30 @@ def split_name(path: str | os.PathLike) -> str:
 
 @functools.lru_cache(maxsize=None)
 def official_split(split: str) -> tuple[str, ...]:
+    """Patch names of an official BigEarthNet-S2 split, in file order (cached per split).
+
+    Source: ``bigearthnet-common`` 2.8.0 ``train.csv.bz2`` (269,695 patches), ``val.csv.bz2``
+    (123,723) and ``test.csv.bz2`` (125,866); see splits/README.md.
+
+    Raises:
+      KeyError: when ``split`` is not one of ``SPLITS``.
+      FileNotFoundError: when the package or the list is missing.
+    """
     return tuple(read_names(split_file(split)))
 
 
 @functools.lru_cache(maxsize=None)
 def exclusion(kind: str) -> frozenset[str]:
+    """Patch names of one official exclusion list (cached per list).
+
+    ``kind`` is a key of ``EXCLUSIONS``: ``seasonal_snow`` (61,707 patches), ``cloud_and_shadow``
+    (9,280), both published on bigearth.net, or ``no_19_class_target`` (57 patches whose labels all
+    lie in the 11 classes the 19-class nomenclature drops). Source: ``bigearthnet-common`` 2.8.0.
+
+    Raises:
+      KeyError: when ``kind`` is not a key of ``EXCLUSIONS``.
+      FileNotFoundError: when the package or the list is missing.
+    """
     try:
         name = EXCLUSIONS[kind]
     except KeyError:
@@ -107,5 +150,13 @@ def exclusion(kind: str) -> frozenset[str]:
 
 
 def example_archive(modality: str = "S2") -> Path:
-    """The tar.bz2 of the six real example patches shipped in bigearthnet-common."""
+    """The tar.bz2 of the six real example patches shipped in bigearthnet-common.
+
+    Args:
+      modality: ``S2`` (Sentinel-2 L2A, 12 bands) or ``S1`` (Sentinel-1 VV/VH).
+
+    Raises:
+      KeyError: when ``modality`` is not a key of ``EXAMPLE_ARCHIVES``.
+      FileNotFoundError: when the package or the archive is missing.
+    """
     return data_file(EXAMPLE_ARCHIVES[modality])
