@@ -95,6 +95,13 @@ class Exclude:
 
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
+    """One shard to write: shard ``index`` of ``num_shards`` of ``split``, its items in order, its final path.
+
+    Made by ``plan_shards``; ``items`` are the split's items ``[start, stop)`` (patch names for
+    BigEarthNet, ``(file index, row)`` pairs for So2Sat LCZ42), one record each unless skipped or
+    excluded. ``path`` is the final shard file (``OUT/<split>-<index>-of-<num_shards>.tfrecord[.gz]``).
+    """
+
     split: str
     index: int
     num_shards: int
@@ -103,16 +110,26 @@ class ShardTask:
 
     @property
     def name(self) -> str:
+        """The shard's file name (``train-00003-of-00016.tfrecord.gz``), also the stem of its sidecar files."""
         return os.path.basename(self.path)
 
 
 def shard_filename(split: str, index: int, num_shards: int, compression: str | None) -> str:
+    """File name of shard ``index`` (0-based) of ``num_shards``: ``<split>-00000-of-00016.tfrecord``.
+
+    ``.tfrecord.gz`` when ``compression`` is ``"GZIP"``, else ``.tfrecord`` (``None`` or ``"NONE"``).
+    """
     suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
     return f"{split}-{index:05d}-of-{num_shards:05d}{suffix}"
 
 
 def estimate_record_bytes(spec: DatasetSpec, schema: Schema) -> int:
-    """A size estimate per record, used to turn a shard size in MB into records per shard."""
+    """A size estimate per record in bytes, used to turn a shard size in MB into records per shard.
+
+    The band pixels of ``spec`` as ``schema`` encodes them (``raw_bytes``: the bands' dtype sizes;
+    ``int64_list``: about 2.1 bytes per varint-encoded reflectance; ``float_list``: 4 bytes per value)
+    plus 1 KiB for keys, labels and framing. Uncompressed: GZIP shards come out smaller.
+    """
     pixels = sum(b.size for b in spec.bands)
     if schema.band_encoding == "raw_bytes":
         body = sum(b.size * np.dtype(b.dtype).itemsize for b in spec.bands)
@@ -124,14 +141,37 @@ def estimate_record_bytes(spec: DatasetSpec, schema: Schema) -> int:
 
 
 def records_per_shard(spec: DatasetSpec, schema: Schema, shard_size_mb: float) -> int:
+    """The most records one shard holds for a target uncompressed shard size (``--shard_size_mb``).
+
+    Args:
+      spec: the dataset's bands (shapes, dtypes).
+      schema: the feature schema (its ``band_encoding`` sets the bytes per pixel).
+      shard_size_mb: target shard size in MB (10^6 bytes), before any GZIP compression.
+
+    Returns:
+      ``shard_size_mb * 1e6 // estimate_record_bytes(spec, schema)``, at least 1.
+    """
     return max(1, int(shard_size_mb * 1e6 // estimate_record_bytes(spec, schema)))
 
 
 def plan_shards(out_dir: str, splits: Mapping[str, Sequence], per_shard: int,
                 compression: str | None) -> list[ShardTask]:
-    """Each split in ``ceil(n / per_shard)`` shards of equal record counts (the first ``n % shards`` one
-    more), in item order: no short last shard, so workers finish together and readers interleave
-    evenly. ``per_shard`` is the most a shard holds."""
+    """Cut each split into ``ceil(n / per_shard)`` shards of equal item counts, in item order.
+
+    The first ``n % shards`` shards hold one item more: no short last shard, so workers finish
+    together and readers interleave evenly. ``per_shard`` is the most a shard holds; an empty split
+    still gets one (empty) shard. Deterministic: the same splits and ``per_shard`` give the same tasks
+    whatever the worker count.
+
+    Args:
+      out_dir: the output folder the shard paths lie in.
+      splits: split name -> its ordered items.
+      per_shard: the most items per shard (``records_per_shard``).
+      compression: ``"GZIP"`` or ``None`` (names the files ``.tfrecord.gz`` / ``.tfrecord``).
+
+    Returns:
+      One ``ShardTask`` per shard, split by split, in index order.
+    """
     tasks = []
     for split, items in splits.items():
         n = max(1, math.ceil(len(items) / per_shard))
@@ -235,8 +275,11 @@ def _write_shard_star(args):
 # --- the driver -------------------------------------------------------------------------------
 
 def finished_sidecar(task: ShardTask) -> dict | None:
-    """The sidecar of a shard an earlier run finished (sidecar present, shard of the recorded size), else
-    None: such a shard is kept on resume."""
+    """The sidecar of a shard an earlier run finished, else None.
+
+    Finished means the sidecar ``OUT/.parts/<shard>.json`` exists and the shard file has the size in
+    bytes the sidecar records; such a shard is kept on resume (see ``keep_finished``).
+    """
     side_path = os.path.join(os.path.dirname(task.path), PARTS, task.name + ".json")
     if not (os.path.exists(side_path) and os.path.exists(task.path)):
         return None
@@ -248,16 +291,23 @@ def finished_sidecar(task: ShardTask) -> dict | None:
 
 
 def keep_finished(side: Mapping, on_error: str) -> bool:
-    """Whether a shard an earlier run finished (its sidecar ``side``) is kept by a run with
-    ``on_error``: always, except a shard with skipped items under "fail", which is redone (and
-    then stops at its bad item, unless the input was fixed)."""
+    """Whether a shard an earlier run finished (its sidecar ``side``) is kept by a run with ``on_error``.
+
+    Always, except a shard with skipped items under "fail", which is redone (and then stops at its
+    bad item, unless the input was fixed).
+    """
     return on_error != "fail" or not side.get("skipped")
 
 
-def plan_fingerprint(spec, schema, compression, tasks, flags) -> dict:
-    """What makes a preparation's output what it is (dataset, schema, compression, a hash of every
-    shard's items, and the flags but ``NOT_COMPARED_FLAGS``): saved as ``OUT/.parts/plan.json`` and
-    compared by ``check_plan``."""
+def plan_fingerprint(spec: DatasetSpec, schema: Schema, compression: str | None, tasks: Sequence[ShardTask],
+                     flags: Mapping[str, Any] | None) -> dict:
+    """What makes a preparation's output what it is; saved as ``OUT/.parts/plan.json``, compared by ``check_plan``.
+
+    Returns:
+      A JSON-able dict: dataset name and version, schema name and version, compression
+      (``"NONE"`` for none), the flags but ``NOT_COMPARED_FLAGS``, and ``plan_sha256``: a SHA-256
+      over every shard's file name and the ``repr`` of its items, in order.
+    """
     h = hashlib.sha256()
     for t in tasks:
         h.update(f"{t.name}\n".encode())
@@ -274,9 +324,11 @@ def _compared_flags(flags: Mapping | None) -> dict:
 
 
 def holds_output(out_dir: str) -> bool:
-    """Whether the local folder ``out_dir`` holds anything an earlier run finished: a shard, a
-    shard's sidecar, ``missing.csv`` or the manifest (a plan.json or ``.incomplete`` files alone
-    are not output)."""
+    """Whether the local folder ``out_dir`` holds anything an earlier run finished.
+
+    That is a shard, a shard's sidecar, ``missing.csv`` or the manifest; a plan.json or
+    ``.incomplete`` files alone are not output. False for a folder that does not exist.
+    """
     if not os.path.isdir(out_dir):
         return False
     if any(n.endswith((".tfrecord", ".tfrecord.gz")) or n in (MANIFEST, MISSING) for n in os.listdir(out_dir)):
@@ -286,8 +338,10 @@ def holds_output(out_dir: str) -> bool:
 
 
 def check_plan(out_dir: str, plan: dict, overwrite: bool, finished: bool | None = None) -> bool:
-    """Refuse an output folder holding a different preparation's finished output (PrepError naming
-    what differs) unless ``overwrite``; then save ``plan`` as plan.json.
+    """Refuse an output folder holding a different preparation's finished output, then save ``plan``.
+
+    Unless ``overwrite``, a plan.json that differs from ``plan`` (a ``plan_fingerprint``) in a folder
+    that holds finished output stops the run; ``plan`` is then saved as ``OUT/.parts/plan.json``.
 
     The earlier output is discarded (shards, manifest, missing.csv, sidecars) with ``overwrite``,
     and when the earlier plan differs but its run finished nothing (``finished`` false; by default
@@ -296,6 +350,10 @@ def check_plan(out_dir: str, plan: dict, overwrite: bool, finished: bool | None 
 
     Returns:
       Whether earlier output was discarded (a Beam filesystem output removes its copy too).
+
+    Raises:
+      PrepError: naming what differs (the plan's keys and the ``--flags``) when the folder holds a
+        different preparation's finished output and ``overwrite`` is false.
     """
     parts = os.path.join(out_dir, PARTS)
     plan_path = os.path.join(parts, "plan.json")
@@ -330,16 +388,20 @@ def check_plan(out_dir: str, plan: dict, overwrite: bool, finished: bool | None 
 
 
 def remove_incomplete(tasks: Sequence[ShardTask]) -> None:
-    """Remove the temporary ``.incomplete`` files of ``tasks`` (local output), e.g. those of workers
-    stopped when another shard failed."""
+    """Remove the temporary ``.incomplete`` files of ``tasks`` (local output).
+
+    E.g. those of workers stopped when another shard failed; files already gone are ignored.
+    """
     for t in tasks:
         with contextlib.suppress(OSError):
             os.remove(os.path.join(os.path.dirname(t.path), PARTS, t.name + ".incomplete"))
 
 
 def missing_csv(missing: Sequence[Mapping]) -> str:
-    """The text of ``OUT/missing.csv``: a ``split,key`` header, then one row per missing item in
-    plan order (deterministic)."""
+    """The text of ``OUT/missing.csv``: a ``split,key`` header, then one row per missing item.
+
+    Rows are in plan order (deterministic); ``missing`` holds ``{"split", "key"}`` mappings.
+    """
     return "split,key\n" + "".join(f"{m['split']},{m['key']}\n" for m in missing)
 
 
@@ -471,8 +533,11 @@ def write_plan(out_dir: str, plan: PreparePlan, workers: int = 1, overwrite: boo
 
 
 def start_method() -> str:
-    """How worker processes start: "fork" (no re-import, starts in milliseconds) unless TensorFlow is
-    loaded in this process (its thread pools do not survive a fork), then "spawn"."""
+    """How worker processes start: "fork", or "spawn" once TensorFlow is loaded in this process.
+
+    "fork" needs no re-import and starts in milliseconds, but TensorFlow's thread pools do not
+    survive a fork.
+    """
     return "spawn" if "tensorflow" in sys.modules else "fork"
 
 
@@ -507,11 +572,34 @@ def _empty_split(spec) -> dict:
     return {**{c: 0 for c in COUNTS}, "shards": [], "class_counts": np.zeros(spec.num_classes, np.int64)}
 
 
-def assemble_manifest(out_dir, spec, schema, compression, tasks, sidecars, flags, pre_excluded,
-                      pre_skipped, extra, missing: Sequence[Mapping] = ()) -> Manifest:
-    """The manifest of a finished run, from every shard's sidecar and statistics in ``OUT/.parts``
-    and what the plan left out (``pre_excluded``, ``pre_skipped``, ``missing``: counted per split,
-    listed = written + excluded + skipped + missing)."""
+def assemble_manifest(out_dir: str, spec: DatasetSpec, schema: Schema, compression: str | None,
+                      tasks: Sequence[ShardTask], sidecars: Mapping[str, Mapping[str, Any]], flags: Mapping[str, Any],
+                      pre_excluded: Sequence[Mapping], pre_skipped: Sequence[Mapping], extra: Mapping | None,
+                      missing: Sequence[Mapping] = ()) -> Manifest:
+    """The manifest of a finished run, from the shards' sidecars and statistics and what the plan left out.
+
+    Per split: the counts (listed = written + excluded + skipped + missing), the shards (file,
+    records, bytes, sha256), the class counts (per class name; multi-label patches count once per
+    label) and, under ``statistics``, each band's merged statistics from ``OUT/.parts/<shard>.stats.npz``.
+
+    Args:
+      out_dir: the local folder holding ``.parts/`` (the shards' statistics are read from it).
+      spec: the dataset (bands, classes, name, version, task).
+      schema: the feature schema the shards were written with.
+      compression: ``"GZIP"`` or ``None``.
+      tasks: every shard of the plan.
+      sidecars: shard file name -> its sidecar (as ``write_shard`` returns it), for every task.
+      flags: the run's flags, recorded as given.
+      pre_excluded: items the plan excluded by rule (``{"split", "key", "reason"}``).
+      pre_skipped: items the plan skipped as bad input (``{"split", "key", "reason"}``).
+      extra: dataset-specific manifest blocks added as they are (e.g. ``{"so2sat": {...}}``), or None.
+      missing: listed items absent from the input (``{"split", "key"}``); when any, the manifest
+        names ``missing.csv`` as ``missing_list``.
+
+    Raises:
+      KeyError: a task without a sidecar.
+      OSError: a shard's statistics file that cannot be read.
+    """
     parts = os.path.join(out_dir, PARTS)
     splits: dict[str, dict] = {}
     skipped: list = list(pre_skipped)
