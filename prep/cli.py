@@ -17,9 +17,12 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from prep.errors import EORecordsError, UsageError
+
+if TYPE_CHECKING:
+    from prep.datasets.contract import PreparePlan
 
 MANIFEST = "manifest.json"  # prep.shards.MANIFEST (not imported: the runner stays light)
 HELP_HINT = "see --help"
@@ -35,8 +38,11 @@ def _usage_exit(message: str, name: str) -> None:
 
 
 def program(argv0: str) -> str:
-    """How the user started the command, for messages: ``eorecords-train``, ``python -m prep.verify``,
-    ``python train.py``."""
+    """How the user started the command, for messages.
+
+    ``eorecords-train`` for a console script, ``python -m prep.verify`` for a module run with
+    ``-m``, else ``python train.py`` (``argv0`` is ``sys.argv[0]``).
+    """
     script = os.path.basename(argv0)
     if script.startswith("eorecords"):
         return script
@@ -108,9 +114,9 @@ def required(*names: str) -> None:
 
 
 def refuse_nonempty(path: str, overwrite: bool) -> None:
-    """For commands that write a whole folder: refuse a folder that already holds files, unless
-    ``overwrite``, in which case everything in it is deleted first (the new content never mixes
-    with the old).
+    """For commands that write a whole folder: refuse a folder that already holds files, unless ``overwrite``.
+
+    With ``overwrite`` everything in it is deleted first (the new content never mixes with the old).
 
     Raises:
       UsageError: ``path`` holds files and ``overwrite`` is false, or ``path`` is a file.
@@ -167,9 +173,31 @@ def define_prepare_flags(out_aliases: Sequence[str] = ()) -> None:
                         "'--shard_writer=writetotfrecord' writes through beam.io.WriteToTFRecord (see prep/beam.py).")
 
 
-def write_plan(plan, out_dir: str, runner: str = "local", beam_options: str = "", workers: int = 1,
+def write_plan(plan: PreparePlan, out_dir: str, runner: str = "local", beam_options: str = "", workers: int = 1,
                overwrite: bool = False, progress: bool = False) -> dict:
-    """Write a ``PreparePlan`` locally (``runner="local"``) or on Beam; returns the manifest."""
+    """Write a ``PreparePlan`` locally (``runner="local"``) or on Beam; returns the manifest.
+
+    ``local`` goes to ``prep.shards.write_plan`` (worker processes); a Beam runner name (one of
+    ``RUNNERS``) to ``prep.beam.write_plan``, imported only then. The DirectRunner writes the same
+    bytes as ``local``.
+
+    Args:
+      plan: the dataset's plan (``Dataset.command_module().plan(...)``).
+      out_dir: the output folder (local, or on a Beam filesystem for a Beam runner).
+      runner: ``"local"`` or a Beam runner name.
+      beam_options: further Beam pipeline options as one shell-quoted string (Beam only).
+      workers: parallel worker processes (DirectRunner: unless ``beam_options`` sets them).
+      overwrite: discard the output of a different earlier preparation in ``out_dir``.
+      progress: show a progress bar.
+
+    Returns:
+      The manifest, also saved as ``OUT/manifest.json``.
+
+    Raises:
+      PrepError: bad input under ``on_error="fail"``, an output folder holding another
+        preparation (unless ``overwrite``), a Beam filesystem path or raw archive with
+        ``runner="local"``, or an unknown runner.
+    """
     if runner == "local":
         from prep import shards
 
