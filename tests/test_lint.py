@@ -46,7 +46,6 @@ PENDING = frozenset({
     "prep/datasets/bigearthnet/__init__.py",
     "prep/datasets/bigearthnet/band_stats.py",
     "prep/datasets/bigearthnet/command.py",
-    "prep/datasets/bigearthnet/raw.py",
     "prep/datasets/bigearthnet/remote.py",
     "prep/datasets/bigearthnet/spec.py",
     "prep/datasets/bigearthnet/synthetic.py",

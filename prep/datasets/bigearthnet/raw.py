@@ -28,10 +28,12 @@ class PatchError(InputError):
 
 
 def json_path(root: str, name: str) -> str:
+    """Path of a patch's label file: ``<root>/<name>/<name>_labels_metadata.json`` (not checked to exist)."""
     return os.path.join(root, name, f"{name}_labels_metadata.json")
 
 
 def band_path(root: str, name: str, band: str) -> str:
+    """Path of one band GeoTIFF of a patch: ``<root>/<name>/<name>_<band>.tif`` (``band``: ``B01`` ... ``B12``, ``B8A``)."""
     return os.path.join(root, name, f"{name}_{band}.tif")
 
 
@@ -42,6 +44,17 @@ def epsg_from_wkt(wkt: str) -> int:
 
 
 def read_metadata(root: str, name: str) -> dict:
+    """Read and check the label JSON of patch ``name`` in ``root`` (BigEarthNet-S2 v1.0 layout).
+
+    Returns:
+      The parsed JSON as it is: ``labels`` (43-class CLC Level-3 names), ``coordinates``
+      (``ulx``, ``uly``, ``lrx``, ``lry`` in metres of the patch CRS) and the other keys
+      (``projection``, ``tile_source``, ``acquisition_date``) when present.
+
+    Raises:
+      PatchError: no patch folder, a missing or malformed JSON file, no ``labels`` list, no
+        ``coordinates`` with all four keys, or a label not in the 43-class nomenclature.
+    """
     path = json_path(root, name)
     if not os.path.isdir(os.path.join(root, name)):
         raise PatchError(f"{name}: no patch folder {os.path.join(root, name)}")
@@ -183,7 +196,21 @@ def update_json(root: str, name: str, labels19: Sequence[str]) -> None:
 
 def produce(items: Sequence[str], root: str, schema_name: str, keep_excluded: bool = False,
             write_json: bool = False) -> Iterator:
-    """Records of one shard: one Record, Skip or Exclude per patch name, in order."""
+    """Records of one shard: one Record, Skip or Exclude per patch name, in order.
+
+    The worker side of the sharded writer (``prep.shards.write_dataset``). A patch that cannot be
+    read (``PatchError``) gives a ``Skip`` with the message; a patch whose 43-class labels map to no
+    19-class label gives an ``Exclude`` unless ``keep_excluded``. A ``Record`` holds the feature
+    values of ``schema_name`` (``spec.record_values``), the 12 uint16 bands at native size (raw L2A
+    digital numbers, BOA reflectance x 10000) for the band statistics, and the 19-class indices.
+
+    Args:
+      items: patch names (folder names under ``root``).
+      root: the local folder of patch folders.
+      schema_name: ``"compact"`` or ``"upstream"``.
+      keep_excluded: write patches without a 19-class target too (with no label).
+      write_json: also add ``BigEarthNet_19_labels`` to each readable patch's JSON (``update_json``).
+    """
     schema = ben.SPEC.schema(schema_name)
     for name in items:
         try:
@@ -235,8 +262,11 @@ class ListChoice:
 
 
 def _folder_file(folder, name: str):
-    """``folder/name`` when that file exists, else None. ``folder``: a local path, a Beam filesystem
-    path (``gs://...``) or a path object with ``/`` and ``exists()`` (``epath.Path``)."""
+    """``folder/name`` when that file exists, else None.
+
+    ``folder``: a local path, a Beam filesystem path (``gs://...``) or a path object with ``/`` and
+    ``exists()`` (``epath.Path``).
+    """
     if hasattr(folder, "exists") and not isinstance(folder, str):
         path = folder / name
         return path if path.exists() else None
@@ -263,9 +293,13 @@ def _read_list(path) -> list[str]:
     return official.read_names(path)
 
 
-def folder_lists(folder, names: dict[str, str]) -> dict[str, object]:
-    """key -> the path of ``names[key]`` found in ``folder`` (plain, ``.bz2`` or ``.gz``; the first
-    found), for the keys with a file."""
+def folder_lists(folder: str | os.PathLike, names: dict[str, str]) -> dict[str, object]:
+    """Key -> the path of ``names[key]`` found in ``folder``, for the keys with a file.
+
+    Each name is tried plain, then ``.bz2``, then ``.gz`` (``splits.bigearthnet.FOLDER_SUFFIXES``);
+    the first found is taken. ``folder`` is a local path, a Beam filesystem path (``gs://...``) or
+    an ``epath.Path``; the paths returned are of the same kind.
+    """
     found = {}
     for key, name in names.items():
         for suffix in official.FOLDER_SUFFIXES:
@@ -276,9 +310,12 @@ def folder_lists(folder, names: dict[str, str]) -> dict[str, object]:
     return found
 
 
-def choose_lists(folder, split_paths=None, exclusion_paths=None, keep_excluded: bool = False) -> ListChoice:
-    """The split and exclusion lists of a preparation: the one rule the command (local and Beam)
-    and the TFDS builder share, so the same folder gives the same splits.
+def choose_lists(folder: str | os.PathLike, split_paths: Sequence[str] | None = None,
+                 exclusion_paths: Sequence[str] | None = None, keep_excluded: bool = False) -> ListChoice:
+    """The split and exclusion lists of a preparation.
+
+    The one rule the command (local and Beam) and the TFDS builder share, so the same folder gives
+    the same splits.
 
     Splits: the files given (``-n``; each split named by ``official.split_name``); else the split
     files in ``folder`` (``train.csv``, ``val.csv``, ``test.csv``, plain, ``.bz2`` or ``.gz``: only
@@ -393,8 +430,11 @@ def patch_folders(root: str) -> set[str]:
 
 
 def missing_problem(plan: SplitPlan, lists: ListChoice, present: Container[str]) -> str:
-    """The message for patches to prepare whose folder is missing: how many of how many, one
-    example, and how many patch folders the root folder holds that no split lists."""
+    """The message for patches to prepare whose folder is missing.
+
+    It says how many of how many, gives one example, and how many patch folders the root folder
+    holds (``present``) that no split lists. ``plan.missing`` must not be empty.
+    """
     n = len(plan.missing)
     total = n + sum(len(v) for v in plan.items.values())
     first = plan.missing[0]
