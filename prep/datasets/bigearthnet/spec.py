@@ -166,6 +166,13 @@ def indices_19(idx43: Sequence[int]) -> list[int]:
 
 
 def multi_hot(indices: Sequence[int], n: int) -> list[int]:
+    """Class indices -> a length-``n`` 0/1 list (multi-label target), 1 at each index.
+
+    E.g. ``multi_hot([0, 4], 19)`` for a patch labelled "Urban fabric" and "Pastures".
+
+    Raises:
+      IndexError: an index >= ``n`` (indices are not otherwise checked).
+    """
     v = [0] * n
     for i in indices:
         v[i] = 1
@@ -177,7 +184,14 @@ PATCH_NAME = re.compile(
 
 
 def parse_patch_name(name: str) -> dict:
-    """Split a patch name into satellite, product, date, time, col, row (5- or 6-digit times)."""
+    """Split a patch name into satellite, product, date, time, col, row (5- or 6-digit times).
+
+    E.g. ``S2A_MSIL2A_20170717T113321_28_89`` -> ``{"satellite": "S2A", "product": "MSIL2A",
+    "date": "20170717", "time": "113321", "col": "28", "row": "89"}`` (all strings).
+
+    Raises:
+      ValueError: ``name`` does not match ``PATCH_NAME``.
+    """
     m = PATCH_NAME.match(name)
     if not m:
         raise ValueError(f"not a BigEarthNet-S2 patch name: {name!r}")
@@ -239,6 +253,10 @@ def record_values(patch: dict, schema: Schema) -> dict:
 
     ``patch`` holds ``name``, ``bands`` (name -> 2-D array), ``labels43`` (names, as in the JSON),
     ``acquisition_date``, ``tile_source``, ``coordinates`` (ulx, uly, lrx, lry), ``epsg``.
+
+    Raises:
+      UnknownLabelError: a label not in the 43-class nomenclature.
+      KeyError: a schema other than ``compact`` and ``upstream``.
     """
     idx43 = indices_43(patch["labels43"])
     idx19 = indices_19(idx43)
