@@ -151,9 +151,15 @@ class PatchSpec:
 
     @property
     def coordinates(self) -> dict:
+        """The JSON ``coordinates``: ``ulx``, ``uly``, ``lrx``, ``lry`` in metres of the patch's UTM CRS (1200 m box)."""
         return {"ulx": self.ulx, "uly": self.uly, "lrx": self.ulx + PATCH_METRES, "lry": self.uly - PATCH_METRES}
 
     def metadata(self) -> dict:
+        """The patch's ``<patch>_labels_metadata.json`` content, as in the real archive.
+
+        ``labels`` (43-class CLC Level-3 names), ``coordinates``, ``projection`` (the UTM zone's
+        WKT), ``tile_source`` and ``acquisition_date``; no ``BigEarthNet_19_labels``.
+        """
         return {
             "labels": [ben.LABELS_43[i] for i in self.labels43],
             "coordinates": self.coordinates,
@@ -199,7 +205,19 @@ def _acquisition(rng: np.random.Generator):
 def plan_bigearthnet(num_patches: int, seed: int = 0, *, split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
                      num_no_target: int | None = None, num_snow: int | None = None,
                      num_cloud: int | None = None) -> list[PatchSpec]:
-    """The catalogue of a synthetic archive: one PatchSpec per patch, in generation order."""
+    """The catalogue of a synthetic archive: one PatchSpec per patch, in generation order.
+
+    Deterministic in ``seed``. Patches lie on the 1.2 km grid of a few MGRS tiles (``TILES``), in
+    acquisitions of about 40 patches; each has 1 to 6 43-class labels with at least one 19-class
+    target, except the ``num_no_target`` patches (labels only among the 11 classes without one).
+    ``num_snow`` / ``num_cloud`` patches get a snow or cloud/shadow overlay. The special patches
+    (default for each: 1 per 100 patches, none under 10) go round-robin over the splits in use; the
+    rest are cut by ``split_fractions`` (train, val, test).
+
+    Raises:
+      ValueError: ``num_patches`` < 1, ``split_fractions`` not three non-negative numbers with a
+        positive sum, or more special patches than patches.
+    """
     n = int(num_patches)
     if n < 1:
         raise ValueError(f"num_patches must be at least 1, got {num_patches}")
@@ -305,8 +323,16 @@ def synthesize_bands(spec: PatchSpec, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def write_patch(out_dir, spec: PatchSpec, seed: int = 0, tiff_writer: str = "native") -> Path:
-    """Write one patch folder (12 GeoTIFFs + JSON) under ``out_dir``; returns the folder."""
+def write_patch(out_dir: str | os.PathLike, spec: PatchSpec, seed: int = 0, tiff_writer: str = "native") -> Path:
+    """Write one patch folder (12 GeoTIFFs + JSON) under ``out_dir``; returns the folder.
+
+    The bands are ``synthesize_bands(spec, seed)``: single-band uint16 GeoTIFFs at native size
+    (120, 60 or 20 px for 10, 20 or 60 m) georeferenced at (``spec.ulx``, ``spec.uly``) in
+    EPSG:``spec.epsg``. An existing folder of the same name is written into (files replaced).
+
+    Raises:
+      ValueError: ``tiff_writer`` other than ``"native"`` and ``"rasterio"``.
+    """
     folder = Path(out_dir) / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     bands = synthesize_bands(spec, seed)
@@ -344,7 +370,7 @@ def _write_list(path: Path, names: Sequence[str]) -> None:
         f.write("".join(f"{n}\n" for n in names))
 
 
-def generate_bigearthnet(out_dir, num_patches: int, seed: int = 0, *, workers: int = 1,
+def generate_bigearthnet(out_dir: str | os.PathLike, num_patches: int, seed: int = 0, *, workers: int = 1,
                          split_fractions: Sequence[float] = (0.6, 0.2, 0.2), num_no_target: int | None = None,
                          num_snow: int | None = None, num_cloud: int | None = None,
                          tiff_writer: str = "native", progress: bool = False) -> list[str]:
@@ -353,6 +379,11 @@ def generate_bigearthnet(out_dir, num_patches: int, seed: int = 0, *, workers: i
     ``num_no_target`` / ``num_snow`` / ``num_cloud`` special patches (default: 1 per 100 patches,
     none under 10 patches) are listed in the three ``patches_with_*.csv`` files. ``tiff_writer``
     "native" writes the GeoTIFF bytes directly (fast); "rasterio" goes through GDAL.
+    ``split_fractions`` are the relative sizes of train, val and test (normalised to sum 1).
+
+    Raises:
+      ValueError: ``num_patches`` < 1, ``split_fractions`` not three non-negative numbers with a
+        positive sum, more special patches than patches, or an unknown ``tiff_writer``.
     """
     specs = plan_bigearthnet(num_patches, seed, split_fractions=split_fractions, num_no_target=num_no_target,
                              num_snow=num_snow, num_cloud=num_cloud)
@@ -389,7 +420,7 @@ def generate_bigearthnet(out_dir, num_patches: int, seed: int = 0, *, workers: i
 
 # --- the six real patches -------------------------------------------------------------------
 
-def extract_examples(dest, modality: str = "S2") -> list[Path]:
+def extract_examples(dest: str | os.PathLike, modality: str = "S2") -> list[Path]:
     """Extract the real example patches of the bigearthnet-common wheel into ``dest/<patch>/``.
 
     Through ``prep.files.extract_archive`` (the archive's top folder dropped, each patch folder
@@ -398,6 +429,8 @@ def extract_examples(dest, modality: str = "S2") -> list[Path]:
 
     Raises:
       prep.files.ArchiveError: an unsafe or unreadable archive (named in the message).
+      KeyError: ``modality`` other than ``"S2"`` and ``"S1"``.
+      FileNotFoundError: bigearthnet-common (which ships the archives) is not installed.
     """
     from splits import bigearthnet as splits
 
