@@ -47,7 +47,6 @@ PENDING = frozenset({
     "prep/datasets/bigearthnet/band_stats.py",
     "prep/datasets/bigearthnet/command.py",
     "prep/datasets/bigearthnet/remote.py",
-    "prep/datasets/bigearthnet/tfds_builder.py",
     "train.py",
     "evaluate.py",
 })

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -41,6 +42,9 @@ from prep.datasets.bigearthnet import DATASET, raw
 from prep.datasets.bigearthnet import spec as ben
 from prep.shards import Exclude, Skip
 from splits import bigearthnet as official
+
+if TYPE_CHECKING:
+    from prep.shards import Record
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download BigEarthNet-S2 v1.0 (BigEarthNet-S2-v1.0.tar.gz, about 66 GB) from https://bigearth.net
@@ -98,23 +102,43 @@ def _first(it, n):
 
 
 def split_lists(manual_dir: epath.Path) -> tuple[dict[str, list[str]], bool]:
-    """The patch names per split (``raw.choose_lists``): the manual folder's split files, else the
-    official lists; and whether the folder's files were used."""
+    """The patch names per split (``raw.choose_lists``), and whether the manual folder's files were used.
+
+    The manual folder's split files (``train.csv``, ``val.csv``, ``test.csv``, plain, ``.bz2`` or
+    ``.gz``), else the official lists; no exclusion applied.
+
+    Raises:
+      FileNotFoundError: the official lists are needed and bigearthnet-common is not installed.
+    """
     lists = raw.choose_lists(manual_dir, keep_excluded=True)
     return lists.splits, lists.source != "official"
 
 
 def exclusion_lists(manual_dir: epath.Path) -> dict[str, frozenset[str]]:
-    """Reason -> patch names: the official lists, then same-named lists found in the manual folder
-    (``raw.choose_lists``)."""
+    """Reason -> patch names: the official lists, then same-named lists found in the manual folder.
+
+    The rule of ``raw.choose_lists``: ``patches_with_seasonal_snow.csv``,
+    ``patches_with_cloud_and_shadow.csv`` and ``patches_with_no_19_class_targets.csv`` (plain,
+    ``.bz2`` or ``.gz``) in the manual folder add to the official lists, as ``listed in <file name>``.
+
+    Raises:
+      FileNotFoundError: bigearthnet-common (the official lists) is not installed.
+    """
     return raw.choose_lists(manual_dir).exclusions
 
 
-def plan(manual_dir) -> tuple[epath.Path, dict[str, list[str]], list[dict]]:
+def plan(manual_dir: epath.PathLike) -> tuple[epath.Path, dict[str, list[str]], list[dict]]:
     """(root of the patch folders, patch names per split, excluded entries); raises on problems.
 
     The lists are ``raw.choose_lists`` of the manual folder, the rule the preparation command
-    applies to its root folder, so both give the same splits from one folder.
+    applies to its root folder, so both give the same splits from one folder. The root is the
+    manual folder, or its ``BigEarthNet-v1.0/`` when the manual folder holds that and no patch
+    folder. Excluded entries are ``{"split", "key", "reason"}`` dicts.
+
+    Raises:
+      FileNotFoundError: no manual folder, listed patches whose folder is missing (how many, one
+        example), or official lists needed and bigearthnet-common not installed.
+      ValueError: a patch listed more than once.
     """
     manual_dir = epath.Path(manual_dir)
     root = _find_root(manual_dir)
@@ -202,8 +226,15 @@ class Bigearthnet19(tfds.core.GeneratorBasedBuilder):
             yield result.key, example(result, cfg)
 
 
-def example(record, cfg: BigEarthNet19Config) -> dict:
-    """A ``prep.shards.Record`` (compact schema) -> the builder's feature dict."""
+def example(record: Record, cfg: BigEarthNet19Config) -> dict:
+    """A ``prep.shards.Record`` (compact schema) -> the builder's feature dict.
+
+    Bands as uint16 arrays at native size (raw L2A digital numbers, BOA reflectance x 10000): one
+    (H, W, C) ``image`` in preset order when ``cfg.stacked``, else one (H, W) feature per band.
+    Labels: ``labels`` (19-class indices), ``labels_multi_hot`` ((19,) uint8), ``labels_43``
+    (43-class CLC Level-3 indices); metadata: ``patch_name``, ``acquisition_date``, ``tile_source``,
+    ``coordinates`` ((4,) int64: ulx, uly, lrx, lry in metres) and ``epsg``.
+    """
     v = record.values
     ex = {}
     if cfg.stacked:
