@@ -43,10 +43,6 @@ PENDING = frozenset({
     "prep/tfrecord.py",
     "prep/features.py",
     "prep/beam.py",
-    "prep/datasets/bigearthnet/__init__.py",
-    "prep/datasets/bigearthnet/band_stats.py",
-    "prep/datasets/bigearthnet/command.py",
-    "prep/datasets/bigearthnet/remote.py",
     "train.py",
     "evaluate.py",
 })

@@ -74,7 +74,15 @@ def prepare(root: str, out: str, split_paths: list[str] | None = None, schema: s
             on_error: str = "fail", keep_excluded: bool = False, update_json: bool = False,
             overwrite: bool = False, progress: bool = False, exclusion_lists: list[str] | None = None,
             runner: str = "local", beam_options: str = "") -> dict:
-    """Python API of the command: plan, write (locally or on a Beam ``runner``), return the manifest."""
+    """Python API of the command: plan, write (locally or on a Beam ``runner``), return the manifest.
+
+    The arguments are the command's flags (see ``plan`` and ``prep.cli.write_plan``); ``out`` is
+    ``--out_dir``.
+
+    Raises:
+      PrepError: as ``plan``, or an output folder holding another preparation (unless ``overwrite``).
+      UsageError: an unreadable split file.
+    """
     p = plan(root, split_paths, schema, shard_size_mb, compression, on_error, keep_excluded, update_json,
              exclusion_lists)
     return cli.write_plan(p, out, runner, beam_options, workers, overwrite, progress)

@@ -18,7 +18,21 @@ from prep.shards import Exclude, Skip
 
 
 def produce_remote(items: Sequence[str], root: str, schema_name: str, keep_excluded: bool = False) -> Iterator:
-    """``raw.produce`` for patch folders on a Beam filesystem: one folder at a time."""
+    """``raw.produce`` for patch folders on a Beam filesystem: one folder at a time.
+
+    Each patch folder ``<root>/<name>/`` is copied into a fresh temporary folder, read by
+    ``raw.produce`` and removed; a ``Skip`` or ``Exclude`` reason names the remote path, not the
+    copy. Yields one ``Record``, ``Skip`` or ``Exclude`` per item, in order.
+
+    Args:
+      items: patch names (folder names under ``root``).
+      root: the Beam filesystem folder of patch folders (``gs://...``), without a trailing ``/``.
+      schema_name: ``"compact"`` or ``"upstream"``.
+      keep_excluded: write patches without a 19-class target too.
+
+    Raises:
+      OSError: a patch folder's files cannot be listed or copied (Beam filesystem errors).
+    """
     for name in items:
         tmp = tempfile.mkdtemp(prefix="ben_patch_")
         try:
