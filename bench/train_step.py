@@ -24,6 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from prep.datasets.spec import Task  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["K-BranchCNN", "VGG16", "ResNet50", "DenseNet121", "Sen2LCZ-Net",
                              "GHS-S2Net"],
@@ -69,7 +71,7 @@ def bench_model(name: str, batch_size: int, warmup: int, steps: int, jit_compile
     model = models.build(name, spec, info.default_num_classes, info.default_task)
     rng = np.random.default_rng(seed)
     x = {k: rng.normal(size=(batch_size,) + tuple(s)).astype("float32") for k, s in spec.items()}
-    if info.default_task == "multi_label":
+    if info.default_task == Task.MULTI_LABEL:
         y = (rng.random((batch_size, info.default_num_classes)) < 0.2).astype("float32")
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
     else:
