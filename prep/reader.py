@@ -37,10 +37,11 @@ import numpy as np
 import tensorflow as tf
 
 from prep import datasets
+from prep import manifest as manifest_module
 from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, DatasetSpec, Schema
 from prep.errors import InputError
 
-MANIFEST = "manifest.json"
+MANIFEST = manifest_module.MANIFEST
 AUTOTUNE = tf.data.AUTOTUNE
 RESAMPLE_METHODS = ("bicubic", "bilinear", "nearest", "area", "lanczos3", "lanczos5", "mitchellcubic",
                     "gaussian")
@@ -58,24 +59,8 @@ class ReaderError(InputError):
 # --- manifest and band layout --------------------------------------------------------------------
 
 
-def load_manifest(data_dir: str | os.PathLike) -> dict:
-    """The parsed ``manifest.json`` of a prepared output directory (clear errors when it is not one)."""
-    path = os.path.join(os.fspath(data_dir), MANIFEST)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path}: no manifest; is {os.fspath(data_dir)!r} a prepared output directory "
-            "(python -m prep.bigearthnet ...) whose preparation finished?")
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ReaderError(f"{path}: not valid JSON ({e})") from e
-    if manifest.get("format") != "eorecords-manifest":
-        raise ReaderError(f"{path}: not an eorecords manifest (format={manifest.get('format')!r})")
-    for key in ("dataset", "schema", "bands", "classes", "splits"):
-        if key not in manifest:
-            raise ReaderError(f"{path}: manifest lacks {key!r}")
-    return manifest
+load_manifest = manifest_module.load
+"""``load_manifest(data_dir) -> Manifest``: ``prep.manifest.load`` (InputError saying what is wrong)."""
 
 
 def dataset_spec(manifest: Mapping) -> DatasetSpec:

@@ -8,7 +8,6 @@ and that the counts reconcile (listed = written + excluded + skipped). Exits 1 o
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 
@@ -16,7 +15,7 @@ import numpy as np
 from absl import app, flags
 
 from prep import cli, shards, tfrecord
-from prep.datasets import get
+from prep.manifest import load as load_manifest
 
 FLAGS = flags.FLAGS
 
@@ -30,20 +29,12 @@ def define_flags() -> None:
 
 def verify(out_dir: str, batch_size: int = 256) -> list[str]:
     """Return the list of problems found (empty when the output matches its manifest)."""
+    manifest = load_manifest(out_dir)  # InputError when there is no (valid) manifest
     import tensorflow as tf
 
     from prep.features import feature_description
 
-    path = os.path.join(out_dir, shards.MANIFEST)
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        return [f"{path}: missing (the preparation did not finish)"]
-    except json.JSONDecodeError as e:
-        return [f"{path}: malformed JSON: {e}"]
-    spec = get(manifest["dataset"])
-    schema = spec.schema(manifest["schema"])
+    schema = manifest.record_schema
     desc = feature_description(schema)
     compression = manifest.get("compression", "NONE")
     problems = []
@@ -109,8 +100,7 @@ def main(argv):
         print(f"{len(problems)} problem(s) in {argv[1]}", file=sys.stderr)
         return 1
     if not FLAGS.quiet:
-        with open(os.path.join(argv[1], shards.MANIFEST)) as f:
-            m = json.load(f)
+        m = load_manifest(argv[1])
         n = sum(len(s["shards"]) for s in m["splits"].values())
         print(f"OK {argv[1]}: {n} shards, {m['totals']['written']} records match the manifest")
     return 0
