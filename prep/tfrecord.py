@@ -228,9 +228,13 @@ def _skip_value(buf, pos: int, end: int, number: int, wire: int, at: int) -> int
     raise ExampleError(f"wire type {wire} of field {number} at byte {at}")
 
 
-def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """(field number, wire type, value start, value end) of each field of the message ``buf[start:end]``
-    (groups are skipped; a varint's value span is its bytes)."""
+def message_fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(field number, wire type, value start, value end, field start) of each field of the protobuf
+    message ``buf[start:end]``, in order (groups are skipped; a varint's value span is its bytes).
+
+    Raises:
+      ExampleError: a truncated or overlong field, an invalid tag or wire type.
+    """
     pos = start
     while pos < end:
         at = pos
@@ -242,14 +246,14 @@ def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
             n, pos = _read_varint(buf, pos, end)
             if n > end - pos:
                 raise ExampleError(f"field {number} at byte {at} runs past the end of its message")
-            yield number, 2, pos, pos + n
+            yield number, 2, pos, pos + n, at
             pos += n
         elif wire == 3:
             pos = _skip_group(buf, pos, end, number)
         else:
             value = pos
             pos = _skip_value(buf, pos, end, number, wire, at)
-            yield number, wire, value, pos
+            yield number, wire, value, pos, at
 
 
 def _packed_varints(buf, start: int, end: int) -> np.ndarray:
@@ -267,14 +271,14 @@ def _packed_varints(buf, start: int, end: int) -> np.ndarray:
 def _scan(buf) -> dict[str, tuple[str | None, list[tuple[int, int, int]]]]:
     """key -> (kind, [(wire type, start, end) of each value or packed run]) of a serialized Example."""
     features: dict[str, tuple[str | None, list]] = {}
-    for number, wire, a, b in _fields(buf, 0, len(buf)):
+    for number, wire, a, b, _ in message_fields(buf, 0, len(buf)):
         if number != 1 or wire != 2:
             continue  # not Example.features
-        for number2, wire2, ea, eb in _fields(buf, a, b):
+        for number2, wire2, ea, eb, _ in message_fields(buf, a, b):
             if number2 != 1 or wire2 != 2:
                 continue  # not a Features.feature map entry
             key, kind, spans, known = b"", None, [], True
-            for number3, wire3, va, vb in _fields(buf, ea, eb):
+            for number3, wire3, va, vb, _ in message_fields(buf, ea, eb):
                 if number3 == 1 and wire3 == 2:
                     key = buf[va:vb]
                 elif number3 == 2 and wire3 == 2:  # the Feature (a repeated one merges into the first)
@@ -292,13 +296,13 @@ def _scan(buf) -> dict[str, tuple[str | None, list[tuple[int, int, int]]]]:
 
 
 def _scan_feature(buf, start: int, end: int, kind: str | None, spans: list) -> tuple[str | None, list]:
-    for number, wire, la, lb in _fields(buf, start, end):
+    for number, wire, la, lb, _ in message_fields(buf, start, end):
         if number not in (1, 2, 3) or wire != 2:
             continue
         k = KINDS[number - 1]
         if k != kind:  # a oneof: setting another member clears the previous one
             kind, spans = k, []
-        for number2, wire2, a, b in _fields(buf, la, lb):
+        for number2, wire2, a, b, _ in message_fields(buf, la, lb):
             if number2 != 1:
                 continue
             if k == "bytes":
