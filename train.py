@@ -321,8 +321,10 @@ def train(cfg: TrainConfig) -> dict:
         raise UsageError("--out_dir is required")
     check_data_dir(cfg.data_dir)  # before TensorFlow loads, so a wrong path fails fast
 
+    from prep.quiet import import_tensorflow
+
+    tf = import_tensorflow()  # without its start-up banner
     import keras
-    import tensorflow as tf
 
     import models
     from models import training

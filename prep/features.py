@@ -6,9 +6,10 @@ the tests build on ``feature_description``; ``prep.verify`` checks records witho
 """
 from __future__ import annotations
 
-import tensorflow as tf
-
 from prep.datasets.spec import Field, Schema
+from prep.quiet import import_tensorflow
+
+tf = import_tensorflow()
 
 _DTYPES = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
 

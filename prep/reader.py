@@ -34,12 +34,14 @@ import os
 from typing import Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from prep import datasets, features
 from prep import manifest as manifest_module
 from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, DatasetSpec, Schema
 from prep.errors import InputError
+from prep.quiet import import_tensorflow
+
+tf = import_tensorflow()
 
 MANIFEST = manifest_module.MANIFEST
 AUTOTUNE = tf.data.AUTOTUNE
