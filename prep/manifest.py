@@ -100,11 +100,13 @@ class Manifest(dict):
 
     @property
     def totals(self) -> dict[str, int]:
-        """{listed, written, excluded, skipped} over all splits (summed from the splits if absent)."""
+        """{listed, written, excluded, skipped[, missing]} over all splits (summed from the splits if absent)."""
         if "totals" in self:
             return self["totals"]
-        return {k: sum(int(s.get(k, 0)) for s in self["splits"].values())
-                for k in ("listed", "written", "excluded", "skipped")}
+        keys = ["listed", "written", "excluded", "skipped"]
+        if any("missing" in s for s in self["splits"].values()):
+            keys.append("missing")
+        return {k: sum(int(s.get(k, 0)) for s in self["splits"].values()) for k in keys}
 
     @property
     def compression(self) -> str:

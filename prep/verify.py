@@ -5,7 +5,7 @@ record count matches, that every record's CRCs are intact and that every record 
 tf.train.Example holding exactly the schema's features, each of its kind (bytes / float /
 int64) and, where the schema fixes it, its number of values (with each raw band holding the
 bytes its shape and dtype need), and that the counts reconcile (listed = written + excluded +
-skipped). Exits 1 on any mismatch; a folder without a readable manifest is an error (one line).
+skipped + missing). Exits 1 on any mismatch; a folder without a readable manifest is an error (one line).
 
 Records are read with the project's own TFRecord and Example decoders (``prep.tfrecord``), so
 verification does not import TensorFlow.
@@ -58,9 +58,9 @@ def verify(out_dir: str, batch_size: int = 256) -> list[str]:
     raw_sizes = {b["feature"]: int(np.prod(b["shape"])) * np.dtype(b["dtype"]).itemsize
                  for b in manifest.bands} if schema.band_encoding == "raw_bytes" else {}
     for split, s in manifest.splits.items():
-        if s["listed"] != s["written"] + s["excluded"] + s["skipped"]:
+        if s["listed"] != s["written"] + s["excluded"] + s["skipped"] + s.get("missing", 0):
             problems.append(f"split {split}: listed {s['listed']} != written {s['written']} + excluded "
-                            f"{s['excluded']} + skipped {s['skipped']}")
+                            f"{s['excluded']} + skipped {s['skipped']} + missing {s.get('missing', 0)}")
         if sum(sh["records"] for sh in s["shards"]) != s["written"]:
             problems.append(f"split {split}: shard record counts do not add up to written={s['written']}")
         for sh in s["shards"]:

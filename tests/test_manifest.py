@@ -132,3 +132,10 @@ def test_train_and_evaluate_read_through_the_loader(prepared, tmp_path):
     with pytest.raises(InputError, match="^--data_dir .*nothere: no such folder - --data_dir takes"):
         train.check_data_dir(str(tmp_path / "nothere"))
     assert evaluate.load_manifest(str(prepared[0])).dataset == "bigearthnet19"
+
+
+def test_totals_are_summed_from_the_splits_when_absent():
+    m = manifest.Manifest({"splits": {"a": {"listed": 3, "written": 2, "excluded": 1, "skipped": 0},
+                                      "b": {"listed": 2, "written": 1, "excluded": 0, "skipped": 0, "missing": 1}}})
+    assert m.totals == {"listed": 5, "written": 3, "excluded": 1, "skipped": 0, "missing": 1}
+    assert m.path is None and m.data_dir is None and m.compression == "NONE"
