@@ -56,8 +56,8 @@ def verify(out_dir: str, batch_size: int = 256) -> list[str]:
     problems = []
     # band byte sizes from the manifest's own band table (dtype may differ from the default, e.g. float64)
     raw_sizes = {b["feature"]: int(np.prod(b["shape"])) * np.dtype(b["dtype"]).itemsize
-                 for b in manifest.bands} if schema.band_encoding == "raw_bytes" else {}
-    for split, s in manifest.splits.items():
+                 for b in manifest["bands"]} if schema.band_encoding == "raw_bytes" else {}
+    for split, s in manifest["splits"].items():
         if s["listed"] != s["written"] + s["excluded"] + s["skipped"] + s.get("missing", 0):
             problems.append(f"split {split}: listed {s['listed']} != written {s['written']} + excluded "
                             f"{s['excluded']} + skipped {s['skipped']} + missing {s.get('missing', 0)}")
