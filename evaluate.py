@@ -391,13 +391,10 @@ def input_settings(config: dict | None, overrides: dict) -> dict:
 
 
 def load_manifest(data_dir: str) -> dict:
-    """The prepared dataset's manifest (``prep.reader.load_manifest``); InputError when there is none."""
-    from prep import reader
+    """The prepared dataset's manifest (``prep.manifest.load``); InputError saying what is wrong otherwise."""
+    from prep import manifest
 
-    try:
-        return reader.load_manifest(data_dir)
-    except FileNotFoundError as e:  # the reader's message names the file and what to do
-        raise InputError(_first_line(e)) from None
+    return manifest.load(data_dir)
 
 
 def make_dataset(data_dir: str, split: str, settings: dict, batch_size: int):

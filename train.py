@@ -231,14 +231,14 @@ def _check_resume(run_dir: str, cfg_dict: Mapping) -> None:
 
 
 def check_data_dir(data_dir: str) -> None:
-    """Raise InputError unless ``data_dir`` is a folder holding a manifest.json (no TensorFlow needed)."""
+    """Raise InputError unless ``data_dir`` holds a valid manifest (``prep.manifest.load``; no TensorFlow needed)."""
+    from prep import manifest
+
     hint = "--data_dir takes the output folder of a finished preparation (python -m prep.bigearthnet, prep.so2sat)"
-    if not os.path.isdir(data_dir):
-        problem = "not a folder" if os.path.exists(data_dir) else "no such folder"
-        raise InputError(problem, path=f"--data_dir {data_dir}", hint=hint)
-    if not os.path.isfile(os.path.join(data_dir, cli.MANIFEST)):
-        raise InputError(f"no {cli.MANIFEST} in this folder: not prepared records, or the preparation did not "
-                         "finish", path=f"--data_dir {data_dir}", hint=hint)
+    try:
+        manifest.load(data_dir)
+    except manifest.ManifestMissing as e:  # the folder itself: name the flag
+        raise InputError(e.problem, path=f"--data_dir {data_dir}", hint=hint) from None
 
 
 def _check_model(name: str) -> Mapping[str, tuple]:
@@ -321,8 +321,10 @@ def train(cfg: TrainConfig) -> dict:
         raise UsageError("--out_dir is required")
     check_data_dir(cfg.data_dir)  # before TensorFlow loads, so a wrong path fails fast
 
+    from prep.quiet import import_tensorflow
+
+    tf = import_tensorflow()  # without its start-up banner
     import keras
-    import tensorflow as tf
 
     import models
     from models import training

@@ -35,9 +35,10 @@ from collections.abc import Mapping, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-
 from prep import reader  # noqa: E402
+from prep.quiet import import_tensorflow  # noqa: E402
+
+tf = import_tensorflow()
 
 
 def synthetic_dirs(work: str, num_patches: int, workers: int) -> list[str]:

@@ -28,7 +28,11 @@ same architecture, or a registered pretrained name, resolved lazily through
 ``pretrained.resolve(name)`` (which must return the path of such a file).
 """
 
-from models.registry import (
+from prep.quiet import import_tensorflow
+
+import_tensorflow()  # before Keras imports it: without TensorFlow's start-up banner
+
+from models.registry import (  # noqa: E402
     KERAS_LISTED,
     LOGITS_LAYER,
     PREFIXES,

@@ -5,7 +5,9 @@ as the local path (``prep.shards.write_plan``): the same split lists, exclusions
 the same records (the plan's ``produce``), the same manifest (counts, class counts, exact band
 statistics, every skipped and excluded item with its reason), byte for byte on the DirectRunner.
 Runs on the DirectRunner (one machine; the Python runner is selected explicitly, so nothing is
-downloaded), Dataflow, Flink or Spark; ``--beam_options`` passes pipeline options
+downloaded; its worker processes start through ``prep.beam_worker``, and Beam's INFO lines, its
+import-time notes about missing Google Cloud libraries and its tracebacks of bad input, which the
+command reports as one line, are left out of the output), Dataflow, Flink or Spark; ``--beam_options`` passes pipeline options
 (``--project=... --region=...``). The runner and its options are recorded in
 ``OUT/.parts/beam-run.json``, not in the manifest, which stays the local path's.
 
@@ -37,6 +39,7 @@ The driver keeps its books (plan, sidecars) in ``OUT/.parts`` as the local path 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -45,18 +48,91 @@ import os
 import re
 import shlex
 import shutil
+import sys
 import tempfile
 import threading
 from typing import Callable, Iterator, Mapping, Sequence
 
-import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
-
 from prep import files, shards, tfrecord
+from prep.beam_worker import WithoutPrepErrorTracebacks
 from prep.datasets.contract import PreparePlan
 from prep.datasets.spec import DatasetSpec
+
+
+class _DropMessages(logging.Filter):
+    """Drops log records whose message starts with one of ``prefixes``."""
+
+    def __init__(self, *prefixes: str):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+class _DropPrepErrorReports(logging.Filter):
+    """Drops the runner's reports (message and traceback) of a worker's ``PrepError``: bad input, which
+    the command reports itself as one line (``_run``); errors of any other kind keep their report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], shards.PrepError):
+            return False
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it
+            return True
+        return "prep.errors.PrepError: " not in message and "shards.PrepError: " not in message
+
+
+# Where Beam reports a failed bundle: in-process workers, and the job service relaying worker processes.
+_ERROR_REPORTERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker",
+                    "apache_beam.runners.portability.local_job_service")
+
+
+@contextlib.contextmanager
+def _logger_levels(levels: Mapping[str, int], filters: Mapping[str, logging.Filter] | None = None):
+    """Loggers set to the given levels (and given the filters) for the duration of the block, then restored."""
+    before = {name: logging.getLogger(name).level for name in levels}
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    for name, f in (filters or {}).items():
+        logging.getLogger(name).addFilter(f)
+    try:
+        yield
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+        for name, f in (filters or {}).items():
+            logging.getLogger(name).removeFilter(f)
+
+
+@contextlib.contextmanager
+def _quiet_beam_import():
+    """Importing Apache Beam logs that the Google Cloud client libraries are missing (a warning on the
+    root logger, "apitools not found, and bigquery client libraries are not available", and an INFO
+    line about BigQuery storage): nothing a preparation uses, so they are left out of its output."""
+    root = logging.getLogger()
+    drop = _DropMessages("apitools not found")
+    placeholder = logging.NullHandler() if not root.handlers else None  # no basicConfig() as a side effect
+    root.addFilter(drop)
+    if placeholder:
+        root.addHandler(placeholder)
+    try:
+        with _logger_levels({"apache_beam": logging.WARNING}):
+            yield
+    finally:
+        root.removeFilter(drop)
+        if placeholder:
+            root.removeHandler(placeholder)
+
+
+with _quiet_beam_import():
+    import apache_beam as beam
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.transforms import environments
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 SHARD_WRITERS = ("planned", "writetotfrecord")
@@ -417,17 +493,42 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
         books.close()
 
 
+class _FnApiRunner(fn_runner.FnApiRunner):
+    """Beam's Python FnApiRunner whose worker processes (``direct_running_mode=multi_processing``)
+    start as ``python -m prep.beam_worker`` (Beam's own harness, without its start-up logging on
+    stderr) instead of ``python -m apache_beam.runners.worker.sdk_worker_main``."""
+
+    _BEAM_WORKER = "-m apache_beam.runners.worker.sdk_worker_main"
+
+    @property
+    def _default_environment(self):
+        return self._environment
+
+    @_default_environment.setter
+    def _default_environment(self, env):
+        if isinstance(env, environments.SubprocessSDKEnvironment) and env.command_string.endswith(self._BEAM_WORKER):
+            env = environments.SubprocessSDKEnvironment.from_command_string(
+                f"{shlex.quote(sys.executable)} -m prep.beam_worker")
+        self._environment = env
+
+
 def _runner(options: PipelineOptions):
     """The DirectRunner's Python FnApiRunner, chosen explicitly: Beam's DirectRunner would first try
     to download and start its Prism runner (no network here, ~80 lines of fallback logs). Other
     runners: None (Beam picks the ``--runner``)."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
     if options.view_as(StandardOptions).runner not in ("DirectRunner", None):
         return None
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    return _FnApiRunner()
 
-    return fn_runner.FnApiRunner()
+
+def _log_levels(runner: str) -> dict[str, int]:
+    """Logger levels during a run. Any runner: Beam's notes that it reads our functions' string type
+    hints as Any. DirectRunner: Beam's INFO lines (gRPC servers started, worker set-up), and the
+    workers' INFO lines relayed by the local job service; their warnings and errors stay."""
+    levels = {"apache_beam.typehints.native_type_compatibility": logging.WARNING}
+    if runner == "DirectRunner":
+        levels["apache_beam"] = logging.WARNING
+    return levels
 
 
 def _run(options, tasks_path, todo, splits, produce, spec, schema, compression, on_error, writer, out_dir):
@@ -481,14 +582,15 @@ def write_plan(out_dir: str, plan: PreparePlan, runner: str = "DirectRunner", be
     if runner not in RUNNERS:
         raise shards.PrepError(f"unknown runner {runner!r}; runners: {', '.join(RUNNERS)}")
     options = pipeline_options(runner, beam_options, workers)
-    if runner == "DirectRunner":  # the local job service relays every worker's INFO lines
-        for name in ("apache_beam.runners.portability.local_job_service", "apache_beam.runners.worker"):
-            logging.getLogger(name).setLevel(logging.WARNING)
     run_info = {"runner": runner, "shard_writer": options.view_as(PrepOptions).shard_writer}
     if runner == "DirectRunner":  # only these: other options may hold account or project names
         opts = options.get_all_options()
         run_info.update({k: opts[k] for k in ("direct_num_workers", "direct_running_mode")})
-    return write_dataset(out_dir, plan.spec, plan.schema, plan.items, plan.produce, plan.records_per_shard,
-                         options, compression=plan.compression, flags=plan.flags, excluded=plan.excluded,
-                         skipped=plan.skipped, extra=plan.extra, on_error=plan.on_error, overwrite=overwrite,
-                         progress=progress, run_info=run_info, missing=plan.missing)
+    drop = _DropPrepErrorReports()
+    stderr = contextlib.redirect_stderr(WithoutPrepErrorTracebacks(sys.stderr)) if runner == "DirectRunner" \
+        else contextlib.nullcontext()
+    with _logger_levels(_log_levels(runner), {name: drop for name in _ERROR_REPORTERS}), stderr:
+        return write_dataset(out_dir, plan.spec, plan.schema, plan.items, plan.produce, plan.records_per_shard,
+                             options, compression=plan.compression, flags=plan.flags, excluded=plan.excluded,
+                             skipped=plan.skipped, extra=plan.extra, on_error=plan.on_error, overwrite=overwrite,
+                             progress=progress, run_info=run_info, missing=plan.missing)

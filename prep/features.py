@@ -1,17 +1,43 @@
-"""tf.io feature descriptions built from a Schema (the reader and prep.verify share this)."""
+"""tf.io feature descriptions built from a Schema: the one place that maps Field kinds to TensorFlow dtypes.
+
+The reader (``prep.reader``, which adapts the band features to what it slices and decodes) and
+the tests build on ``feature_description``; ``prep.verify`` checks records without TensorFlow
+(``prep.tfrecord.example_info``).
+"""
 from __future__ import annotations
 
-import tensorflow as tf
+from prep.datasets.spec import Field, Schema
+from prep.quiet import import_tensorflow
 
-from prep.datasets.spec import Schema
+tf = import_tensorflow()
 
 _DTYPES = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
 
 
+def dtype(kind: str) -> tf.DType:
+    """The TensorFlow dtype of a Field kind: bytes -> tf.string, int64 -> tf.int64, float -> tf.float32."""
+    return _DTYPES[kind]
+
+
+def feature(field: Field, shape: list[int] | None = None):
+    """The tf.io parsing spec of one field.
+
+    Args:
+      field: the schema field.
+      shape: the FixedLenFeature shape to parse into; default ``[field.length]`` (a VarLenFeature
+        when the field's length is variable).
+
+    Returns:
+      ``tf.io.FixedLenFeature`` (fixed-length fields, or any field given a ``shape``) or
+      ``tf.io.VarLenFeature`` (variable-length fields: a SparseTensor when parsed).
+    """
+    if shape is not None:
+        return tf.io.FixedLenFeature(shape, dtype(field.kind))
+    if field.length is None:
+        return tf.io.VarLenFeature(dtype(field.kind))
+    return tf.io.FixedLenFeature([field.length], dtype(field.kind))
+
+
 def feature_description(schema: Schema) -> dict:
-    """FixedLenFeature for fixed-length fields, VarLenFeature (sparse) for variable ones."""
-    out = {}
-    for f in schema.fields:
-        dt = _DTYPES[f.kind]
-        out[f.key] = tf.io.FixedLenFeature([f.length], dt) if f.length is not None else tf.io.VarLenFeature(dt)
-    return out
+    """key -> tf.io spec of every field: FixedLenFeature for fixed-length fields, VarLenFeature (sparse) for variable ones."""
+    return {f.key: feature(f) for f in schema.fields}

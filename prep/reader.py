@@ -34,13 +34,16 @@ import os
 from typing import Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
 
-from prep import datasets
+from prep import datasets, features
+from prep import manifest as manifest_module
 from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, DatasetSpec, Schema
 from prep.errors import InputError
+from prep.quiet import import_tensorflow
 
-MANIFEST = "manifest.json"
+tf = import_tensorflow()
+
+MANIFEST = manifest_module.MANIFEST
 AUTOTUNE = tf.data.AUTOTUNE
 RESAMPLE_METHODS = ("bicubic", "bilinear", "nearest", "area", "lanczos3", "lanczos5", "mitchellcubic",
                     "gaussian")
@@ -58,24 +61,8 @@ class ReaderError(InputError):
 # --- manifest and band layout --------------------------------------------------------------------
 
 
-def load_manifest(data_dir: str | os.PathLike) -> dict:
-    """The parsed ``manifest.json`` of a prepared output directory (clear errors when it is not one)."""
-    path = os.path.join(os.fspath(data_dir), MANIFEST)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path}: no manifest; is {os.fspath(data_dir)!r} a prepared output directory "
-            "(python -m prep.bigearthnet ...) whose preparation finished?")
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ReaderError(f"{path}: not valid JSON ({e})") from e
-    if manifest.get("format") != "eorecords-manifest":
-        raise ReaderError(f"{path}: not an eorecords manifest (format={manifest.get('format')!r})")
-    for key in ("dataset", "schema", "bands", "classes", "splits"):
-        if key not in manifest:
-            raise ReaderError(f"{path}: manifest lacks {key!r}")
-    return manifest
+load_manifest = manifest_module.load
+"""``load_manifest(data_dir) -> Manifest``: ``prep.manifest.load`` (InputError saying what is wrong)."""
 
 
 def dataset_spec(manifest: Mapping) -> DatasetSpec:
@@ -328,61 +315,31 @@ def dihedral_packed(x: tf.Tensor, bits: tf.Tensor, rotations: bool = True) -> tf
 # --- raw-bytes bands at fixed offsets ------------------------------------------------------------
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        c = buf[pos]
-        value |= (c & 0x7F) << shift
-        pos += 1
-        shift += 7
-        if c < 0x80:
-            return value, pos
-
-
-def _fields(buf: bytes, start: int, end: int):
-    """(field number, wire type, value start, value end, field start) of one protobuf message."""
-    pos = start
-    while pos < end:
-        at = pos
-        tag, pos = _varint(buf, pos)
-        wire = tag & 7
-        if wire == 2:
-            n, pos = _varint(buf, pos)
-            yield tag >> 3, wire, pos, pos + n, at
-            pos += n
-        elif wire == 0:
-            _, pos = _varint(buf, pos)
-        elif wire == 5:
-            pos += 4
-        elif wire == 1:
-            pos += 8
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-
-
 def band_layout(record: bytes, sizes: Mapping[str, int]) -> dict[str, tuple[int, bytes, int]] | None:
     """Where each bytes feature of ``sizes`` (key -> payload bytes) sits in a serialized Example:
     key -> (entry offset, the entry's bytes up to the payload, payload offset); None when a key is
     missing or is not exactly one bytes value of the expected size."""
+    from prep.tfrecord import message_fields
+
     try:
         found = {}
-        for f, _, a, b, _ in _fields(record, 0, len(record)):  # Example.features
-            if f != 1:
+        for f, w, a, b, _ in message_fields(record, 0, len(record)):  # Example.features
+            if (f, w) != (1, 2):
                 continue
-            for g, _, ea, eb, at in _fields(record, a, b):  # Features.feature map entries
-                if g != 1:
+            for g, w, ea, eb, at in message_fields(record, a, b):  # Features.feature map entries
+                if (g, w) != (1, 2):
                     continue
                 key, payload = None, None
-                for h, _, va, vb, _ in _fields(record, ea, eb):
+                for h, w, va, vb, _ in message_fields(record, ea, eb):
+                    if w != 2:
+                        continue
                     if h == 1:
                         key = record[va:vb].decode("utf-8", "replace")
                     elif h == 2:  # Feature
-                        lists = [(k, la, lb) for k, _, la, lb, _ in _fields(record, va, vb)]
+                        lists = [(k, la, lb) for k, w, la, lb, _ in message_fields(record, va, vb) if w == 2]
                         if len(lists) == 1 and lists[0][0] == 1:  # bytes_list
-                            values = [(x, y) for k, _, x, y, _ in _fields(record, lists[0][1], lists[0][2])
-                                      if k == 1]
+                            values = [(x, y) for k, w, x, y, _ in message_fields(record, lists[0][1], lists[0][2])
+                                      if (k, w) == (1, 2)]
                             payload = values[0] if len(values) == 1 else None
                 if key in sizes and payload is not None and payload[1] - payload[0] == sizes[key]:
                     found[key] = (at, bytes(record[at:payload[0]]), payload[0])
@@ -406,20 +363,20 @@ def _first_record(files: Sequence[str]) -> bytes | None:
 
 
 def _feature_spec(schema: Schema, lay: Layout, manifest: Mapping) -> dict:
+    """tf.io specs of the selected bands and the label (``prep.features``): a raw-bytes band as one
+    scalar string, a list band with the value count of its manifest shape."""
     desc = {}
     for n in lay.bands:
-        key = schema.band_keys[n]
+        field = schema.field(schema.band_keys[n])
         if schema.band_encoding == "raw_bytes":
-            desc[key] = tf.io.FixedLenFeature([], tf.string)
+            desc[field.key] = features.feature(field, shape=[])
         else:
             size = int(np.prod([int(s) for s in next(b["shape"] for b in manifest["bands"] if b["name"] == n)]))
-            dt = tf.int64 if schema.band_encoding == "int64_list" else tf.float32
-            desc[key] = tf.io.FixedLenFeature([size], dt)
+            desc[field.key] = features.feature(field, shape=[size])
     field = schema.field(schema.label_key)
-    dt = {"int64": tf.int64, "float": tf.float32}.get(field.kind)
-    if dt is None:
+    if field.kind not in ("int64", "float"):
         raise ReaderError(f"label feature {field.key!r} has kind {field.kind!r}; int64 or float expected")
-    desc[field.key] = tf.io.FixedLenFeature([field.length], dt) if field.length else tf.io.VarLenFeature(dt)
+    desc[field.key] = features.feature(field)
     return desc
 
 

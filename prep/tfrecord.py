@@ -1,9 +1,11 @@
-"""tf.train.Example encoding and TFRecord framing in plain Python/NumPy (no TensorFlow import).
+"""tf.train.Example encoding and decoding and TFRecord framing in plain Python/NumPy (no TensorFlow import).
 
 Preparation workers use this so that they start fast and stay small. Encoding is
 deterministic by construction: features are written in sorted key order, so the same values
 always give the same bytes. ``tf.io.parse_example`` and ``tf.data.TFRecordDataset`` read the
-output (tested against both).
+output (tested against both). ``parse_example`` / ``example_info`` read any serialized Example
+back (``prep.verify`` checks every record with them), ``read_records`` reads the framing and
+checks both CRCs.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import hashlib
 import io
 import os
 import struct
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import google_crc32c
 import numpy as np
@@ -136,6 +138,252 @@ def encode_example(fields: Sequence[Field], values: Mapping[str, object]) -> byt
     example = _Parts()
     example.field(0x0A, features)
     return b"".join(example.items)
+
+
+# --- decoding: the wire format read back, without TensorFlow or protobuf ---------------------------
+#
+# Example = field 1 (Features); Features = repeated field 1 (map entry: field 1 key string, field 2
+# Feature); Feature = one of field 1 BytesList, 2 FloatList, 3 Int64List; each list holds field 1
+# repeated: bytes (wire type 2), floats (packed: wire type 2, 4 bytes each little-endian; or one per
+# field, wire type 5), int64 (packed varints, wire type 2; or one varint per field, wire type 0).
+# Protobuf's parsing rules are kept: unknown fields (and known field numbers with another wire type)
+# are skipped, except that a map entry holding one is left out of the map (as protobuf's upb parser
+# does); a message field seen twice is merged, the last entry of a repeated map key wins, and a
+# Feature whose kind changes keeps only the values of its last kind.
+
+KINDS = ("bytes", "float", "int64")  # Feature field numbers 1, 2, 3 (the Field.kind names)
+
+
+class ExampleError(InputError):
+    """A record that is not a well-formed serialized tf.train.Example."""
+
+
+class Feature(NamedTuple):
+    """One decoded feature: ``kind`` ("bytes" | "float" | "int64", or None for a Feature with no
+    list set) and ``values``: a list of bytes, float32 [n] or int64 [n] array."""
+
+    kind: str | None
+    values: list | np.ndarray
+
+
+class FeatureInfo(NamedTuple):
+    """What a feature holds, without decoding its values: ``kind`` (as ``Feature``), ``count`` (number
+    of values) and ``sizes`` (the byte length of each value of a bytes feature; () otherwise)."""
+
+    kind: str | None
+    count: int
+    sizes: tuple[int, ...]
+
+
+def _read_varint(buf, pos: int, end: int) -> tuple[int, int]:
+    """(value, next position) of the varint at ``buf[pos]``, which must end before ``end``."""
+    if pos >= end:
+        raise ExampleError(f"truncated varint at byte {pos}")
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    value, shift, at = b & 0x7F, 7, pos
+    pos += 1
+    while True:
+        if pos >= end:
+            raise ExampleError(f"truncated varint at byte {at}")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value & 0xFFFFFFFFFFFFFFFF, pos
+        shift += 7
+        if shift >= 70:
+            raise ExampleError(f"varint longer than 10 bytes at byte {at}")
+
+
+def _skip_group(buf, pos: int, end: int, number: int) -> int:
+    """Position after the end-group tag closing the group ``number`` whose fields start at ``pos``."""
+    while True:
+        at = pos
+        tag, pos = _read_varint(buf, pos, end)
+        wire = tag & 7
+        if wire == 4:
+            if tag >> 3 != number:
+                raise ExampleError(f"end of group {tag >> 3} at byte {at} closes group {number}")
+            return pos
+        pos = _skip_value(buf, pos, end, tag >> 3, wire, at)
+
+
+def _skip_value(buf, pos: int, end: int, number: int, wire: int, at: int) -> int:
+    if wire == 0:
+        return _read_varint(buf, pos, end)[1]
+    if wire == 2:
+        n, pos = _read_varint(buf, pos, end)
+        if n > end - pos:
+            raise ExampleError(f"field {number} at byte {at} runs past the end of its message")
+        return pos + n
+    if wire in (1, 5):
+        size = 8 if wire == 1 else 4
+        if pos + size > end:
+            raise ExampleError(f"field {number} at byte {at} runs past the end of its message")
+        return pos + size
+    if wire == 3:
+        return _skip_group(buf, pos, end, number)
+    raise ExampleError(f"wire type {wire} of field {number} at byte {at}")
+
+
+def message_fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(field number, wire type, value start, value end, field start) of each field of the protobuf
+    message ``buf[start:end]``, in order (groups are skipped; a varint's value span is its bytes).
+
+    Raises:
+      ExampleError: a truncated or overlong field, an invalid tag or wire type.
+    """
+    pos = start
+    while pos < end:
+        at = pos
+        tag, pos = _read_varint(buf, pos, end)
+        number, wire = tag >> 3, tag & 7
+        if number == 0 or tag > 0xFFFFFFFF:
+            raise ExampleError(f"invalid field tag {tag} at byte {at}")
+        if wire == 2:
+            n, pos = _read_varint(buf, pos, end)
+            if n > end - pos:
+                raise ExampleError(f"field {number} at byte {at} runs past the end of its message")
+            yield number, 2, pos, pos + n, at
+            pos += n
+        elif wire == 3:
+            pos = _skip_group(buf, pos, end, number)
+        else:
+            value = pos
+            pos = _skip_value(buf, pos, end, number, wire, at)
+            yield number, wire, value, pos, at
+
+
+def _packed_varints(buf, start: int, end: int) -> np.ndarray:
+    """The bytes of a packed varint payload as uint8, checked to be whole varints of at most 10 bytes."""
+    a = np.frombuffer(buf, np.uint8, end - start, start)
+    if a.size:
+        ends = np.flatnonzero(a < 0x80)
+        if ends.size == 0 or ends[-1] != a.size - 1:
+            raise ExampleError(f"truncated packed varints at byte {start}")
+        if ends[0] >= 10 or (ends.size > 1 and np.diff(ends).max() > 10):
+            raise ExampleError(f"varint longer than 10 bytes in the packed field at byte {start}")
+    return a
+
+
+def _scan(buf) -> dict[str, tuple[str | None, list[tuple[int, int, int]]]]:
+    """key -> (kind, [(wire type, start, end) of each value or packed run]) of a serialized Example."""
+    features: dict[str, tuple[str | None, list]] = {}
+    for number, wire, a, b, _ in message_fields(buf, 0, len(buf)):
+        if number != 1 or wire != 2:
+            continue  # not Example.features
+        for number2, wire2, ea, eb, _ in message_fields(buf, a, b):
+            if number2 != 1 or wire2 != 2:
+                continue  # not a Features.feature map entry
+            key, kind, spans, known = b"", None, [], True
+            for number3, wire3, va, vb, _ in message_fields(buf, ea, eb):
+                if number3 == 1 and wire3 == 2:
+                    key = buf[va:vb]
+                elif number3 == 2 and wire3 == 2:  # the Feature (a repeated one merges into the first)
+                    kind, spans = _scan_feature(buf, va, vb, kind, spans)
+                else:
+                    known = False
+            if not known:  # protobuf keeps a map entry with unknown fields out of the map
+                continue
+            try:
+                name = bytes(key).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ExampleError(f"a feature key is not UTF-8 text: {bytes(key)[:40]!r}") from None
+            features[name] = (kind, spans)
+    return features
+
+
+def _scan_feature(buf, start: int, end: int, kind: str | None, spans: list) -> tuple[str | None, list]:
+    for number, wire, la, lb, _ in message_fields(buf, start, end):
+        if number not in (1, 2, 3) or wire != 2:
+            continue
+        k = KINDS[number - 1]
+        if k != kind:  # a oneof: setting another member clears the previous one
+            kind, spans = k, []
+        for number2, wire2, a, b, _ in message_fields(buf, la, lb):
+            if number2 != 1:
+                continue
+            if k == "bytes":
+                if wire2 == 2:
+                    spans.append((2, a, b))
+            elif k == "float":
+                if wire2 == 2 and (b - a) % 4:
+                    raise ExampleError(f"packed floats at byte {a} are {b - a} bytes, not a multiple of 4")
+                if wire2 in (2, 5):
+                    spans.append((wire2, a, b))
+            elif wire2 == 2:
+                _packed_varints(buf, a, b)
+                spans.append((2, a, b))
+            elif wire2 == 0:
+                spans.append((0, a, b))
+    return kind, spans
+
+
+def _count(buf, kind: str | None, spans: list[tuple[int, int, int]]) -> int:
+    if kind == "bytes":
+        return len(spans)
+    if kind == "float":
+        return sum((b - a) // 4 for _, a, b in spans)
+    if kind == "int64":
+        return sum(int(np.count_nonzero(np.frombuffer(buf, np.uint8, b - a, a) < 0x80)) if w == 2 else 1
+                   for w, a, b in spans)
+    return 0
+
+
+def _decode_varints(a: np.ndarray) -> np.ndarray:
+    """int64 values of whole varints given as uint8 bytes (vectorised; 64-bit two's complement)."""
+    if a.size == 0:
+        return np.zeros(0, np.int64)
+    ends = np.flatnonzero(a < 0x80)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    place = np.arange(a.size) - np.repeat(starts, ends - starts + 1)  # index of each byte in its varint
+    groups = (a & 0x7F).astype(np.uint64) << (np.uint64(7) * place.astype(np.uint64))
+    return np.add.reduceat(groups, starts).view(np.int64)  # the 7-bit groups never overlap: sum == or
+
+
+def example_info(record: bytes) -> dict[str, FeatureInfo]:
+    """Kind, value count and byte sizes of every feature of a serialized tf.train.Example.
+
+    Values are not decoded (a raw band is one length, a packed int64 list one byte count), so this
+    is what checking records against a schema needs, at little cost per record.
+
+    Raises:
+      ExampleError: the bytes are not a well-formed Example (truncated or overlong fields, bad
+        packed lengths, invalid tags, a key that is not UTF-8).
+    """
+    out = {}
+    for key, (kind, spans) in _scan(record).items():
+        sizes = tuple(b - a for _, a, b in spans) if kind == "bytes" else ()
+        out[key] = FeatureInfo(kind, _count(record, kind, spans), sizes)
+    return out
+
+
+def parse_example(record: bytes) -> dict[str, Feature]:
+    """Decode a serialized tf.train.Example: key -> ``Feature(kind, values)``.
+
+    ``values`` is a list of bytes (BytesList), a float32 array (FloatList) or an int64 array
+    (Int64List), in stored order; packed and unpacked repeated fields both read. This is the
+    pure-Python counterpart of ``encode_example`` (and of ``tf.train.Example.FromString``).
+
+    Raises:
+      ExampleError: the bytes are not a well-formed Example (see ``example_info``).
+    """
+    out = {}
+    for key, (kind, spans) in _scan(record).items():
+        if kind == "bytes":
+            values: list | np.ndarray = [bytes(record[a:b]) for _, a, b in spans]
+        elif kind == "float":
+            parts = [np.frombuffer(record, "<f4", (b - a) // 4, a) for _, a, b in spans]
+            values = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        elif kind == "int64":
+            parts = [_decode_varints(np.frombuffer(record, np.uint8, b - a, a)) for _, a, b in spans]
+            values = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        else:
+            values = []
+        out[key] = Feature(kind, values)
+    return out
 
 
 def frame(record: bytes) -> bytes:

@@ -1,22 +1,28 @@
 """Check prepared shards against their manifest: ``python -m prep.verify OUT``.
 
 Checks that every shard listed in the manifest exists with its size and SHA-256, that its
-record count matches, that every record's CRCs are intact and that every record parses with the
-schema's feature description (with each raw band holding the bytes its shape and dtype need),
-and that the counts reconcile (listed = written + excluded + skipped + missing). Exits 1 on any mismatch.
+record count matches, that every record's CRCs are intact and that every record is a
+tf.train.Example holding exactly the schema's features, each of its kind (bytes / float /
+int64) and, where the schema fixes it, its number of values (with each raw band holding the
+bytes its shape and dtype need), and that the counts reconcile (listed = written + excluded +
+skipped + missing). Exits 1 on any mismatch; a folder without a readable manifest is an error (one line).
+
+Records are read with the project's own TFRecord and Example decoders (``prep.tfrecord``), so
+verification does not import TensorFlow.
 """
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
+from typing import Mapping, Sequence
 
 import numpy as np
 from absl import app, flags
 
 from prep import cli, shards, tfrecord
-from prep.datasets import get
+from prep.datasets.spec import Field
+from prep.manifest import load as load_manifest
 
 FLAGS = flags.FLAGS
 
@@ -24,28 +30,29 @@ FLAGS = flags.FLAGS
 @functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    flags.DEFINE_integer("batch_size", 256, "Records parsed per batch.")
+    flags.DEFINE_integer("batch_size", 256, "Unused (records are checked one by one); kept so that "
+                         "command lines written for earlier versions still run.")
     flags.DEFINE_bool("quiet", False, "Print problems only.")
 
 
 def verify(out_dir: str, batch_size: int = 256) -> list[str]:
-    """Return the list of problems found (empty when the output matches its manifest)."""
-    import tensorflow as tf
+    """Check the prepared output folder ``out_dir`` against its manifest (see the module doc).
 
-    from prep.features import feature_description
+    Args:
+      out_dir: a prepared output folder.
+      batch_size: unused; kept for callers of earlier versions.
 
-    path = os.path.join(out_dir, shards.MANIFEST)
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        return [f"{path}: missing (the preparation did not finish)"]
-    except json.JSONDecodeError as e:
-        return [f"{path}: malformed JSON: {e}"]
-    spec = get(manifest["dataset"])
-    schema = spec.schema(manifest["schema"])
-    desc = feature_description(schema)
-    compression = manifest.get("compression", "NONE")
+    Returns:
+      One line per problem found, each naming the file or split concerned; empty when the
+      shards match the manifest.
+
+    Raises:
+      InputError: ``out_dir`` has no readable manifest (``prep.manifest.load``).
+    """
+    del batch_size
+    manifest = load_manifest(out_dir)  # InputError when there is no (valid) manifest
+    schema = manifest.record_schema
+    compression = manifest.compression
     problems = []
     # band byte sizes from the manifest's own band table (dtype may differ from the default, e.g. float64)
     raw_sizes = {b["feature"]: int(np.prod(b["shape"])) * np.dtype(b["dtype"]).itemsize
@@ -67,36 +74,65 @@ def verify(out_dir: str, batch_size: int = 256) -> list[str]:
             digest = shards.sha256_file(file)
             if digest != sh["sha256"]:
                 problems.append(f"{file}: SHA-256 {digest} != manifest {sh['sha256']}")
-            n, batch = 0, []
+            check = _RecordCheck(schema.fields, raw_sizes)
+            n = 0
             try:
                 for rec in tfrecord.read_records(file, compression):
-                    batch.append(rec)
+                    check(n, rec)
                     n += 1
-                    if len(batch) >= batch_size:
-                        problems += _parse(file, batch, desc, raw_sizes, tf)
-                        batch = []
-                if batch:
-                    problems += _parse(file, batch, desc, raw_sizes, tf)
             except tfrecord.CorruptRecordError as e:
                 problems.append(str(e))
+            problems += check.problems(file)
             if n != sh["records"]:
                 problems.append(f"{file}: {n} records, manifest says {sh['records']}")
     return problems
 
 
-def _parse(file, batch, desc, raw_sizes, tf) -> list[str]:
-    try:
-        parsed = tf.io.parse_example(tf.constant(batch), desc)
-    except tf.errors.InvalidArgumentError as e:
-        return [f"{file}: a record does not parse with the schema: {e.message.splitlines()[0]}"]
-    out = []
-    for key, size in raw_sizes.items():
-        lengths = tf.strings.length(parsed[key][:, 0]).numpy()
-        bad = np.flatnonzero(lengths != size)
-        if bad.size:
-            out.append(f"{file}: feature {key!r} holds {lengths[bad[0]]} bytes in {bad.size} record(s), "
-                       f"expected {size}")
-    return out
+class _RecordCheck:
+    """Checks records against the schema's fields; collects each kind of problem once per shard
+    with the first record showing it and the number of records that do."""
+
+    def __init__(self, fields: Sequence[Field], raw_sizes: Mapping[str, int]):
+        self.fields = {f.key: f for f in fields}
+        self.raw_sizes = dict(raw_sizes)
+        self.found: dict[tuple, list] = {}  # (problem kind, key) -> [first record, detail, records]
+
+    def _add(self, what: tuple, index: int, detail) -> None:
+        entry = self.found.get(what)
+        if entry is None:
+            self.found[what] = [index, detail, 1]
+        else:
+            entry[2] += 1
+
+    def __call__(self, index: int, record: bytes) -> None:
+        try:
+            info = tfrecord.example_info(record)
+        except tfrecord.ExampleError as e:
+            self._add(("parse", None), index, f"not a tf.train.Example: {e}")
+            return
+        for key, field in self.fields.items():
+            got = info.get(key)
+            if got is None:
+                self._add(("missing", key), index, f"feature {key!r} is missing")
+            elif got.kind is not None and got.kind != field.kind:
+                self._add(("kind", key), index, f"feature {key!r} is a {got.kind} list, the schema says {field.kind}")
+            elif field.length is not None and got.count != field.length:
+                self._add(("length", key), index,
+                          f"feature {key!r} holds {got.count} value(s), the schema says {field.length}")
+            elif key in self.raw_sizes and got.sizes != (self.raw_sizes[key],):
+                self._add(("raw", key), index, sum(got.sizes))
+        for key in sorted(info.keys() - self.fields.keys()):
+            self._add(("extra", key), index, f"feature {key!r} is not in the schema")
+
+    def problems(self, file: str) -> list[str]:
+        out = []
+        for (kind, key), (index, detail, count) in self.found.items():
+            if kind == "raw":  # the message of earlier versions
+                out.append(f"{file}: feature {key!r} holds {detail} bytes in {count} record(s), "
+                           f"expected {self.raw_sizes[key]}")
+            else:
+                out.append(f"{file}: {count} record(s) do not parse with the schema; first, record {index}: {detail}")
+        return out
 
 
 def main(argv):
@@ -109,10 +145,9 @@ def main(argv):
         print(f"{len(problems)} problem(s) in {argv[1]}", file=sys.stderr)
         return 1
     if not FLAGS.quiet:
-        with open(os.path.join(argv[1], shards.MANIFEST)) as f:
-            m = json.load(f)
-        n = sum(len(s["shards"]) for s in m["splits"].values())
-        print(f"OK {argv[1]}: {n} shards, {m['totals']['written']} records match the manifest")
+        m = load_manifest(argv[1])
+        n = sum(len(s["shards"]) for s in m.splits.values())
+        print(f"OK {argv[1]}: {n} shards, {m.totals['written']} records match the manifest")
     return 0
 
 

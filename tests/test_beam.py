@@ -106,8 +106,13 @@ def test_command_line_runner_with_two_worker_processes(archive, local, tmp_path)
     a = args(archive)
     r = run_cli("-r", str(archive), "-o", str(tmp_path), "-n", *a["split_paths"], "--shard_size_mb", "0.5",
                 *[x for p in a["exclusion_lists"] for x in ("--exclusion_lists", p)], "--workers", "2",
-                "--noprogress", "--runner", "DirectRunner", "--beam_options=--direct_running_mode=multi_processing")
+                "--noprogress", "--runner", "DirectRunner",
+                "--beam_options=--direct_running_mode=multi_processing --shard_writer=planned")
     assert r.returncode == 0, r.stderr[-3000:]
+    # Beam's own chatter stays out (no Prism download, our options accepted, no worker start-up lines)
+    for noise in ("prism", "Discarding unparseable", "apitools", "semi_persistent_directory", "sdk harness"):
+        assert noise.lower() not in r.stderr.lower(), r.stderr
+    assert len(r.stderr.splitlines()) < 10, r.stderr
     assert "listed in patches_with_seasonal_snow.csv" in r.stdout
     m = json.loads((tmp_path / "manifest.json").read_text())
     info = beam_run_info(tmp_path)
@@ -123,11 +128,13 @@ def test_bad_patch_fails_with_its_message_or_is_skipped(archive, tmp_path):
     name = (root / "train.csv").read_text().split()[0]
     band = root / name / f"{name}_B03.tif"
     band.write_bytes(band.read_bytes()[:100])
-    r = run_cli("-r", str(root), "-o", str(tmp_path / "o1"), "-n", str(root / "train.csv"), "--noprogress",
-                "--runner", "DirectRunner", "--workers", "1")
-    assert r.returncode == 1
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: {name}: {band}: ") and "while running" not in last
+    for workers in ("1", "2"):  # in-process worker, worker processes: one error line, no traceback
+        r = run_cli("-r", str(root), "-o", str(tmp_path / f"o1_{workers}"), "-n", str(root / "train.csv"),
+                    "--noprogress", "--runner", "DirectRunner", "--workers", workers)
+        assert r.returncode == 1
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"error: {name}: {band}: ") and "while running" not in lines[0]
     m = beam_prepare(str(root), str(tmp_path / "o2"), [str(root / "train.csv")], on_error="skip")
     ref = cli.prepare(str(root), str(tmp_path / "o3"), [str(root / "train.csv")], on_error="skip")
     assert m["skipped"] == ref["skipped"] and [s["key"] for s in m["skipped"]] == [name]
@@ -265,3 +272,30 @@ def test_options_string_and_runner_checks(archive):
         pbeam.pipeline_options("DirectRunner", "--runner=DataflowRunner")
     with pytest.raises(shards.PrepError, match="unknown runner"):
         pbeam.write_plan("/tmp/x", cli.plan(str(archive), **args(archive)), runner="NoSuchRunner")
+
+
+def test_only_bad_input_reports_are_left_out_of_the_runners_logs():
+    import io
+    import logging
+
+    from prep.beam_worker import WithoutPrepErrorTracebacks
+
+    def record(exc):
+        try:
+            raise exc
+        except Exception:
+            return logging.LogRecord("apache_beam.runners.common", logging.ERROR, "f.py", 1, str(exc), None,
+                                     sys.exc_info())
+
+    drop = pbeam._DropPrepErrorReports()
+    assert not drop.filter(record(shards.PrepError("patch: bad band")))
+    assert drop.filter(record(RuntimeError("a bug")))
+    relayed = logging.LogRecord("x", logging.ERROR, "f.py", 1, 'Worker: message: "...prep.errors.PrepError: p: bad"',
+                                None, None)
+    assert not drop.filter(relayed)
+    out = io.StringIO()
+    stream = WithoutPrepErrorTracebacks(out)
+    print("Traceback (most recent call last):\n  ...\nprep.errors.PrepError: p: bad band", file=stream)
+    print("Traceback (most recent call last):\n  ...\nZeroDivisionError: a bug", file=stream)
+    print("any other line", file=stream)
+    assert out.getvalue() == "Traceback (most recent call last):\n  ...\nZeroDivisionError: a bug\nany other line\n"
