@@ -35,7 +35,7 @@ import os
 import sys
 import zipfile
 import zlib
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 from absl import flags, logging
@@ -44,6 +44,10 @@ from evaluation import metrics, report
 from prep import cli
 from prep.datasets.spec import Task
 from prep.errors import InputError, UsageError
+
+if TYPE_CHECKING:  # for the hints only: --predictions runs without Keras or TensorFlow
+    import keras
+    import tensorflow as tf
 
 FLAGS = flags.FLAGS
 
@@ -400,7 +404,7 @@ def load_manifest(data_dir: str) -> dict:
         raise InputError(_first_line(e)) from None
 
 
-def make_dataset(data_dir: str, split: str, settings: dict, batch_size: int):
+def make_dataset(data_dir: str, split: str, settings: dict, batch_size: int) -> tf.data.Dataset:
     """The split as a deterministic, unshuffled tf.data dataset of (features dict, targets) batches."""
     from prep import reader
 
@@ -408,7 +412,7 @@ def make_dataset(data_dir: str, split: str, settings: dict, batch_size: int):
                                **settings)
 
 
-def load_model(model_file: str):
+def load_model(model_file: str) -> keras.Model:
     """The model, through ``models.load_model`` (which registers the project's custom layers).
 
     Raises:
@@ -422,11 +426,11 @@ def load_model(model_file: str):
         raise InputError(f"cannot load the model ({_first_line(e)})", path=model_file) from None
 
 
-def _input_names(model) -> list[str]:
+def _input_names(model: keras.Model) -> list[str]:
     return [t.name for t in model.inputs]
 
 
-def model_inputs(model, features: Any, source: str = "the data") -> Any:
+def model_inputs(model: keras.Model, features: Any, source: str = "the data") -> Any:
     """``features`` in the structure the model was built with, so that Keras matches them as is.
 
     Models built by ``models.build`` take a dict {input name: tensor} (names = the input_spec keys,
@@ -460,7 +464,7 @@ def model_inputs(model, features: Any, source: str = "the data") -> Any:
     return pick(expected.name)
 
 
-def predict_split(model, data_dir: str, split: str, settings: dict, task: str, num_classes: int,
+def predict_split(model: keras.Model, data_dir: str, split: str, settings: dict, task: str, num_classes: int,
                   batch_size: int, max_batches: int = 0, total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run the model over a split: (scores N x C float32, targets), activation applied.
 
