@@ -43,7 +43,6 @@ PENDING = frozenset({
     "prep/tfrecord.py",
     "prep/features.py",
     "prep/beam.py",
-    "evaluate.py",
 })
 
 
