@@ -35,7 +35,7 @@ import os
 import sys
 import zipfile
 import zlib
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 from absl import flags, logging
@@ -44,6 +44,10 @@ from evaluation import metrics, report
 from prep import cli
 from prep.datasets.spec import Task
 from prep.errors import InputError, UsageError
+
+if TYPE_CHECKING:  # for the hints only: --predictions runs without Keras or TensorFlow
+    import keras
+    import tensorflow as tf
 
 FLAGS = flags.FLAGS
 
@@ -107,6 +111,9 @@ def save_predictions(path: str | os.PathLike, scores: np.ndarray, targets: np.nd
       class_names: C names.
       task: a ``Task`` value.
       **extra: more arrays to store (e.g. ``split``).
+
+    Raises:
+      OSError: ``path`` cannot be written (numpy appends ".npz" to a name without it).
     """
     np.savez_compressed(path, scores=np.asarray(scores, np.float32), targets=np.asarray(targets),
                         class_names=np.asarray(list(class_names), dtype=str), task=np.asarray(str(task)),
@@ -115,6 +122,13 @@ def save_predictions(path: str | os.PathLike, scores: np.ndarray, targets: np.nd
 
 def infer_task(targets: np.ndarray, declared: str | None = None) -> Task:
     """The declared task when given (not "auto"), else N class indices -> single-label, N x C -> multi-label.
+
+    Args:
+      targets: N class indices (1-D) or N x C multi-hot (2-D); only the number of dimensions is used.
+      declared: a ``Task`` value, or None / "" / "auto" to infer it from ``targets``.
+
+    Returns:
+      The ``Task``.
 
     Raises:
       ValueError: ``declared`` is not a task name.
@@ -219,6 +233,12 @@ def load_thresholds(path: str, num_classes: int, default: float = DEFAULT_THRESH
     From an .npz the thresholds maximise each class's F1 on it (``metrics.select_thresholds``);
     a class without positives there keeps ``default``.
 
+    Args:
+      path: a .json file (a list of C numbers, or {"thresholds": [...]}), else a multi-label
+        predictions .npz (see ``load_predictions``), e.g. of the validation split.
+      num_classes: C, the class count of the predictions the thresholds are for.
+      default: the threshold of a class without positives in the .npz (unused for .json).
+
     Returns:
       float64 array of ``num_classes`` thresholds.
 
@@ -266,16 +286,24 @@ def evaluate_arrays(scores: np.ndarray, targets: np.ndarray, class_names: Sequen
     """Accumulate the predictions (in row batches, as a model run would) and write the report.
 
     Args:
-      scores: N x C probabilities. targets: N x C multi-hot, or N class indices (single-label).
-      class_names: C names. task: a ``Task`` value.
+      scores: N x C probabilities.
+      targets: N x C multi-hot, or N class indices (single-label).
+      class_names: C names.
+      task: a ``Task`` value.
       out_dir: folder for the report files (created).
       threshold: multi-label decision threshold, one number or C (unused for single-label).
       meta: extra fields for eval_details.json and report.md (sources, split, ...).
-      plots: write the PNG plots. batch_rows: rows per accumulator update.
+      plots: write the PNG plots.
+      batch_rows: rows per accumulator update.
       echo: called with the console table (None: not printed).
 
     Returns:
       ``evaluation.report.write_report``'s dict: {"result", "files", "table"}.
+
+    Raises:
+      ValueError: an unknown task, an invalid threshold, a class_names count other than C, or a
+        metric that is not finite (``evaluation.metrics``, ``evaluation.report``).
+      OSError: ``out_dir`` cannot be written.
     """
     scores = np.asarray(scores)
     acc = metrics.make_accumulator(task, scores.shape[1], threshold=threshold)
@@ -291,6 +319,15 @@ def evaluate_predictions(path: str, out_dir: str, *, task: str = "auto", thresho
 
     ``threshold`` (None: ``DEFAULT_THRESHOLD``) or ``thresholds_from`` (see ``load_thresholds``)
     set the multi-label decisions.
+
+    Args:
+      path: the predictions .npz (scores N x C, targets N x C or N, class_names C).
+      out_dir: folder for the report files (created).
+      task: "auto" (the stored task, else from the targets' shape) or a ``Task`` value.
+      threshold: multi-label decision threshold; None: not given.
+      thresholds_from: per-class thresholds file (.json or validation predictions .npz); None: not given.
+      plots: write the PNG plots.
+      echo: called with the console table (None: not printed).
 
     Returns:
       ``evaluate_arrays``' dict.
@@ -315,13 +352,27 @@ def evaluate_predictions(path: str, out_dir: str, *, task: str = "auto", thresho
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function of logits (any shape), computed in float64, returned as float32."""
+    """Logistic function of logits (any shape), computed in float64, returned as float32.
+
+    Args:
+      x: logits, any shape (multi-label: N x C).
+
+    Returns:
+      Probabilities in [0, 1], float32, the shape of ``x``.
+    """
     x = np.asarray(x, np.float64)
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis of N x C logits (float64 inside, float32 out)."""
+    """Softmax over the last axis of N x C logits (float64 inside, float32 out).
+
+    Args:
+      x: N x C logits (single-label).
+
+    Returns:
+      N x C float32 probabilities, each row summing to 1.
+    """
     x = np.asarray(x, np.float64)
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -332,6 +383,13 @@ def resolve_model(path: str, checkpoint: str = "best") -> tuple[str, dict | None
 
     A run directory gives ``<checkpoint>.keras`` (else best.keras, else final.keras) and its
     input_config.json; a .keras file gives itself and the input_config.json beside it, if any.
+
+    Args:
+      path: a run directory written by train.py, or a .keras file.
+      checkpoint: with a run directory, the model preferred: "best" or "final".
+
+    Returns:
+      (path of the .keras file, the parsed input_config.json or None when a bare .keras file has none).
 
     Raises:
       InputError: no such model, no model file in the run directory, no (readable) input_config.json.
@@ -361,8 +419,14 @@ def resolve_model(path: str, checkpoint: str = "best") -> tuple[str, dict | None
 
 
 def default_out_dir(model_path: str) -> str:
-    """Where ``--model`` writes without ``--out_dir``: RUN/eval for a run directory, else
-    ``<stem>_eval`` beside the .keras file (runs/m.keras -> runs/m_eval)."""
+    """Where ``--model`` writes without ``--out_dir``: RUN/eval, or ``<stem>_eval`` beside a .keras file.
+
+    Args:
+      model_path: a run directory (gives RUN/eval) or a .keras file (runs/m.keras -> runs/m_eval).
+
+    Returns:
+      The report folder's path (not created).
+    """
     if os.path.isdir(model_path):
         return os.path.join(model_path, RUN_EVAL_DIR)
     head, name = os.path.split(os.path.normpath(model_path))
@@ -370,7 +434,20 @@ def default_out_dir(model_path: str) -> str:
 
 
 def input_settings(config: dict | None, overrides: dict) -> dict:
-    """make_dataset keyword arguments from input_config.json, else the flags, else the defaults."""
+    """make_dataset keyword arguments from input_config.json, else the flags, else the defaults.
+
+    The defaults are bands "10m20m", per_resolution False, resample "bicubic", normalize "manifest".
+    A comma list of bands becomes a list, normalize "none" becomes None, and the training statistics
+    of input_config.json (``statistics``, per-band mean and std) replace a normalization name.
+
+    Args:
+      config: the parsed input_config.json of the model, or None for a bare .keras file.
+      overrides: the --bands, --per_resolution, --resample and --normalize values (None: not
+        given); used only without ``config``.
+
+    Returns:
+      {"bands", "per_resolution", "resample", "normalize"} for ``make_dataset``.
+    """
     settings = {"bands": "10m20m", "per_resolution": False, "resample": "bicubic", "normalize": "manifest"}
     if config:
         for key in settings:
@@ -391,22 +468,56 @@ def input_settings(config: dict | None, overrides: dict) -> dict:
 
 
 def load_manifest(data_dir: str) -> dict:
-    """The prepared dataset's manifest (``prep.manifest.load``); InputError saying what is wrong otherwise."""
+    """The prepared dataset's manifest, loaded and checked by ``prep.manifest.load``.
+
+    Args:
+      data_dir: the prepared dataset directory (holds manifest.json).
+
+    Returns:
+      The parsed manifest (a ``prep.manifest.Manifest``, a dict).
+
+    Raises:
+      InputError: no such folder, no manifest.json in it, or one that is malformed, not an
+        eorecords manifest or of an unknown dataset.
+    """
     from prep import manifest
 
     return manifest.load(data_dir)
 
 
-def make_dataset(data_dir: str, split: str, settings: dict, batch_size: int):
-    """The split as a deterministic, unshuffled tf.data dataset of (features dict, targets) batches."""
+def make_dataset(data_dir: str, split: str, settings: dict, batch_size: int) -> tf.data.Dataset:
+    """The split as a deterministic, unshuffled tf.data dataset of (features dict, targets) batches.
+
+    Through ``prep.reader.make_dataset`` (training=False): features {"image": float32 [B, H, W, C]},
+    or one float32 tensor per resolution group with per_resolution; targets float32 multi-hot
+    [B, C] (multi-label) or int32 class indices [B] (single-label). The last batch may be smaller.
+
+    Args:
+      data_dir: the prepared dataset directory.
+      split: the split to read.
+      settings: ``input_settings``' keyword arguments (bands, per_resolution, resample, normalize).
+      batch_size: B, examples per batch.
+
+    Returns:
+      The batched ``tf.data.Dataset``.
+
+    Raises:
+      InputError: (``prep.reader.ReaderError``) no such split, or settings the data do not allow.
+    """
     from prep import reader
 
     return reader.make_dataset(data_dir, split, batch_size=batch_size, training=False, deterministic=True,
                                **settings)
 
 
-def load_model(model_file: str):
+def load_model(model_file: str) -> keras.Model:
     """The model, through ``models.load_model`` (which registers the project's custom layers).
+
+    Args:
+      model_file: a .keras file (loaded without compiling).
+
+    Returns:
+      The Keras model.
 
     Raises:
       InputError: the file is not a loadable Keras model.
@@ -419,17 +530,25 @@ def load_model(model_file: str):
         raise InputError(f"cannot load the model ({_first_line(e)})", path=model_file) from None
 
 
-def _input_names(model) -> list[str]:
+def _input_names(model: keras.Model) -> list[str]:
     return [t.name for t in model.inputs]
 
 
-def model_inputs(model, features: Any, source: str = "the data") -> Any:
+def model_inputs(model: keras.Model, features: Any, source: str = "the data") -> Any:
     """``features`` in the structure the model was built with, so that Keras matches them as is.
 
     Models built by ``models.build`` take a dict {input name: tensor} (names = the input_spec keys,
     as the reader's feature dict has them); other functional models may take one tensor or a
     list. ``features`` is the reader's dict (or one tensor); each model input takes the feature
     of its name, or the only feature when both have exactly one.
+
+    Args:
+      model: the Keras model.
+      features: a batch's features: {name: tensor}, or one tensor.
+      source: what the features come from, named in the error (e.g. the data directory).
+
+    Returns:
+      A dict, list or tuple of tensors, or one tensor, as ``model.input`` is structured.
 
     Raises:
       InputError: a model input has no feature of its name (e.g. per-resolution inputs asked of
@@ -457,9 +576,27 @@ def model_inputs(model, features: Any, source: str = "the data") -> Any:
     return pick(expected.name)
 
 
-def predict_split(model, data_dir: str, split: str, settings: dict, task: str, num_classes: int,
+def predict_split(model: keras.Model, data_dir: str, split: str, settings: dict, task: str, num_classes: int,
                   batch_size: int, max_batches: int = 0, total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run the model over a split: (scores N x C float32, targets), activation applied.
+
+    The logits go through ``sigmoid`` (multi-label) or ``softmax`` (single-label); a tqdm bar
+    shows the batches.
+
+    Args:
+      model: the Keras model (C logits per example).
+      data_dir: the prepared dataset directory.
+      split: the split to run over.
+      settings: ``input_settings``' keyword arguments.
+      task: a ``Task`` value.
+      num_classes: C.
+      batch_size: examples per batch.
+      max_batches: stop after this many batches (0 = the whole split).
+      total: the split's record count, for the progress bar only (None: unknown).
+
+    Returns:
+      (scores N x C float32 probabilities, targets N x C multi-hot or N class indices), N the
+      records read.
 
     Raises:
       InputError: the model's inputs or outputs do not fit the data, or the split is empty.
@@ -497,13 +634,20 @@ def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str
       model_path: a run directory written by train.py, or a .keras file.
       out_dir: report folder; None: ``default_out_dir(model_path)``.
       data_dir: prepared dataset (default: the run's input_config.json data_dir).
-      split: the split evaluated. checkpoint: best or final (run directory).
+      split: the split evaluated.
+      checkpoint: best or final (run directory).
       task: "auto" (input_config, else manifest) or a ``Task`` value.
-      threshold, thresholds_from, threshold_split: multi-label decisions (None: not given; the
-        threshold is then ``DEFAULT_THRESHOLD``); refused for single-label data.
-      batch_size, max_batches: model batches (max_batches 0 = all).
+      threshold: multi-label decision threshold (None: not given; ``DEFAULT_THRESHOLD`` is then
+        used); refused for single-label data.
+      thresholds_from: per-class thresholds file, see ``load_thresholds`` (None: not given);
+        refused for single-label data.
+      threshold_split: a split to pick per-class F1-maximising thresholds on (its predictions are
+        saved too, as predictions_<split>.npz); None: not given; refused for single-label data.
+      batch_size: examples per model batch.
+      max_batches: batches per split (0 = all).
       overrides: input settings for a bare .keras file (bands, per_resolution, resample, normalize).
-      plots: write the PNG plots. echo: called with the console table (None: not printed).
+      plots: write the PNG plots.
+      echo: called with the console table (None: not printed).
 
     Returns:
       ``evaluate_arrays``' dict; "files" also lists the predictions file(s) written.
@@ -575,7 +719,23 @@ def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str
 
 
 def main(argv: Sequence[str]) -> int:
-    """The command (run by ``run`` through ``prep.cli.run_command``); returns the exit status 0."""
+    """The command (run by ``run`` through ``prep.cli.run_command``); returns the exit status 0.
+
+    Evaluates --predictions (``evaluate_predictions``) or --model (``evaluate_model``) as the
+    flags say and prints how many files were written where.
+
+    Args:
+      argv: absl's remaining command line; only the program name is accepted.
+
+    Returns:
+      The exit status, 0.
+
+    Raises:
+      UsageError: arguments besides the flags, not exactly one of --predictions and --model, no
+        --out_dir with --predictions, --threshold_split with --predictions, or a contradictory
+        flag (see ``evaluate_model``).
+      InputError: a missing, unreadable or inconsistent file, model, manifest or split.
+    """
     cli.no_arguments(argv)
     if bool(FLAGS.predictions) == bool(FLAGS.model):
         raise UsageError("give exactly one of --predictions FILE.npz or --model RUN_DIR_OR_.keras")
@@ -602,7 +762,14 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    """Console entry point (``eorecords-evaluate``; also ``python evaluate.py``)."""
+    """Console entry point (``eorecords-evaluate``; also ``python evaluate.py``).
+
+    Args:
+      argv: the command line (``argv[0]`` the program); None: ``sys.argv``.
+
+    Raises:
+      SystemExit: always; 0 on success, 1 for bad input, 2 for a usage error.
+    """
     cli.run_command(sys.modules[__name__], argv)
 
 

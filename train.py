@@ -1,6 +1,6 @@
-"""Train a model on prepared TFRecords.
+r"""Train a model on prepared TFRecords.
 
-    python train.py --data_dir OUT --model K-BranchCNN --epochs 100 --batch_size 1000 \\
+    python train.py --data_dir OUT --model K-BranchCNN --epochs 100 --batch_size 1000 \
         --learning_rate 1e-3 --out_dir RUN
     python train.py --flagfile configs/K-BranchCNN_BigEarthNet-19.flags --data_dir OUT --out_dir RUN
 
@@ -60,7 +60,16 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Every option of a training run (the flags, one to one)."""
+    """Every option of a training run (the flags, one to one).
+
+    Each field is the flag of its name declared by ``define_flags`` (same default, same meaning;
+    see ``python train.py --help``), except ``model_options``: the ``--model_option key=value``
+    pairs as a mapping, passed to ``models.build`` as keyword arguments. ``augment`` and
+    ``normalize`` are None for "none"; ``bands`` and ``per_resolution`` are None for the input the
+    model was published with. Units: the ``lr_*_epochs`` in epochs (fractions allowed),
+    ``shuffle_buffer`` in records, the ``*_steps`` in optimizer steps, ``batch_size`` in examples
+    over all replicas together (global).
+    """
 
     data_dir: str
     out_dir: str
@@ -113,7 +122,10 @@ class TrainConfig:
 
 @functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
-    """Declare the command's flags (called by run(); importing this module defines none)."""
+    """Declare the command's flags (called by run(); importing this module defines none).
+
+    The defaults are ``TrainConfig``'s. Cached: a second call in the same process does nothing.
+    """
     d = TrainConfig("", "")
     flags.DEFINE_string("data_dir", None, "Prepared dataset directory (holds manifest.json).")
     flags.DEFINE_string("out_dir", None, "Run folder for checkpoints, logs, models and reports.", short_name="o")
@@ -195,7 +207,18 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def config_from_flags() -> TrainConfig:
-    """The TrainConfig of the parsed flags (--augment none and --normalize none become None)."""
+    """The TrainConfig of the parsed flags (--augment none and --normalize none become None).
+
+    Each ``--model_option key=value`` becomes ``model_options[key]``, the value parsed as JSON when
+    it can be (``key=3`` gives 3, ``key=relu`` the string "relu"). The flags must be declared
+    (``define_flags``) and parsed.
+
+    Returns:
+      The run's ``TrainConfig``; ``normalize`` "none" or "" (any case) and ``augment`` "none" are None.
+
+    Raises:
+      UsageError: a ``--model_option`` without ``=``.
+    """
     names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model_options"]
     values = {n: FLAGS[n].value for n in names}
     values["model_options"] = dict(_parse_option(t) for t in FLAGS.model_option)
@@ -210,8 +233,11 @@ def config_from_flags() -> TrainConfig:
 
 
 class RunDirError(EORecordsError, RuntimeError):
-    """The run folder (--out_dir) does not fit the request: checkpoints without --resume, or a
-    --resume with different flags."""
+    """The run folder (--out_dir) does not fit the request.
+
+    Raised for a folder holding checkpoints without --resume or --overwrite, or a --resume with
+    flags that differ from the run's flags.json in a setting the checkpoints depend on.
+    """
 
 
 _MUST_MATCH = ("model", "bands", "per_resolution", "batch_size", "resample", "normalize", "data_dir")
@@ -231,7 +257,19 @@ def _check_resume(run_dir: str, cfg_dict: Mapping) -> None:
 
 
 def check_data_dir(data_dir: str) -> None:
-    """Raise InputError unless ``data_dir`` holds a valid manifest (``prep.manifest.load``; no TensorFlow needed)."""
+    """Raise InputError unless ``data_dir`` holds a valid manifest (no TensorFlow needed).
+
+    The manifest is loaded and checked by ``prep.manifest.load``, so a wrong path or an unfinished
+    or foreign folder fails before TensorFlow is imported.
+
+    Args:
+      data_dir: the --data_dir value: the output folder of a finished preparation
+        (``python -m prep <dataset>``).
+
+    Raises:
+      InputError: ``data_dir`` does not exist, is not a folder, holds no manifest.json, or holds one
+        that is malformed; a missing folder or manifest names the flag and the folder.
+    """
     from prep import manifest
 
     hint = "--data_dir takes the output folder of a finished preparation (python -m prep.bigearthnet, prep.so2sat)"
@@ -254,8 +292,11 @@ def _check_model(name: str) -> Mapping[str, tuple]:
 
 
 def _input_spec(cfg: TrainConfig, manifest: Mapping, model_inputs: Mapping[str, tuple]) -> dict:
-    """The data's input spec for cfg.bands / cfg.per_resolution, checked against the inputs the model
-    is named by (K-BranchCNN: 10m, 20m, 60m); InputError naming the model, dataset and bands otherwise."""
+    """The data's input spec for cfg.bands / cfg.per_resolution, checked against the model's inputs.
+
+    The inputs are those the model is named by (K-BranchCNN: 10m, 20m, 60m); InputError naming
+    the model, dataset and bands otherwise.
+    """
     from prep import reader
 
     spec = reader.dataset_spec(manifest)
@@ -300,8 +341,10 @@ def _check_batch_size(cfg: TrainConfig, manifest: Mapping) -> int:
 
 
 def _history_before(rows: list[dict], start_epoch: int) -> list[dict]:
-    """The history.csv rows of the ``start_epoch`` epochs a resumed run has finished (numbered from 1;
-    a history written numbered from 0, by an older train.py, is renumbered)."""
+    """The history.csv rows of the ``start_epoch`` epochs a resumed run has finished.
+
+    Rows are numbered from 1; a history written numbered from 0, by an older train.py, is renumbered.
+    """
     if rows and rows[0]["epoch"] == 0:
         rows = [{**r, "epoch": r["epoch"] + 1} for r in rows]
     return [r for r in rows if r["epoch"] <= start_epoch]
@@ -313,7 +356,34 @@ def train(cfg: TrainConfig) -> dict:
     Everything that can be wrong with the request (data folder, model name, bands, batch size, run
     folder state) is checked before ``cfg.out_dir`` is created or written: an ``EORecordsError``
     then leaves no file behind, and a run folder this call created is removed again if the start
-    fails. ``summary["best_val_micro_f1"]`` is None until an epoch has ended.
+    fails. ``summary["best_val_micro_f1"]`` is None until an epoch has ended. The files written
+    into ``cfg.out_dir`` are listed in the module docstring.
+
+    Args:
+      cfg: the run's options; ``bands`` / ``per_resolution`` None take the model's published
+        input (``models.training.default_inputs``).
+
+    Returns:
+      A dict: "out_dir" (the run folder); "history" (one dict per finished epoch, numbered from
+      1: epoch, step, learning_rate, loss (mean per example), micro_f1, val_loss, val_micro_f1
+      (None without a validation split), seconds (wall time of the epoch, validation included));
+      "stopped" (True when --max_steps ended the run before the last epoch); "best_val_micro_f1"
+      (the best micro-F1, in [0, 1], or None); "best_by" ("validation", or "training" without a
+      validation split); "steps" (optimizer steps taken in all); "test" (``evaluate_best``'s
+      result, or None); "files" (final.keras and saved_model/, written by the chief once the last
+      epoch ended).
+
+    Raises:
+      UsageError: no ``data_dir`` or ``out_dir``, or an unknown model name.
+      InputError: a data folder that is not a finished preparation or whose manifest cannot be
+        read (``prep.reader.ReaderError``), bands the data lack or the model does not take, a
+        training split that is missing or holds fewer records than ``batch_size``, or a model
+        whose inputs differ from the data's.
+      RunDirError: ``out_dir`` holds checkpoints without ``resume`` or ``overwrite``, or
+        ``resume`` with different model, bands, per_resolution, batch_size, resample,
+        normalize or data_dir.
+      FileNotFoundError: a shard named in the manifest is missing (``main`` reports it as an
+        InputError).
     """
     if not cfg.data_dir:
         raise UsageError("--data_dir is required")
@@ -589,7 +659,24 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def evaluate_best(cfg: TrainConfig, manifest: Mapping) -> dict | None:
-    """The best model on the test split through evaluate.py's function (None when there is no test split)."""
+    """The best model on the test split through evaluate.py's function (None when there is no test split).
+
+    Evaluates RUN/best.keras (``evaluate.evaluate_model``, checkpoint "best") on ``cfg.test_split``
+    with the validation batch size and writes the report into RUN/eval_<test_split>.
+
+    Args:
+      cfg: the run's options (out_dir, data_dir, test_split, batch sizes).
+      manifest: the prepared dataset's parsed manifest.json.
+
+    Returns:
+      ``evaluate.evaluate_model``'s dict ({"result", "files", "table", "out_dir"}), or None when the
+      manifest has no ``cfg.test_split`` or evaluate.py cannot be imported (a warning is logged).
+
+    Raises:
+      InputError: the model, its input_config.json or the split do not fit (see
+        ``evaluate.evaluate_model``).
+      UsageError: the task cannot be determined (see ``evaluate.evaluate_model``).
+    """
     if cfg.test_split not in manifest["splits"]:
         logging.warning("no split %r in %s: skipping the test evaluation", cfg.test_split, cfg.data_dir)
         return None
@@ -605,8 +692,11 @@ def evaluate_best(cfg: TrainConfig, manifest: Mapping) -> dict | None:
 
 
 class _TensorFlowChatter(pylogging.Filter):
-    """Drops TensorFlow's own INFO lines (checkpoint sharding, SavedModel signatures) and its warning,
-    on every trace, that input names like "10m" become "arg_10m"; keeps everything else."""
+    """Drops TensorFlow's own INFO lines and its "not a valid tf.function parameter name" warning.
+
+    The INFO lines are about checkpoint sharding and SavedModel signatures; the warning comes on
+    every trace, that input names like "10m" become "arg_10m". Everything else is kept.
+    """
 
     def filter(self, record: pylogging.LogRecord) -> bool:
         if "is not a valid tf.function parameter name" in record.getMessage():
@@ -621,7 +711,22 @@ def _quiet_tf_logging() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Train as the flags say; print the steps, the best micro-F1 (or that no validation ran) and the run folder."""
+    """Train as the flags say; print the steps, the best micro-F1 (or that no validation ran) and the run folder.
+
+    Run by ``run`` through ``prep.cli.run_command``, which reports an ``EORecordsError`` as one line.
+
+    Args:
+      argv: absl's remaining command line; only the program name is accepted.
+
+    Returns:
+      The exit status, 0.
+
+    Raises:
+      UsageError: arguments besides the flags, or no --data_dir or --out_dir (see also ``train``).
+      InputError: a bad data folder, model or bands, or a file that went missing during the run
+        (see ``train``).
+      RunDirError: the run folder does not fit the request (see ``train``).
+    """
     cli.no_arguments(argv)
     cli.required("data_dir", "out_dir")
     _quiet_tf_logging()
@@ -641,7 +746,13 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    """Console entry point (``eorecords-train``; also ``python train.py``)."""
+    """Console entry point (``eorecords-train``; also ``python train.py``).
+
+    Parses ``sys.argv`` and runs ``main`` through ``prep.cli.run_command``.
+
+    Raises:
+      SystemExit: always; 0 on success, 1 for bad input, 2 for a usage error.
+    """
     module = sys.modules[__name__]
     script = getattr(module, "__spec__", None) is None  # python train.py (not -m train, not the console script)
     cli.run_command(module, prog="python train.py" if script else None)

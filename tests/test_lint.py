@@ -43,8 +43,6 @@ PENDING = frozenset({
     "prep/tfrecord.py",
     "prep/features.py",
     "prep/beam.py",
-    "train.py",
-    "evaluate.py",
 })
 
 
