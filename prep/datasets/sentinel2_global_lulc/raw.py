@@ -96,7 +96,9 @@ def parse_name(filename: str) -> TileName:
         names the file and the field.
     """
     base = os.path.basename(filename)
-    stem = os.path.splitext(base)[0]
+    stem, ext = os.path.splitext(base)
+    if ext.lower() not in JPEG_EXT + TIFF_EXT:  # no extension: the coordinates' '.' is no extension
+        stem = base
     stem = unicodedata.normalize("NFC", stem)
     m = _NAME.match(stem)
     if not m:
