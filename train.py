@@ -73,6 +73,7 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9
+    nesterov: bool = False
     lr_schedule: str = "constant"
     lr_warmup_epochs: float = 0.0
     lr_decay_epochs: float = 5.0
@@ -130,6 +131,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("optimizer", d.optimizer, OPTIMIZERS, "Optimizer.")
     flags.DEFINE_float("weight_decay", d.weight_decay, "Decoupled weight decay (adamw, sgd, ...); 0 = none.")
     flags.DEFINE_float("momentum", d.momentum, "Momentum of sgd / rmsprop.")
+    flags.DEFINE_boolean("nesterov", d.nesterov, "Nesterov momentum (sgd).")
     flags.DEFINE_enum("lr_schedule", d.lr_schedule, SCHEDULES, "Learning-rate schedule: constant, cosine "
                       "(to 0 at the last step), step (x lr_decay_factor every lr_decay_epochs), exponential "
                       "(the same, continuously).")
