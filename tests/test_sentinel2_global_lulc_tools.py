@@ -178,3 +178,29 @@ def test_a_bad_class_in_the_export_csv_names_line_and_field(tmp_path):
     _geocoded(src, [(2.0, 41.0, 0.9, "Vineyards", 0.5, "ES", "", "", "")])
     with pytest.raises(LulcInputError, match="line 2: field 'class'"):
         gee_export.tile_names(str(src))
+
+
+# --- k-fold report -------------------------------------------------------------------------------------
+
+def test_fold_report_gives_each_fold_and_mean_and_std(tmp_path):
+    import json
+
+    from prep.datasets.sentinel2_global_lulc import fold_report
+
+    dirs = []
+    for k, (oa, kappa) in enumerate([(0.8, 0.7), (0.9, 0.8), (0.7, 0.6)]):
+        d = tmp_path / f"ev{k}"
+        d.mkdir()
+        result = {"overall_accuracy": oa, "cohen_kappa": kappa, "macro_f1_score_class_avg": oa - 0.1}
+        result.update({f"macro_f1_score_class{i}": oa for i in range(29)})
+        (d / "eval_result.json").write_text(json.dumps(result))
+        dirs.append(str(d))
+    s = fold_report.summarize(dirs)
+    assert s["metrics"]["overall_accuracy"]["folds"] == [0.8, 0.9, 0.7]
+    assert s["metrics"]["overall_accuracy"]["mean"] == pytest.approx(0.8)
+    assert s["metrics"]["cohen_kappa"]["std"] == pytest.approx(0.1)
+    assert s["per_class_f1"]["BarrenLands__"]["mean"] == pytest.approx(0.8) and len(s["per_class_f1"]) == 29
+    md = fold_report.markdown(s)
+    assert "| OA | 0.8000 | 0.9000 | 0.7000 | 0.8000 | 0.1000 |" in md
+    with pytest.raises(LulcInputError, match="eval_result.json: missing"):
+        fold_report.summarize([str(tmp_path)])

@@ -5,7 +5,7 @@ Modules:
 ==================  ===========================================================================
 ``spec``            the 29 classes (IDs 1..29, short names as published), RGB bands, schemas
 ``raw``             file-name parser, class-folder/CSV reader, tiles -> records
-``command``         ``python -m prep lulc`` (and its subcommands folds, geocode, tojpeg, gee_export)
+``command``         ``python -m prep lulc`` (subcommands folds, geocode, tojpeg, gee_export, fold_report)
 ``folds``           the split file and the upstream ``partition<k>/`` links
 ``synthetic``       generated class-folder trees in the published layout
 ``tfds_builder``    the TFDS builder ``sentinel2_global_lulc``

@@ -38,7 +38,7 @@ from prep.errors import UsageError
 from splits import sentinel2_global_lulc as folds_mod
 
 FLAGS = flags.FLAGS
-SUBCOMMANDS = ("folds", "geocode", "tojpeg", "gee_export")
+SUBCOMMANDS = ("folds", "geocode", "tojpeg", "gee_export", "fold_report")
 
 
 @functools.cache
@@ -216,7 +216,7 @@ def main(argv: list[str]) -> int:
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Console entry point; a subcommand (folds, geocode, tojpeg, gee_export) as first argument runs it."""
+    """Console entry point; a subcommand (folds, geocode, tojpeg, gee_export, fold_report) first runs it."""
     argv = list(sys.argv if argv is None else argv)
     if len(argv) > 1 and argv[1] in SUBCOMMANDS:
         import importlib
