@@ -256,3 +256,18 @@ def test_split_file_and_partition_links(tree, tmp_path):
     assert n == 100
     test1 = list((tmp_path / "parts" / "partition1" / "test").rglob("*.jpg"))
     assert len(test1) == int((f == 0).sum()) and all(p.is_symlink() for p in test1)
+
+
+def test_synthetic_labels_are_learnable_from_colour(tmp_path):
+    from PIL import Image
+
+    synthetic.write_tree(str(tmp_path), per_class=4, tile_px=32, seed=3, csvs=False)
+    s = raw.scan(str(tmp_path))
+    x = np.array([np.asarray(Image.open(t.path).convert("RGB"), np.float64).mean(axis=(0, 1)) for t in s.tiles])
+    y = np.array([t.name.index for t in s.tiles])
+    correct = 0
+    for i in range(len(y)):  # leave-one-out nearest class mean
+        others = np.arange(len(y)) != i
+        means = np.array([x[others & (y == c)].mean(0) for c in range(29)])
+        correct += int(np.argmin(((means - x[i]) ** 2).sum(1)) == y[i])
+    assert len(y) == 116 and correct / len(y) > 0.95
