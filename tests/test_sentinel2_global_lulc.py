@@ -121,6 +121,11 @@ def test_a_csv_row_that_disagrees_with_the_name_is_bad_input(tree):
     assert "field 'gHM'" in reason and "29_UrbanBlUpArea_CSV.csv line 3" in reason and key.endswith(".jpg")
     p = command.plan(str(tree), tile_px=32, on_error="skip")
     assert len(p.skipped) == 1 and sum(len(v) for v in p.items.values()) == 19
+    from prep.verify import verify
+
+    m = command.prepare(str(tree), str(tree.parent / "rec"), tile_px=32, on_error="skip")
+    assert m["totals"]["written"] == 19 and m["splits"]["train"]["skipped"] == 1
+    assert "field 'gHM'" in m["skipped"][0]["reason"] and verify(str(tree.parent / "rec")) == []
     assert raw.scan(str(tree), use_csv=False).bad == ()
 
 
@@ -271,3 +276,17 @@ def test_synthetic_labels_are_learnable_from_colour(tmp_path):
         means = np.array([x[others & (y == c)].mean(0) for c in range(29)])
         correct += int(np.argmin(((means - x[i]) ** 2).sum(1)) == y[i])
     assert len(y) == 116 and correct / len(y) > 0.95
+
+
+def test_the_command_stops_on_bad_input_with_one_line_naming_file_and_field(tree, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = tree / "Sentinel2LULC_JPEG" / "3_Grasslands___"
+    shutil.copy(next(folder.iterdir()), folder / "3_Grasslands____80%_00001x_0.1_(+1.0,+2.0)_XX___.jpg")
+    r = subprocess.run([sys.executable, "-m", "prep", "lulc", "--root_folder", str(tree), "--tile_px", "32",
+                        "--out_dir", str(tmp_path / "out"), "--noprogress"], cwd=Path(__file__).parents[1],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "00001x" in r.stderr and "field 'image ID'" in r.stderr

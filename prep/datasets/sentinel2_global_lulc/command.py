@@ -180,7 +180,8 @@ def plan(root: str, test_fold: int = 0, k: int = folds_mod.DEFAULT_FOLDS, scheme
     sizes = [os.path.getsize(t.path) for t in tiles]
     rec = (float(np.mean(sizes)) if schema == "jpeg" else 3 * tile_px * tile_px) + 512
     per_shard = max(1, int(shard_size_mb * 1e6 // rec))
-    skipped = [{"split": names[0], "key": key, "reason": reason} for key, reason in s.bad]
+    # Bad tiles have no class to stratify by, so no fold: the manifest lists them under 'train'.
+    skipped = [{"split": "train", "key": key, "reason": reason} for key, reason in s.bad]
     run_flags = {"root_folder": os.path.basename(s.root), "tiles": len(tiles), "folds": k, "test_fold": test_fold,
                  "fold_scheme": "file" if split_file else scheme, "seed": seed, "grid_deg": grid_deg,
                  "csv": use_csv, "tile_px": tile_px, "schema": schema, "shard_size_mb": shard_size_mb,
