@@ -290,3 +290,23 @@ def test_the_command_stops_on_bad_input_with_one_line_naming_file_and_field(tree
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "00001x" in r.stderr and "field 'image ID'" in r.stderr
+
+
+def test_tfds_builder_folds_match_the_command_and_keep_metadata(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from prep.datasets.sentinel2_global_lulc import tfds_builder
+
+    root = tmp_path / "tif"
+    synthetic.write_tree(str(root), per_class=5, tile_px=16, seed=4, fmt="tiff", classes=(2, 29))
+    builder = tfds_builder.Sentinel2GlobalLulc(config="tiff_fold2", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
+    p = command.plan(str(root), test_fold=2, tile_px=16)
+    assert builder.info.splits["test"].num_examples == len(p.items["test"])
+    assert builder.info.splits["train"].num_examples == len(p.items["train"])
+    ex = next(iter(tfds.as_numpy(builder.as_dataset(split="test"))))
+    key = ex["patch_id"].decode()
+    tile = raw.Tile(os.path.join(raw.class_root(str(root)), key), key, raw.parse_name(key))
+    assert ex["image"].shape == (16, 16, 3) and ex["label"] == tile.name.index
+    assert (ex["image"] == raw.decode(tile)).all()  # PNG: lossless
+    assert ex["latitude"] == tile.name.lat and ex["admin1"].decode() == tile.name.admin1

@@ -5,7 +5,8 @@ Manual folder: the dataset folder holding ``Sentinel2LULC_JPEG/<ID>_<ShortName>/
 (prep.datasets.sentinel2_global_lulc.raw), so the same tiles are good or bad. Configs ``fold0`` ..
 ``fold4``: the stratified 5-fold split with seed 0 (splits/sentinel2_global_lulc.py), fold ``k`` as
 ``test`` and the other four as ``train`` — the splits ``python -m prep lulc --test_fold k`` writes.
-JPEG tiles are stored as published (no re-encoding); GeoTIFF tiles are encoded by TFDS.
+In ``fold<k>`` JPEG tiles are stored as published (no re-encoding); for GeoTIFF tiles use
+``tiff_fold<k>``, which stores every image as PNG (lossless; TFDS would otherwise JPEG-encode them).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class LulcConfig(tfds.core.BuilderConfig):
     """One fold of the stratified 5-fold split (seed 0) as test."""
 
     test_fold: int = 0
+    image_format: str = "jpeg"  # TFDS image encoding: "jpeg" (JPEG tiles as they are) or "png" (lossless)
 
 
 class Sentinel2GlobalLulc(tfds.core.GeneratorBasedBuilder):
@@ -38,21 +40,25 @@ class Sentinel2GlobalLulc(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: JPEG tiles as published, class label in ID order, metadata, "
                               "stratified 5-fold configs."}
-    BUILDER_CONFIGS = [LulcConfig(name=f"fold{k}", description=f"Stratified 5-fold split (seed 0), fold {k} as "
-                                  "test, the others as train.", test_fold=k) for k in range(folds_mod.DEFAULT_FOLDS)]
+    BUILDER_CONFIGS = [LulcConfig(name=f"{prefix}fold{k}", description=f"Stratified 5-fold split (seed 0), fold {k} "
+                                  f"as test, the others as train; images stored as {fmt.upper()}.", test_fold=k,
+                                  image_format=fmt)
+                       for prefix, fmt in (("", "jpeg"), ("tiff_", "png")) for k in range(folds_mod.DEFAULT_FOLDS)]
     DEFAULT_CONFIG_NAME = "fold0"
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self) -> tfds.core.DatasetInfo:
         feats = {
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg",
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format=self.builder_config.image_format,
                                          doc=f"RGB (B04, B03, B02) 8-bit, {sp.TILE_PX}x{sp.TILE_PX} at 10 m."),
             "label": tfds.features.ClassLabel(names=list(sp.CLASS_NAMES), doc="Class index = class ID - 1."),
             "patch_id": tfds.features.Text(doc="'<class folder>/<file name>'."),
             "purity": tfds.features.Scalar(dtype=np.float32, doc="Pixel purity, percent."),
             "ghm": tfds.features.Scalar(dtype=np.float32, doc="Global Human Modification index."),
-            "latitude": tfds.features.Scalar(dtype=np.float64, doc="Tile centre, degrees."),
-            "longitude": tfds.features.Scalar(dtype=np.float64, doc="Tile centre, degrees."),
+            "latitude": tfds.features.Tensor(shape=(), dtype=np.float64, encoding=tfds.features.Encoding.BYTES,
+                                             doc="Tile centre, degrees (float64 kept: no float32 rounding)."),
+            "longitude": tfds.features.Tensor(shape=(), dtype=np.float64, encoding=tfds.features.Encoding.BYTES,
+                                              doc="Tile centre, degrees."),
             "country_code": tfds.features.Text(doc="ISO alpha-2; empty when missing."),
             "admin1": tfds.features.Text(doc="Admin level 1; empty when missing."),
             "admin2": tfds.features.Text(doc="Admin level 2; empty when missing."),
@@ -73,12 +79,17 @@ class Sentinel2GlobalLulc(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, tiles):
         for t in tiles:
-            yield t.key, example(t)
+            yield t.key, example(t, self.builder_config.image_format)
 
 
-def example(tile: raw.Tile) -> dict:
-    """One tile -> the builder's feature dict (the JPEG path as is, or the TIFF's uint8 [H, W, 3] pixels)."""
+def example(tile: raw.Tile, image_format: str = "jpeg") -> dict:
+    """One tile -> the builder's feature dict.
+
+    The image is the JPEG file's path (stored as is) for a JPEG tile and ``image_format="jpeg"``,
+    else the tile's uint8 [H, W, 3] RGB pixels (TFDS encodes them in ``image_format``).
+    """
     n = tile.name
-    return {"image": tile.path if tile.kind == "jpeg" else raw.decode(tile), "label": n.index,
+    image = tile.path if tile.kind == "jpeg" and image_format == "jpeg" else raw.decode(tile)
+    return {"image": image, "label": n.index,
             "patch_id": tile.key, "purity": n.purity, "ghm": n.ghm, "latitude": n.lat, "longitude": n.lon,
             "country_code": n.country_code, "admin1": n.admin1, "admin2": n.admin2, "locality": n.locality}
