@@ -104,3 +104,18 @@ def test_upstream_flagfile():
     assert (cfg.bands, cfg.normalize, cfg.augment) == ("rgb", None, None)
     assert dict(cfg.model_options) == {"backbone_weights": "imagenet"}
     assert models.default_input_spec("TL-InceptionV3") == {"image": (224, 224, 3)}
+
+
+def test_fold_runs_replace_the_fold_in_data_and_out_dirs():
+    import train
+    from prep.errors import UsageError
+
+    cfg = train.TrainConfig("lulc_fold{fold}", "runs/fold{fold}")
+    runs = train.fold_configs(cfg, None, 3)
+    assert [(r.data_dir, r.out_dir) for r in runs] == [(f"lulc_fold{k}", f"runs/fold{k}") for k in range(3)]
+    assert [(r.data_dir, r.out_dir) for r in train.fold_configs(cfg, 2, 0)] == [("lulc_fold2", "runs/fold2")]
+    assert train.fold_configs(train.TrainConfig("d", "r"), None, 0) == [train.TrainConfig("d", "r")]
+    with pytest.raises(UsageError, match="--out_dir must contain"):
+        train.fold_configs(train.TrainConfig("d{fold}", "r"), 1, 0)
+    with pytest.raises(UsageError, match="not both"):
+        train.fold_configs(cfg, 1, 5)
