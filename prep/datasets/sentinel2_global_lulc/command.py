@@ -11,7 +11,8 @@ and every metadata field of the file name (and the CSV's Sentinel-2 image count)
 
 Bad input: a name that does not parse, a class folder that disagrees with the ID in the name, a CSV
 row that disagrees with the name, an unreadable or wrong-sized tile. The message names the file and
-the field; ``--on_error=skip`` lists them in the manifest and goes on.
+the field; ``--on_error=skip`` lists them in the manifest (under ``train``: a bad tile has no fold)
+and goes on.
 
 Splits (splits/sentinel2_global_lulc.py): the tiles are dealt to ``--folds`` folds (``--fold_scheme``
 stratified, grid or country; ``--seed``); fold ``--test_fold`` is written as ``test``, the others
