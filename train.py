@@ -82,6 +82,7 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9
+    nesterov: bool = False
     lr_schedule: str = "constant"
     lr_warmup_epochs: float = 0.0
     lr_decay_epochs: float = 5.0
@@ -142,6 +143,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("optimizer", d.optimizer, OPTIMIZERS, "Optimizer.")
     flags.DEFINE_float("weight_decay", d.weight_decay, "Decoupled weight decay (adamw, sgd, ...); 0 = none.")
     flags.DEFINE_float("momentum", d.momentum, "Momentum of sgd / rmsprop.")
+    flags.DEFINE_boolean("nesterov", d.nesterov, "Nesterov momentum (sgd).")
     flags.DEFINE_enum("lr_schedule", d.lr_schedule, SCHEDULES, "Learning-rate schedule: constant, cosine "
                       "(to 0 at the last step), step (x lr_decay_factor every lr_decay_epochs), exponential "
                       "(the same, continuously).")
@@ -194,6 +196,10 @@ def define_flags() -> None:
     flags.DEFINE_boolean("evaluate_test", d.evaluate_test, "Evaluate the best model on --test_split at the end.")
     flags.DEFINE_boolean("export_saved_model", d.export_saved_model, "Export RUN/saved_model for serving.")
     flags.DEFINE_boolean("progress", d.progress, "Show progress bars.")
+    flags.DEFINE_integer("fold", None, "k-fold runs: train fold K, '{fold}' in --data_dir and --out_dir replaced by K "
+                         "(one prepared folder per fold, e.g. python -m prep lulc --test_fold K).", lower_bound=0)
+    flags.DEFINE_integer("all_folds", 0, "k-fold runs: train folds 0..N-1 one after another, as --fold does "
+                         "(0 = off).", lower_bound=0)
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -710,6 +716,26 @@ def _quiet_tf_logging() -> None:
     absl_logging.get_absl_handler().addFilter(_TensorFlowChatter())
 
 
+def fold_configs(cfg: TrainConfig, fold: int | None, all_folds: int) -> list[TrainConfig]:
+    """The runs of --fold / --all_folds: ``cfg`` with '{fold}' in data_dir and out_dir replaced per fold.
+
+    Returns ``[cfg]`` when neither is given.
+
+    Raises:
+      UsageError: both given, or a fold run whose --data_dir or --out_dir lacks '{fold}'.
+    """
+    if fold is not None and all_folds:
+        raise UsageError("give --fold or --all_folds, not both")
+    folds = [fold] if fold is not None else list(range(all_folds))
+    if not folds:
+        return [cfg]
+    for name in ("data_dir", "out_dir"):
+        if "{fold}" not in getattr(cfg, name):
+            raise UsageError(f"--{name} must contain '{{fold}}' with --fold/--all_folds (e.g. lulc_fold{{fold}})")
+    return [dataclasses.replace(cfg, data_dir=cfg.data_dir.replace("{fold}", str(k)),
+                                out_dir=cfg.out_dir.replace("{fold}", str(k))) for k in folds]
+
+
 def main(argv: list[str]) -> int:
     """Train as the flags say; print the steps, the best micro-F1 (or that no validation ran) and the run folder.
 
@@ -730,8 +756,15 @@ def main(argv: list[str]) -> int:
     cli.no_arguments(argv)
     cli.required("data_dir", "out_dir")
     _quiet_tf_logging()
+    runs = fold_configs(config_from_flags(), FLAGS.fold, FLAGS.all_folds)
+    for cfg in runs[:-1]:
+        _train_and_report(cfg)
+    return _train_and_report(runs[-1])
+
+
+def _train_and_report(cfg: TrainConfig) -> int:
     try:
-        summary = train(config_from_flags())
+        summary = train(cfg)
     except FileNotFoundError as e:  # a shard or file named in a flag that went missing
         raise InputError(str(e)) from None
     best = summary["best_val_micro_f1"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from models import applications, common, ghs, hub, kbranch, slim, so2sat
+from models import applications, common, ghs, hub, kbranch, slim, so2sat, transfer
 from models.common import LOGITS_LAYER, TASKS, normalize_input_spec
 from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL
 
@@ -93,6 +93,11 @@ for _d in (11, 20, 29):
              default_num_classes=17, depth=_d)
 register("GHS-S2Net", ghs.build_ghs_s2net, ghs.DEFAULT_INPUT_SPEC,
          "GHS per-pixel built-up CNN on 5x5x4 windows (2 outputs)", default_num_classes=2)
+# Sentinel2GlobalLULC transfer learning: backbone (frozen unless unfreeze=true) + Dense 512 ReLU + logits.
+for _b in transfer.BACKBONES:
+    register(f"TL-{_b}", transfer.build_transfer, transfer.DEFAULT_INPUT_SPEC,
+             f"{_b} on RGB 0..255 (own preprocessing), avg pool, Dense 512 ReLU (Sentinel2GlobalLULC)",
+             default_task=SINGLE_LABEL, default_num_classes=29, backbone=_b)
 
 # keras.applications models listed by names() (any other keras.applications
 # constructor works too as "keras:<Name>").

@@ -204,7 +204,7 @@ def make_optimizer(cfg: TrainConfig,
 
     Args:
         cfg: reads ``optimizer`` ("adam", "adamw", "nadam", "sgd" or "rmsprop"), ``weight_decay``
-            (decoupled, 0 = none) and ``momentum`` (SGD and RMSprop).
+            (decoupled, 0 = none), ``momentum`` (SGD and RMSprop) and ``nesterov`` (SGD).
         schedule: the learning rate, as ``make_schedule`` returns it.
 
     Raises:
@@ -218,7 +218,8 @@ def make_optimizer(cfg: TrainConfig,
     elif cfg.optimizer == "nadam":
         opt = keras.optimizers.Nadam(schedule, weight_decay=wd)
     elif cfg.optimizer == "sgd":
-        opt = keras.optimizers.SGD(schedule, momentum=cfg.momentum, weight_decay=wd)
+        opt = keras.optimizers.SGD(schedule, momentum=cfg.momentum, nesterov=bool(getattr(cfg, "nesterov", False)),
+                                   weight_decay=wd)
     elif cfg.optimizer == "rmsprop":
         opt = keras.optimizers.RMSprop(schedule, momentum=cfg.momentum, weight_decay=wd)
     else:

@@ -368,7 +368,7 @@ def _feature_spec(schema: Schema, lay: Layout, manifest: Mapping) -> dict:
     desc = {}
     for n in lay.bands:
         field = schema.field(schema.band_keys[n])
-        if schema.band_encoding == "raw_bytes":
+        if schema.band_encoding in ("raw_bytes", "jpeg"):
             desc[field.key] = features.feature(field, shape=[])
         else:
             size = int(np.prod([int(s) for s in next(b["shape"] for b in manifest["bands"] if b["name"] == n)]))
@@ -378,6 +378,39 @@ def _feature_spec(schema: Schema, lay: Layout, manifest: Mapping) -> dict:
         raise ReaderError(f"label feature {field.key!r} has kind {field.kind!r}; int64 or float expected")
     desc[field.key] = features.feature(field)
     return desc
+
+
+def jpeg_bands(parsed: Mapping[str, tf.Tensor], schema: Schema, stored: Sequence[str],
+               bands: Sequence[str]) -> dict[str, tf.Tensor]:
+    """Decodes ``jpeg``-encoded bands: {band: uint8 [B, H*W]} for the selected ``bands``.
+
+    In the ``jpeg`` band encoding one bytes feature holds an image of several bands (e.g. RGB): the
+    bands sharing a feature key are its channels, in the manifest's band order (``stored``). Each
+    image is decoded once (``tf.io.decode_jpeg``), whatever the number of its bands selected.
+
+    Args:
+      parsed: feature key -> string [B] of encoded images (``tf.io.parse_example`` output).
+      schema: the record schema (its ``band_keys``).
+      stored: the band names of the records, in the manifest's order.
+      bands: the selected band names.
+
+    Returns:
+      band name -> uint8 [B, H*W] (H, W of the stored images).
+    """
+    channels: dict[str, list[str]] = {}
+    for n in stored:
+        channels.setdefault(schema.band_keys[n], []).append(n)
+    out, decoded = {}, {}
+    for n in bands:
+        key = schema.band_keys[n]
+        if key not in decoded:
+            c = len(channels[key])
+            decoded[key] = tf.map_fn(lambda s, c=c: tf.io.decode_jpeg(s, channels=c), parsed[key],
+                                     fn_output_signature=tf.TensorSpec([None, None, c], tf.uint8))
+        img = decoded[key]
+        ch = channels[key].index(n)
+        out[n] = tf.reshape(img[..., ch], [tf.shape(img)[0], -1])
+    return out
 
 
 def _targets(value, manifest: Mapping, schema: Schema) -> tf.Tensor:
@@ -551,6 +584,7 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     label_desc = {label_key: desc[label_key]}
     band_desc = {k: v for k, v in desc.items() if k != label_key}
     dtypes = {n: tf.as_dtype(lay.dtypes[n]) for n in lay.bands}
+    spec_bands = [b["name"] for b in manifest["bands"]]
     offsets = None
     if raw and fixed_offsets:
         sizes = {schema.band_keys[n]: _band_nbytes(manifest, n, lay.dtypes[n]) for n in lay.bands}
@@ -559,6 +593,8 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
 
     def parse_bands(serialized):
         p = tf.io.parse_example(serialized, band_desc)
+        if schema.band_encoding == "jpeg":
+            return jpeg_bands(p, schema, spec_bands, lay.bands)
         return {n: tf.io.decode_raw(p[schema.band_keys[n]], dtypes[n], little_endian=True) if raw
                 else p[schema.band_keys[n]] for n in lay.bands}
 

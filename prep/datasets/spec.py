@@ -75,7 +75,9 @@ class Schema:
     name: str
     version: str
     fields: tuple[Field, ...]
-    band_encoding: str  # "raw_bytes" (little-endian, band dtype) | "int64_list" | "float_list"
+    # "raw_bytes" (little-endian, band dtype) | "int64_list" | "float_list" | "jpeg" (the bands sharing a
+    # feature key are the channels of one JPEG image stored there, in band order)
+    band_encoding: str
     band_keys: Mapping[str, str]  # band name -> feature key
     label_key: str  # feature holding the class-index targets (multi-hot or index)
     label_encoding: str  # "multi_hot" | "index"
