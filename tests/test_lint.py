@@ -40,7 +40,6 @@ SKIP_PARTS = {"tests", ".venv", "venv", "__pycache__", "build", ".eggs"}
 PENDING = frozenset({
     "prep/reader.py",
     "prep/tfrecord.py",
-    "prep/features.py",
     "prep/beam.py",
     "train.py",
     "evaluate.py",
