@@ -71,8 +71,11 @@ class _DropMessages(logging.Filter):
 
 
 class _DropPrepErrorReports(logging.Filter):
-    """Drops the runner's reports (message and traceback) of a worker's ``PrepError``: bad input, which
-    the command reports itself as one line (``_run``); errors of any other kind keep their report."""
+    """Drops the runner's reports (message and traceback) of a worker's ``PrepError``.
+
+    A PrepError is bad input, which the command reports itself as one line (``_run``); errors of
+    any other kind keep their report.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], shards.PrepError):
@@ -108,9 +111,12 @@ def _logger_levels(levels: Mapping[str, int], filters: Mapping[str, logging.Filt
 
 @contextlib.contextmanager
 def _quiet_beam_import():
-    """Importing Apache Beam logs that the Google Cloud client libraries are missing (a warning on the
+    """Leave Beam's import-time notes about missing Google Cloud libraries out of the output.
+
+    Importing Apache Beam logs that the Google Cloud client libraries are missing (a warning on the
     root logger, "apitools not found, and bigquery client libraries are not available", and an INFO
-    line about BigQuery storage): nothing a preparation uses, so they are left out of its output."""
+    line about BigQuery storage): nothing a preparation uses.
+    """
     root = logging.getLogger()
     drop = _DropMessages("apitools not found")
     placeholder = logging.NullHandler() if not root.handlers else None  # no basicConfig() as a side effect
@@ -157,7 +163,16 @@ def pipeline_options(runner: str, beam_options: str = "", workers: int = 1) -> P
     """``--beam_options`` (a shell-quoted string) + the runner; sensible DirectRunner defaults.
 
     Unless the string sets them, the DirectRunner runs ``workers`` worker processes
-    (``--direct_running_mode=multi_processing``), or one in-process worker for ``workers=1``.
+    (``--direct_running_mode=multi_processing``), or one in-process worker for ``workers=1``, and
+    its worker processes log at WARNING and above only.
+
+    Args:
+      runner: the Beam runner's name (``--runner``), e.g. "DirectRunner".
+      beam_options: further pipeline options, e.g. ``"--project=p --region=r"``.
+      workers: DirectRunner worker processes (values below 1 count as 1).
+
+    Raises:
+      PrepError: ``beam_options`` sets ``--runner``.
     """
     args = shlex.split(beam_options or "")
     if any(a == "--runner" or a.startswith("--runner=") for a in args):
@@ -366,7 +381,14 @@ class _Books:
 
 
 def describe_files(paths: Sequence[str]) -> list[dict]:
-    """``{"file", "records", "bytes", "sha256"}`` of TFRecord files on any filesystem."""
+    """``{"file", "records", "bytes", "sha256"}`` of TFRecord files on any filesystem.
+
+    ``file`` is the base name, ``bytes`` the size on disk, ``sha256`` the hex digest of the file's
+    bytes; ``records`` is counted from the (decompressed, for ``.gz``) framing without CRC checks.
+
+    Raises:
+      CorruptRecordError: a file ends inside a record or its header.
+    """
     out = []
     for path in paths:
         with FileSystems.open(path, compression_type=_RAW) as f:
@@ -425,8 +447,20 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
                   extra: Mapping | None = None, on_error: str = "fail", overwrite: bool = False,
                   progress: bool = False, run_info: Mapping | None = None,
                   missing: Sequence[Mapping] | None = None) -> shards.Manifest:
-    """``prep.shards.write_dataset`` run as a Beam pipeline; returns (and saves) the manifest, with
-    ``run`` (shards kept and written) as the local writer gives it."""
+    """``prep.shards.write_dataset`` run as a Beam pipeline; returns (and saves) the manifest.
+
+    The returned manifest carries ``run`` (shards kept and written) as the local writer gives it.
+    The arguments are ``prep.shards.write_dataset``'s, with ``out_dir`` on any Beam filesystem,
+    the pipeline ``options`` (``pipeline_options``; ``--shard_writer`` picks the writer, see the
+    module doc) in place of ``workers``, and ``run_info`` (the runner and its worker options),
+    saved as ``OUT/.parts/beam-run.json`` when given.
+
+    Raises:
+      ValueError: ``on_error`` is neither "fail" nor "skip".
+      PrepError: a skipped item under ``on_error="fail"`` (in the plan or from a worker), an output
+        folder holding a different preparation's output (unless ``overwrite``), or a
+        ``writetotfrecord`` sink that wrote another number of records than planned.
+    """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
     compression = None if compression in (None, "", "NONE") else compression
@@ -494,9 +528,11 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
 
 
 class _FnApiRunner(fn_runner.FnApiRunner):
-    """Beam's Python FnApiRunner whose worker processes (``direct_running_mode=multi_processing``)
-    start as ``python -m prep.beam_worker`` (Beam's own harness, without its start-up logging on
-    stderr) instead of ``python -m apache_beam.runners.worker.sdk_worker_main``."""
+    """Beam's Python FnApiRunner whose worker processes start as ``python -m prep.beam_worker``.
+
+    That is Beam's own harness without its start-up logging on stderr, in place of ``python -m
+    apache_beam.runners.worker.sdk_worker_main`` (``direct_running_mode=multi_processing``).
+    """
 
     _BEAM_WORKER = "-m apache_beam.runners.worker.sdk_worker_main"
 
@@ -513,18 +549,23 @@ class _FnApiRunner(fn_runner.FnApiRunner):
 
 
 def _runner(options: PipelineOptions):
-    """The DirectRunner's Python FnApiRunner, chosen explicitly: Beam's DirectRunner would first try
-    to download and start its Prism runner (no network here, ~80 lines of fallback logs). Other
-    runners: None (Beam picks the ``--runner``)."""
+    """The DirectRunner's Python FnApiRunner, chosen explicitly; None for other runners.
+
+    Beam's DirectRunner would first try to download and start its Prism runner (no network here,
+    ~80 lines of fallback logs). Other runners: None (Beam picks the ``--runner``).
+    """
     if options.view_as(StandardOptions).runner not in ("DirectRunner", None):
         return None
     return _FnApiRunner()
 
 
 def _log_levels(runner: str) -> dict[str, int]:
-    """Logger levels during a run. Any runner: Beam's notes that it reads our functions' string type
-    hints as Any. DirectRunner: Beam's INFO lines (gRPC servers started, worker set-up), and the
-    workers' INFO lines relayed by the local job service; their warnings and errors stay."""
+    """Logger levels during a run: what each runner leaves out of the output.
+
+    Any runner: Beam's notes that it reads our functions' string type hints as Any. DirectRunner:
+    Beam's INFO lines (gRPC servers started, worker set-up), and the workers' INFO lines relayed by
+    the local job service; their warnings and errors stay.
+    """
     levels = {"apache_beam.typehints.native_type_compatibility": logging.WARNING}
     if runner == "DirectRunner":
         levels["apache_beam"] = logging.WARNING

@@ -31,7 +31,7 @@ import functools
 import json
 import logging
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from prep import manifest as manifest_module
 from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, DatasetSpec, Schema
 from prep.errors import InputError
 from prep.quiet import import_tensorflow
+
+if TYPE_CHECKING:
+    from typing import Callable
 
 tf = import_tensorflow()
 
@@ -66,14 +69,25 @@ load_manifest = manifest_module.load
 
 
 def dataset_spec(manifest: Mapping) -> DatasetSpec:
+    """The definition (bands, classes, schemas) of the dataset the manifest names (``prep.datasets.get``).
+
+    Raises:
+      KeyError: the manifest names no registered dataset (the message lists them).
+    """
     return datasets.get(manifest["dataset"])
 
 
 def record_schema(manifest: Mapping) -> Schema:
+    """The ``Schema`` the manifest's records were written with (feature keys, kinds, band encoding).
+
+    Raises:
+      KeyError: an unknown dataset, or a schema the dataset does not define.
+    """
     return dataset_spec(manifest).schema(manifest["schema"])
 
 
 def task(manifest: Mapping) -> str:
+    """The learning task, "multi_label" or "single_label": the manifest's ``task``, else the dataset's."""
     return manifest.get("task") or dataset_spec(manifest).task
 
 
@@ -107,6 +121,12 @@ class Layout:
     dtypes: Mapping[str, str]
 
     def input_spec(self) -> dict[str, tuple[int, int, int]]:
+        """{input name: (H, W, C)} of the features: {"image": target grid} or one entry per group.
+
+        H, W in pixels (rows, cols), C the number of bands; with ``per_resolution`` each group
+        keeps its native grid and is named by its resolution group (e.g. "10m", "20m", "60m";
+        "HxW" for bands without one).
+        """
         if self.per_resolution:
             return {g.name: (*g.shape, len(g.bands)) for g in self.groups}
         return {"image": (*self.target, len(self.bands))}
@@ -119,6 +139,26 @@ class Layout:
 
 
 def layout(manifest: Mapping, bands: str | Sequence[str] = "10m20m", per_resolution: bool = False) -> Layout:
+    """Group the selected bands by native grid and choose the output grid (the finest selected).
+
+    Args:
+      manifest: a prepared folder's manifest (``load_manifest``); its band table gives each stored
+        band's shape [rows, cols], dtype and group.
+      bands: a preset ("10m20m", "all", ...), a comma list of band names, presets joined by "+",
+        or a sequence of names (``resolve_bands``).
+      per_resolution: group by resolution group (the band table's ``group``, else the dataset's,
+        else the grid) and deliver one tensor per group, instead of one "image" on the target grid.
+
+    Returns:
+      The ``Layout``: bands in the selected order, their groups, the target grid (H, W) with the
+      most pixels, and each band's stored dtype.
+
+    Raises:
+      ReaderError: a selected band is not stored in the records, or (``per_resolution``) two bands
+        of one group have different grids.
+      KeyError: an unknown band name (``resolve_bands``).
+      ValueError: an empty selection, or one that repeats a band.
+    """
     spec = dataset_spec(manifest)
     names = resolve_bands(spec, bands)
     stored = {b["name"]: b for b in manifest["bands"]}
@@ -155,6 +195,11 @@ def input_spec(manifest: Mapping, bands: str | Sequence[str] = "10m20m",
 
 
 def num_examples(manifest: Mapping, split: str) -> int:
+    """The number of records of ``split``: its ``written`` count, else the sum over its shards.
+
+    Raises:
+      ReaderError: the manifest has no split ``split`` (the message lists its splits).
+    """
     s = _split(manifest, split)
     if "written" in s:
         return int(s["written"])
@@ -162,6 +207,11 @@ def num_examples(manifest: Mapping, split: str) -> int:
 
 
 def steps_per_epoch(manifest: Mapping, split: str, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one pass over ``split``: ceil(n / batch_size), or floor with ``drop_remainder``.
+
+    Raises:
+      ReaderError: the manifest has no split ``split``.
+    """
     n = num_examples(manifest, split)
     return n // batch_size if drop_remainder else -(-n // batch_size)
 
@@ -175,6 +225,12 @@ def _split(manifest: Mapping, split: str) -> Mapping:
 
 
 def shard_files(data_dir: str | os.PathLike, manifest: Mapping, split: str) -> list[str]:
+    """Paths of the shards of ``split``, in the manifest's order (``data_dir/<file>``).
+
+    Raises:
+      ReaderError: the manifest has no split ``split``.
+      FileNotFoundError: a shard listed in the manifest is missing from ``data_dir``.
+    """
     files = [os.path.join(os.fspath(data_dir), sh["file"]) for sh in _split(manifest, split)["shards"]]
     for f in files:
         if not os.path.exists(f):
@@ -185,10 +241,30 @@ def shard_files(data_dir: str | os.PathLike, manifest: Mapping, split: str) -> l
 # --- normalization -------------------------------------------------------------------------------
 
 
-def band_statistics(manifest: Mapping, normalize, bands: Sequence[str]) -> dict[str, tuple[float, float]] | None:
-    """band name -> (mean, std) for ``normalize``: "manifest" (train-split statistics), "upstream"
-    (the published table), a {band: {"mean", "std"}} / {band: (mean, std)} mapping, a JSON file of
-    one, or None (no normalization)."""
+def band_statistics(manifest: Mapping, normalize: str | Mapping[str, Mapping[str, float] | Sequence[float]] | bool | None,
+                    bands: Sequence[str]) -> dict[str, tuple[float, float]] | None:
+    """The per-band (mean, std) that normalization subtracts and divides by, for ``bands``.
+
+    Statistics are in the units of the stored band values (e.g. BigEarthNet-S2's uint16 L2A
+    values); a std that is not positive is replaced by 1 with a warning.
+
+    Args:
+      manifest: a prepared folder's manifest (``load_manifest``).
+      normalize: "manifest" (the train split's statistics in the manifest), "upstream" (the table
+        published with the dataset's reference models: ``Dataset.upstream_stats``), a
+        {band: {"mean", "std"}} or {band: (mean, std)} mapping, the path of a ``.json`` file of
+        one, or None / False / "" / "none" / "None" (no normalization).
+      bands: the band names to look up.
+
+    Returns:
+      Band name -> (mean, std) as floats, or None for no normalization.
+
+    Raises:
+      ReaderError: no train-split statistics in the manifest ("manifest"), no published table
+        ("upstream"), a band missing from the table, or any other ``normalize``.
+      OSError: the ``.json`` file cannot be read.
+      ValueError: the ``.json`` file is not JSON.
+    """
     if normalize in (None, False, "", "none", "None"):
         return None
     if normalize == "manifest":
@@ -282,8 +358,16 @@ def resize(x: tf.Tensor, size: tuple[int, int], method: str = "bicubic", taps: b
 
 
 def dihedral(x: tf.Tensor, bits: tf.Tensor, rotations: bool = True) -> tf.Tensor:
-    """Per-sample flips (bits[:, 0] left-right, bits[:, 1] up-down) and, on square grids, a
-    transpose (bits[:, 2]); together the 8 flips/90-degree rotations, for any number of bands."""
+    """Per-sample flips and, on square grids, a transpose: together the 8 flips/90-degree rotations.
+
+    Args:
+      x: [B, H, W, C] images of any dtype and any number of bands.
+      bits: [B, 3] bool: bits[:, 0] flips left-right, bits[:, 1] up-down, bits[:, 2] transposes.
+      rotations: apply bits[:, 2] (only when H == W; else flips only).
+
+    Returns:
+      ``x`` transformed per sample: same shape and dtype.
+    """
     def sel(k):
         return tf.reshape(bits[:, k], [-1, 1, 1, 1])
     x = tf.where(sel(0), tf.reverse(x, [2]), x)
@@ -294,9 +378,13 @@ def dihedral(x: tf.Tensor, bits: tf.Tensor, rotations: bool = True) -> tf.Tensor
 
 
 def dihedral_packed(x: tf.Tensor, bits: tf.Tensor, rotations: bool = True) -> tf.Tensor:
-    """``dihedral`` on a [B, H, W, C] tensor of a narrow dtype with the channels of a pixel packed into
-    one 32/64-bit word (bit-exact: pixels move whole), so the per-pixel selection runs on fewer
-    elements."""
+    """``dihedral`` on a [B, H, W, C] tensor, with the channels of a pixel packed into 32/64-bit words.
+
+    For a dtype narrower than 64 bits, 8, 4 or 2 channels (as many as divide C) are bitcast into
+    one 64- or 32-bit word (bit-exact: pixels move whole), so the per-pixel selection runs on fewer
+    elements; other tensors go to ``dihedral`` as they are. Same arguments, shape and dtype as
+    ``dihedral``.
+    """
     size = x.dtype.size
     k = next((k for k in (8 // size, 4 // size) if k > 1 and x.shape[-1] % k == 0), 1) if size < 8 else 1
     if k == 1:
@@ -316,9 +404,17 @@ def dihedral_packed(x: tf.Tensor, bits: tf.Tensor, rotations: bool = True) -> tf
 
 
 def band_layout(record: bytes, sizes: Mapping[str, int]) -> dict[str, tuple[int, bytes, int]] | None:
-    """Where each bytes feature of ``sizes`` (key -> payload bytes) sits in a serialized Example:
-    key -> (entry offset, the entry's bytes up to the payload, payload offset); None when a key is
-    missing or is not exactly one bytes value of the expected size."""
+    """Where each bytes feature of ``sizes`` sits in a serialized Example, to slice it without parsing.
+
+    Args:
+      record: one serialized tf.train.Example (e.g. a split's first record).
+      sizes: feature key -> expected payload length in bytes (a raw band: ``prod(shape) * itemsize``).
+
+    Returns:
+      Key -> (entry offset, the entry's bytes up to the payload, payload offset), offsets in bytes
+      from the start of ``record``; None when a key is missing or is not exactly one bytes value of
+      the expected size, or when ``record`` is not a well-formed Example (nothing is raised).
+    """
     from prep.tfrecord import message_fields
 
     try:
@@ -363,8 +459,11 @@ def _first_record(files: Sequence[str]) -> bytes | None:
 
 
 def _feature_spec(schema: Schema, lay: Layout, manifest: Mapping) -> dict:
-    """tf.io specs of the selected bands and the label (``prep.features``): a raw-bytes band as one
-    scalar string, a list band with the value count of its manifest shape."""
+    """The tf.io specs of the selected bands and the label (``prep.features``).
+
+    A raw-bytes band is parsed as one scalar string, a list band with the value count of its
+    manifest shape.
+    """
     desc = {}
     for n in lay.bands:
         field = schema.field(schema.band_keys[n])
@@ -434,13 +533,28 @@ _TRANSFORMS: dict = {}
 
 
 def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None, resample: str,
-                   jit_compile: bool = True):
+                   jit_compile: bool = True,
+                   ) -> Callable[[Mapping[str, tf.Tensor], tf.Tensor | None], dict[str, tf.Tensor]]:
     """The per-batch function ({band: [B, h*w]}, bits [B, 3] or None) -> features dict.
 
     Each grid group (stack, dihedral transform, normalization, resampling) is one XLA cluster;
     the concatenation of the groups runs outside XLA, where it is faster on CPU. Functions are
     kept per configuration, so a new dataset with the same options (e.g. one per epoch) reuses
     the compiled clusters.
+
+    Args:
+      lay: the band layout (``layout``).
+      stats: band name -> (mean, std) (``band_statistics``), or None for no normalization.
+      resample: a ``tf.image.resize`` method (``RESAMPLE_METHODS``) for the lower-resolution grids.
+      jit_compile: run the groups as XLA-compiled ``tf.function``s with gather-based resampling;
+        False runs plain TensorFlow ops (``tf.image.resize``), with the same numbers.
+
+    Returns:
+      ``transform(flat, bits)``: ``flat`` maps each band name to its pixels, [B, h*w] row-major on
+      its native grid (raw-bytes bands in their stored dtype, list bands as int64 / float32);
+      ``bits`` is [B, 3] bool (see ``dihedral``) or None (no augmentation). It returns
+      {"image": float32 [B, H, W, C]} on the target grid in the selected band order, or with
+      ``per_resolution`` {group name: float32 [B, h, w, c]}.
     """
     key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())),
            None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile))
@@ -511,7 +625,8 @@ def _jit_default() -> bool:
 
 
 def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequence[str] = "10m20m",
-                 per_resolution: bool = False, resample: str = "bicubic", normalize="manifest",
+                 per_resolution: bool = False, resample: str = "bicubic",
+                 normalize: str | Mapping[str, Mapping[str, float] | Sequence[float]] | bool | None = "manifest",
                  batch_size: int = 32, training: bool = False, shuffle_buffer: int = 10_000,
                  seed: int | None = None, deterministic: bool = False, cache: bool | str = False,
                  drop_remainder: bool = False, augment: str | bool | None = None, skip_batches: int = 0,
@@ -534,6 +649,21 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     ``fixed_offsets``: raw-bytes bands are sliced out of the records at the offsets found in the
     split's first record (our writer's records share one layout), checked per record, with a fall
     back to ``tf.io.parse_example`` for any batch that differs.
+
+    Feature values are the stored band values cast to float32, then, unless ``normalize`` turns
+    normalization off (None, False, "none"), ``(value - mean) / std`` per band
+    (``band_statistics``), then resampled with ``resample``.
+    ``manifest`` (the directory's, already loaded) saves reading it again.
+
+    Raises:
+      InputError: ``data_dir`` holds no readable manifest (``load_manifest``).
+      ReaderError: an unknown ``resample`` or ``augment``, a ``batch_size`` below 1, a split the
+        manifest lacks, bands the records do not hold, statistics ``normalize`` cannot provide
+        (see ``layout`` and ``band_statistics``), or a label feature neither int64 nor float.
+      FileNotFoundError: a shard listed in the manifest is missing.
+      CorruptRecordError: the split's first record, read for ``fixed_offsets``, is corrupt.
+      KeyError: an unknown band name.
+      ValueError: an empty band selection, or one that repeats a band.
     """
     data_dir = os.fspath(data_dir)
     manifest = manifest or load_manifest(data_dir)
@@ -607,8 +737,11 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         return out
 
     def bands_of(serialized):
-        """Raw-bytes bands sliced at the offsets of the first record when every record of the batch
-        has the same layout there (checked on each record's feature headers), else parsed."""
+        """Raw-bytes bands sliced at the offsets of the first record, else parsed.
+
+        Sliced when every record of the batch has the same layout there (checked on each
+        record's feature headers).
+        """
         if offsets is None:
             return parse_bands(serialized)
         end = max(start + sizes[k] for k, (_, _, start) in offsets.items())
@@ -641,9 +774,30 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     return ds.with_options(options)
 
 
-def input_config(data_dir: str | os.PathLike, manifest: Mapping, bands, per_resolution: bool, resample: str,
-                 normalize) -> dict:
-    """What a trained model expects of its input (RUN/input_config.json), with the statistics used."""
+def input_config(data_dir: str | os.PathLike, manifest: Mapping, bands: str | Sequence[str], per_resolution: bool,
+                 resample: str, normalize: str | Mapping[str, Mapping[str, float] | Sequence[float]] | bool | None) -> dict:
+    """What a trained model expects of its input (RUN/input_config.json), with the statistics used.
+
+    Args:
+      data_dir: the prepared folder (recorded as an absolute path).
+      manifest: its manifest (``load_manifest``).
+      bands: the band selection, as for ``make_dataset``.
+      per_resolution: one input per resolution group instead of one "image".
+      resample: the resampling method.
+      normalize: as for ``make_dataset``; recorded as given when a string or None, else as
+        "table" (the statistics used are recorded either way).
+
+    Returns:
+      JSON-ready dict: data_dir, dataset, schema, task, bands (resolved), per_resolution,
+      resample, normalize, classes (index order), input_spec ({name: [H, W, C]}) and statistics
+      ({band: {"mean", "std"}} or None).
+
+    Raises:
+      ReaderError: as ``layout`` and ``band_statistics``.
+      KeyError: an unknown band name.
+      ValueError: an empty or repeating band selection, or a ``.json`` table that is not JSON.
+      OSError: a ``.json`` table that cannot be read.
+    """
     lay = layout(manifest, bands, per_resolution)
     stats = band_statistics(manifest, normalize, lay.bands)
     return {

@@ -14,7 +14,7 @@ import hashlib
 import io
 import os
 import struct
-from typing import Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple, Sequence
 
 import google_crc32c
 import numpy as np
@@ -22,10 +22,19 @@ import numpy as np
 from prep.datasets.spec import Field
 from prep.errors import InputError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 _MASK_DELTA = 0xA282EAD8
 
 
 def masked_crc32c(data: bytes) -> int:
+    """The masked CRC-32C of ``data`` that TFRecord framing stores: an unsigned 32-bit int.
+
+    The CRC-32C (Castagnoli) rotated right by 15 bits plus 0xA282EAD8, modulo 2**32, as
+    TensorFlow's ``crc32c::Mask`` (tensorflow/core/lib/hash/crc32c.h; TFRecord format:
+    https://www.tensorflow.org/tutorials/load_data/tfrecord#tfrecords_format_details).
+    """
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
@@ -42,8 +51,22 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def varints(values) -> bytes:
-    """Packed protobuf varints of an int64 array (vectorised; negatives take 10 bytes)."""
+def varints(values: ArrayLike) -> bytes:
+    """Packed protobuf varints of an int64 array (vectorised; negatives take 10 bytes).
+
+    The payload of a packed Int64List: each value as a base-128 varint, 7 bits per byte, low
+    groups first, 64-bit two's complement for negatives (protobuf encoding:
+    https://protobuf.dev/programming-guides/encoding/#varints).
+
+    Args:
+      values: integers of any shape (int, uint or bool dtype), read in row-major order.
+
+    Returns:
+      The varints back to back, without tag or length; ``b""`` for no values.
+
+    Raises:
+      TypeError: ``values`` are not integers (e.g. floats).
+    """
     a = np.asarray(values)
     if a.size == 0:
         return b""
@@ -123,7 +146,22 @@ def _one(data) -> _Parts:
 
 
 def encode_example(fields: Sequence[Field], values: Mapping[str, object]) -> bytes:
-    """Serialize one tf.train.Example holding exactly ``fields`` (sorted by key)."""
+    """Serialize one tf.train.Example holding exactly ``fields`` (sorted by key).
+
+    Args:
+      fields: the schema's fields (key, kind, fixed length or None).
+      values: feature key -> value: for "bytes" one bytes object or a sequence of them, for
+        "int64" integers and for "float" numbers of any shape (flattened row-major; floats are
+        stored as little-endian float32).
+
+    Returns:
+      The serialized Example; the same values always give the same bytes.
+
+    Raises:
+      KeyError: ``values`` lacks a field's key or holds a key that is not a field.
+      TypeError: a "bytes" value that is not bytes, or an "int64" value that is not integers.
+      ValueError: a fixed-length field given another number of values.
+    """
     missing = [f.key for f in fields if f.key not in values]
     if missing:
         raise KeyError(f"record lacks features: {', '.join(missing)}")
@@ -159,16 +197,22 @@ class ExampleError(InputError):
 
 
 class Feature(NamedTuple):
-    """One decoded feature: ``kind`` ("bytes" | "float" | "int64", or None for a Feature with no
-    list set) and ``values``: a list of bytes, float32 [n] or int64 [n] array."""
+    """One decoded feature (``parse_example``): its kind and its values.
+
+    ``kind`` is "bytes" | "float" | "int64", or None for a Feature with no list set; ``values`` is a
+    list of bytes, a float32 [n] or an int64 [n] array (an empty list when ``kind`` is None).
+    """
 
     kind: str | None
     values: list | np.ndarray
 
 
 class FeatureInfo(NamedTuple):
-    """What a feature holds, without decoding its values: ``kind`` (as ``Feature``), ``count`` (number
-    of values) and ``sizes`` (the byte length of each value of a bytes feature; () otherwise)."""
+    """What a feature holds, without decoding its values (``example_info``).
+
+    ``kind`` (as ``Feature``), ``count`` (number of values) and ``sizes`` (the length in bytes of
+    each value of a bytes feature; () otherwise).
+    """
 
     kind: str | None
     count: int
@@ -228,9 +272,19 @@ def _skip_value(buf, pos: int, end: int, number: int, wire: int, at: int) -> int
     raise ExampleError(f"wire type {wire} of field {number} at byte {at}")
 
 
-def message_fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """(field number, wire type, value start, value end, field start) of each field of the protobuf
-    message ``buf[start:end]``, in order (groups are skipped; a varint's value span is its bytes).
+def message_fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """Walk the fields of the protobuf message ``buf[start:end]``, in order, without decoding them.
+
+    Groups (wire types 3/4) are skipped. For a length-delimited field (wire type 2) the value span
+    is its payload, after the length; for a varint or a fixed 32/64-bit value, the value's bytes.
+
+    Args:
+      buf: the serialized bytes holding the message (e.g. a whole record).
+      start: byte offset of the message's first field in ``buf``.
+      end: byte offset just past the message's last field.
+
+    Yields:
+      (field number, wire type, value start, value end, field start): byte offsets into ``buf``.
 
     Raises:
       ExampleError: a truncated or overlong field, an invalid tag or wire type.
@@ -269,7 +323,7 @@ def _packed_varints(buf, start: int, end: int) -> np.ndarray:
 
 
 def _scan(buf) -> dict[str, tuple[str | None, list[tuple[int, int, int]]]]:
-    """key -> (kind, [(wire type, start, end) of each value or packed run]) of a serialized Example."""
+    """Map each feature key of a serialized Example to (kind, [(wire type, start, end) of each value or packed run])."""
     features: dict[str, tuple[str | None, list]] = {}
     for number, wire, a, b, _ in message_fields(buf, 0, len(buf)):
         if number != 1 or wire != 2:
@@ -387,7 +441,12 @@ def parse_example(record: bytes) -> dict[str, Feature]:
 
 
 def frame(record: bytes) -> bytes:
-    """One TFRecord: length, masked CRC of the length, data, masked CRC of the data."""
+    """One TFRecord: length, masked CRC of the length, data, masked CRC of the data.
+
+    The length is a little-endian uint64 (bytes of ``record``), each CRC a little-endian uint32
+    (``masked_crc32c``): 16 bytes more than ``record``. Format: TensorFlow's record writer
+    (https://www.tensorflow.org/tutorials/load_data/tfrecord#tfrecords_format_details).
+    """
     header = struct.pack("<Q", len(record))
     return header + struct.pack("<I", masked_crc32c(header)) + record + struct.pack(
         "<I", masked_crc32c(record))
@@ -427,6 +486,15 @@ class TFRecordWriter:
     """Write framed records to ``path`` (optionally GZIP, with a fixed header: no name, mtime 0).
 
     ``sha256`` is the digest of the bytes written to the file, complete once the writer is closed.
+    A context manager: leaving the ``with`` block closes it.
+
+    Args:
+      path: the file to create (truncated if it exists).
+      compression: None, "" or "NONE" (plain TFRecord) or "GZIP" (level 6).
+
+    Raises:
+      ValueError: another ``compression`` (the file, already created, is closed and stays empty).
+      OSError: ``path`` cannot be created.
     """
 
     def __init__(self, path: str | os.PathLike, compression: str | None = None):
@@ -442,9 +510,11 @@ class TFRecordWriter:
             raise ValueError(f"unknown compression {compression!r}; use NONE or GZIP")
 
     def write(self, record: bytes) -> None:
+        """Append one record (``frame(record)``, compressed when the writer is GZIP)."""
         self._out.write(frame(record))
 
     def close(self) -> None:
+        """Finish the file: the GZIP trailer if any, flush and fsync; ``sha256`` is then complete."""
         if self._out is not self._raw:
             self._out.close()  # writes the gzip trailer into the hashed file
         self._raw.close()
@@ -457,11 +527,25 @@ class TFRecordWriter:
 
 
 class CorruptRecordError(InputError):
-    pass
+    """A TFRecord file that cannot be read back: truncated, a bad length or data CRC, or a corrupt GZIP stream."""
 
 
 def read_records(path: str | os.PathLike, compression: str | None = None) -> Iterator[bytes]:
-    """Yield the records of a TFRecord file, checking both CRCs; corruption names file and offset."""
+    """Yield the records of a TFRecord file, checking both CRCs; corruption names file and offset.
+
+    Args:
+      path: a TFRecord file.
+      compression: "GZIP" or "NONE"; None guesses from the name (GZIP for ``.gz``).
+
+    Yields:
+      Each record's data (without its framing), in file order.
+
+    Raises:
+      CorruptRecordError: a truncated header or record, a bad length or data CRC, or a corrupt
+        GZIP stream; the message names the file and, for a framing error, the record's byte
+        offset in the (uncompressed) record stream.
+      OSError: ``path`` cannot be opened (raised by the first ``next``, as for any generator).
+    """
     path = str(path)
     if compression is None:
         compression = "GZIP" if path.endswith(".gz") else "NONE"

@@ -38,8 +38,13 @@ def define_flags() -> None:
 def verify(out_dir: str, batch_size: int = 256) -> list[str]:
     """Check the prepared output folder ``out_dir`` against its manifest (see the module doc).
 
+    Every shard the manifest lists is read whole: its size in bytes, SHA-256, record count, both
+    CRCs of every record and every record's features against the manifest's schema (kind, number of
+    values; raw bands: ``prod(shape) * itemsize`` bytes, from the manifest's band table). A corrupt
+    or truncated record ends the check of its shard and is reported as a problem, not raised.
+
     Args:
-      out_dir: a prepared output folder.
+      out_dir: a prepared output folder (``OUT`` of ``python -m prep <dataset> --out_dir OUT``).
       batch_size: unused; kept for callers of earlier versions.
 
     Returns:
@@ -89,8 +94,11 @@ def verify(out_dir: str, batch_size: int = 256) -> list[str]:
 
 
 class _RecordCheck:
-    """Checks records against the schema's fields; collects each kind of problem once per shard
-    with the first record showing it and the number of records that do."""
+    """Checks records against the schema's fields.
+
+    Collects each kind of problem once per shard, with the first record showing it and the number
+    of records that do.
+    """
 
     def __init__(self, fields: Sequence[Field], raw_sizes: Mapping[str, int]):
         self.fields = {f.key: f for f in fields}
@@ -135,7 +143,22 @@ class _RecordCheck:
         return out
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
+    """Verify the folder ``argv[1]`` and print the result (the command ``python -m prep.verify OUT``).
+
+    Prints one ``MISMATCH <problem>`` line per problem on stdout and a count on stderr, or, unless
+    ``--quiet``, one ``OK`` line with the number of shards and records checked.
+
+    Args:
+      argv: ``[program, OUT_FOLDER]``, as absl leaves it after parsing the flags.
+
+    Returns:
+      The exit status: 0 when the shards match the manifest, 1 when a problem was found.
+
+    Raises:
+      absl.app.UsageError: not exactly one positional argument.
+      InputError: the folder has no readable manifest (``prep.manifest.load``).
+    """
     if len(argv) != 2:
         raise app.UsageError("usage: python -m prep.verify OUT_FOLDER")
     problems = verify(argv[1], FLAGS.batch_size)
@@ -151,8 +174,12 @@ def main(argv):
     return 0
 
 
-def run():
-    """Console entry point (``eorecords-verify``)."""
+def run() -> None:
+    """Console entry point (``eorecords-verify``): ``main`` under ``prep.cli.run_command``.
+
+    Raises:
+      SystemExit: always, with ``main``'s status; 1 for an InputError, 2 for a usage error.
+    """
     cli.run_command(sys.modules[__name__])
 
 

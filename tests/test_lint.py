@@ -14,9 +14,6 @@ Rule (checked by an AST walk, without importing anything):
   return annotation;
 - ``*args`` and ``**kwargs`` may stay unannotated: in this code base they forward arbitrary
   arguments (Keras layer/model keyword arguments, absl argv), where ``Any`` would add nothing.
-
-Files in ``PENDING`` are being brought up to the rule in parallel and are skipped for now; the list
-can only shrink (``test_pending_files_exist``).
 """
 from __future__ import annotations
 
@@ -34,20 +31,10 @@ PACKAGES = ("prep", "models", "evaluation", "pretrained", "splits", "bench")
 TOP_LEVEL = ("train.py", "evaluate.py")
 SKIP_PARTS = {"tests", ".venv", "venv", "__pycache__", "build", ".eggs"}
 
-# TEMPORARY: files being brought up to the rule in parallel (mirrors the TEMPORARY per-file-ignores
-# block of pyproject.toml, less prep/manifest.py, which that block names but which does not exist yet:
-# a new module follows the rule from its first commit). Remove an entry once its file passes; never add one.
-PENDING = frozenset({
-    "prep/reader.py",
-    "prep/verify.py",
-    "prep/tfrecord.py",
-    "prep/features.py",
-    "prep/beam.py",
-})
 
 
 def project_modules() -> list[Path]:
-    """Every module the rule covers, PENDING ones included, as paths relative to the repo root."""
+    """Every module the rule covers, as paths relative to the repo root."""
     files = [ROOT / name for name in TOP_LEVEL if (ROOT / name).is_file()]
     for pkg in PACKAGES:
         files.extend(p for p in (ROOT / pkg).rglob("*.py") if not SKIP_PARTS.intersection(p.relative_to(ROOT).parts))
@@ -173,18 +160,11 @@ def test_modules_found():
 
 
 def test_public_functions_documented_and_annotated():
-    found = [line for path in project_modules() if path.as_posix() not in PENDING for line in offenders(path)]
+    found = [line for path in project_modules() for line in offenders(path)]
     assert not found, (
         f"{len(found)} public function(s) without a docstring or full type hints "
         "(see tests/test_lint.py for the rule):\n" + "\n".join(found)
     )
-
-
-def test_pending_files_exist():
-    """PENDING can only shrink: an entry whose file was renamed or removed must be dropped, not kept."""
-    modules = {p.as_posix() for p in project_modules()}
-    stale = sorted(PENDING - modules)
-    assert not stale, f"PENDING lists files that no longer exist; remove them from tests/test_lint.py: {stale}"
 
 
 def _ruff_command() -> list[str] | None:
