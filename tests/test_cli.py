@@ -107,3 +107,20 @@ def test_multi_value_flags_accept_the_same_forms():
     assert s2s.expand_nargs(["p", "--h5", "a.h5", "b.h5", "--split_names", "x", "y"]) == [
         "p", "--h5", "a.h5", "--h5", "b.h5", "--split_names", "x", "--split_names", "y"]
     assert s2s.split_list(["x,y"]) == s2s.split_list(["x", "y"]) == ["x", "y"]
+
+
+def test_synthetic_refuses_a_folder_that_holds_files_unless_overwrite(tmp_path):
+    out = tmp_path / "raw"
+    first = run([sys.executable, "-m", "prep.synthetic", "bigearthnet", "--out_dir", str(out), "--num_patches", "6"])
+    assert first.returncode == 0, first.stderr
+    before = sorted(p.name for p in out.iterdir())
+    again = run([sys.executable, "-m", "prep.synthetic", "bigearthnet", "--out_dir", str(out), "--num_patches", "4",
+                 "--seed", "1"])
+    lines = own_lines(again.stderr)
+    assert again.returncode == 2 and len(lines) == 1 and "--overwrite" in lines[0], again.stderr
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing mixed in
+    forced = run([sys.executable, "-m", "prep.synthetic", "bigearthnet", "--out_dir", str(out), "--num_patches", "4",
+                  "--seed", "1", "--overwrite"])
+    assert forced.returncode == 0, forced.stderr
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 4  # the old patches are gone, not mixed with the new ones

@@ -35,3 +35,9 @@ def test_the_quick_start_runs_as_written(tmp_path):
         assert r.returncode == 0, f"{line}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     for path in ("records/manifest.json", "runs/kbranch/eval/report.md", "lcz/manifest.json", "runs/lcz/eval/report.md"):
         assert (tmp_path / path).is_file(), path
+
+
+def test_every_tfds_build_line_names_its_config():
+    """A bare ``tfds build`` builds every config (six full passes over BigEarthNet): the README shows --config."""
+    lines = [x for x in (REPO / "README.md").read_text().splitlines() if x.startswith("tfds build")]
+    assert lines and all("--config" in x for x in lines), lines
