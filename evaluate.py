@@ -21,6 +21,15 @@ that maximise F1 on a validation split: --threshold_split val (with --model) or
 Single-label predictions are the top-scoring class: giving any of these threshold flags for
 single-label data is refused (exit 2) rather than silently ignored.
 
+k-fold runs (train.py --all_folds N): --all_folds N evaluates folds 0..N-1, '{fold}' in --model
+(and --data_dir, if given) replaced by each fold number, each fold's report in OUT/fold<k>, then
+writes the folds summary OUT/folds_summary.json and .md (every fold's overall accuracy, kappa and
+macro F1 -- micro and macro F1 for multi-label data -- and each class's F1, with the mean and the
+standard deviation over folds; evaluation/folds.py) and prints it as a table; --out_dir is
+required. --fold K evaluates fold K alone ('{fold}' replaced in --model, --data_dir, --out_dir).
+
+  python evaluate.py --model 'runs/lulc_fold{fold}' --data_dir 'lulc_fold{fold}' --all_folds 5 --out_dir eval_folds
+
 Writes into the output folder: eval_result.json, eval_details.json, per_class_metrics.csv,
 report.md and the PNG plots (see evaluation/report.py), and prints a table. Bad input (a missing
 or malformed file, a model that does not fit the data) is reported as one line,
@@ -40,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 from absl import flags, logging
 
-from evaluation import metrics, report
+from evaluation import folds, metrics, report
 from prep import cli
 from prep.datasets.spec import Task
 from prep.errors import InputError, UsageError
@@ -89,6 +98,11 @@ def define_flags() -> None:
     flags.DEFINE_string("resample", None, "For a bare .keras file: resampling of coarser bands (bicubic, ...).")
     flags.DEFINE_string("normalize", None, "For a bare .keras file: manifest, upstream or none.")
     flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
+    flags.DEFINE_integer("fold", None, "k-fold runs: evaluate fold K, '{fold}' in --model, --data_dir and --out_dir "
+                         "replaced by K.", lower_bound=0)
+    flags.DEFINE_integer("all_folds", 0, "k-fold runs: evaluate folds 0..N-1 ('{fold}' in --model and --data_dir "
+                         "replaced by each), each report in OUT/fold<k>, and write OUT/folds_summary.json/.md: every "
+                         "fold, mean and standard deviation (0 = off).", lower_bound=0)
 
 
 def _first_line(e: BaseException) -> str:
@@ -650,7 +664,8 @@ def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str
       echo: called with the console table (None: not printed).
 
     Returns:
-      ``evaluate_arrays``' dict; "files" also lists the predictions file(s) written.
+      ``evaluate_arrays``' dict; "files" also lists the predictions file(s) written; "out_dir", "classes"
+      (the class names) and "task" (a ``Task``) are added.
 
     Raises:
       InputError: missing or inconsistent model, config, manifest or split.
@@ -715,14 +730,90 @@ def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str
                           echo=echo)
     out["files"] += [pred_path] + ([val_path] if val_path else [])
     out["out_dir"] = out_dir
+    out["classes"], out["task"] = class_names, task
     return out
+
+
+def fold_list(model: str, data_dir: str | None, out_dir: str | None, fold: int | None, all_folds: int) -> list[int]:
+    """The folds --fold / --all_folds ask for (``[]`` when neither is given), the flags checked.
+
+    Args:
+      model: the --model value; it must contain '{fold}' for a fold run.
+      data_dir: the --data_dir value or None (then each run's input_config.json names its data).
+      out_dir: the --out_dir value or None.
+      fold: --fold (None: not given).
+      all_folds: --all_folds (0: off).
+
+    Returns:
+      ``[fold]``, ``list(range(all_folds))`` or ``[]``.
+
+    Raises:
+      UsageError: both given; no '{fold}' in --model or in a given --data_dir; --all_folds without
+        --out_dir, or with '{fold}' in it (it is the summary folder).
+    """
+    if fold is not None and all_folds:
+        raise UsageError("give --fold or --all_folds, not both")
+    if fold is None and not all_folds:
+        return []
+    if "{fold}" not in model:
+        raise UsageError("--model must contain '{fold}' with --fold/--all_folds (e.g. runs/lulc_fold{fold})")
+    if data_dir and "{fold}" not in data_dir:
+        raise UsageError("--data_dir must contain '{fold}' with --fold/--all_folds (e.g. lulc_fold{fold}), or be "
+                         "left out (each run's input_config.json names its data)")
+    if not all_folds:
+        return [fold]
+    if not out_dir or "{fold}" in out_dir:
+        raise UsageError("--all_folds needs --out_dir OUT without '{fold}': the folds summary goes there and fold "
+                         "k's report to OUT/fold<k>")
+    return list(range(all_folds))
+
+
+def evaluate_folds(model: str, fold_numbers: Sequence[int], out_dir: str, *, data_dir: str | None = None,
+                   echo: Callable[[str], Any] | None = print, **kwargs: Any) -> dict:
+    """Evaluate each fold's model (``evaluate_model``) and write the folds summary (``evaluation.folds``).
+
+    Args:
+      model: a run directory or .keras path with '{fold}' for the fold number (e.g. runs/lulc_fold{fold}).
+      fold_numbers: the folds, in order.
+      out_dir: the summary folder; fold k's report goes to ``out_dir/fold<k>``.
+      data_dir: the prepared data with '{fold}' (None: each run's input_config.json data_dir).
+      echo: called with each fold's table and the summary table (None: not printed).
+      **kwargs: more ``evaluate_model`` arguments (split, checkpoint, task, thresholds, batch_size, ...).
+
+    Returns:
+      ``{"summary": the summary, "folds": each fold's evaluate_model dict, "files": every file written,
+      "out_dir": out_dir}``.
+
+    Raises:
+      InputError: as ``evaluate_model``, or folds whose class names or task differ.
+      UsageError: as ``evaluate_model``.
+    """
+    runs = []
+    for k in fold_numbers:
+        if echo:
+            echo(f"\n== fold {k}")
+        runs.append(evaluate_model(model.replace("{fold}", str(k)), os.path.join(out_dir, f"fold{k}"),
+                                   data_dir=data_dir.replace("{fold}", str(k)) if data_dir else None, echo=echo,
+                                   **kwargs))
+    first = runs[0]
+    for k, r in zip(fold_numbers, runs):
+        if (r["classes"], r["task"]) != (first["classes"], first["task"]):
+            raise InputError(f"fold {k} has other classes or another task than fold {fold_numbers[0]}",
+                             path=r["out_dir"])
+    chosen = folds.SINGLE_LABEL_METRICS if first["task"] == Task.SINGLE_LABEL else folds.MULTI_LABEL_METRICS
+    summary = folds.summarize([r["result"] for r in runs], first["classes"], [r["out_dir"] for r in runs], chosen)
+    written = folds.write_summary(out_dir, summary, "folds_summary")
+    if echo:
+        echo(f"\n{summary['folds']} folds:\n{folds.console_table(summary)}")
+    return {"summary": summary, "folds": runs, "files": [f for r in runs for f in r["files"]] + written,
+            "out_dir": out_dir}
 
 
 def main(argv: Sequence[str]) -> int:
     """The command (run by ``run`` through ``prep.cli.run_command``); returns the exit status 0.
 
-    Evaluates --predictions (``evaluate_predictions``) or --model (``evaluate_model``) as the
-    flags say and prints how many files were written where.
+    Evaluates --predictions (``evaluate_predictions``) or --model (``evaluate_model``; every fold
+    with ``evaluate_folds`` for --all_folds) as the flags say and prints how many files were written where.
 
     Args:
       argv: absl's remaining command line; only the program name is accepted.
@@ -732,13 +823,15 @@ def main(argv: Sequence[str]) -> int:
 
     Raises:
       UsageError: arguments besides the flags, not exactly one of --predictions and --model, no
-        --out_dir with --predictions, --threshold_split with --predictions, or a contradictory
-        flag (see ``evaluate_model``).
+        --out_dir with --predictions, --threshold_split or --fold/--all_folds with --predictions,
+        a fold flag without '{fold}' (see ``fold_list``), or a contradictory flag (see ``evaluate_model``).
       InputError: a missing, unreadable or inconsistent file, model, manifest or split.
     """
     cli.no_arguments(argv)
     if bool(FLAGS.predictions) == bool(FLAGS.model):
         raise UsageError("give exactly one of --predictions FILE.npz or --model RUN_DIR_OR_.keras")
+    if FLAGS.predictions and (FLAGS.fold is not None or FLAGS.all_folds):
+        raise UsageError("--fold/--all_folds evaluate models: give --model with '{fold}', not --predictions")
     # None = not given: the threshold options are refused for single-label data only when given
     threshold = FLAGS.threshold if FLAGS["threshold"].present else None
     if FLAGS.predictions:
@@ -751,11 +844,18 @@ def main(argv: Sequence[str]) -> int:
     else:
         overrides = {"bands": FLAGS.bands, "per_resolution": FLAGS.per_resolution, "resample": FLAGS.resample,
                      "normalize": FLAGS.normalize}
-        out = evaluate_model(FLAGS.model, FLAGS.out_dir, data_dir=FLAGS.data_dir, split=FLAGS.split,
-                             checkpoint=FLAGS.checkpoint, task=FLAGS.task, threshold=threshold,
-                             thresholds_from=FLAGS.thresholds_from, threshold_split=FLAGS.threshold_split,
-                             batch_size=FLAGS.batch_size, max_batches=FLAGS.max_batches, overrides=overrides,
-                             plots=FLAGS.plots)
+        fold_numbers = fold_list(FLAGS.model, FLAGS.data_dir, FLAGS.out_dir, FLAGS.fold, FLAGS.all_folds)
+        options = dict(split=FLAGS.split, checkpoint=FLAGS.checkpoint, task=FLAGS.task, threshold=threshold,
+                       thresholds_from=FLAGS.thresholds_from, threshold_split=FLAGS.threshold_split,
+                       batch_size=FLAGS.batch_size, max_batches=FLAGS.max_batches, overrides=overrides,
+                       plots=FLAGS.plots)
+        if FLAGS.all_folds:
+            out = evaluate_folds(FLAGS.model, fold_numbers, FLAGS.out_dir, data_dir=FLAGS.data_dir, **options)
+        else:
+            def sub(v: str | None) -> str | None:
+                return v.replace("{fold}", str(fold_numbers[0])) if v and fold_numbers else v
+
+            out = evaluate_model(sub(FLAGS.model), sub(FLAGS.out_dir), data_dir=sub(FLAGS.data_dir), **options)
         out_dir = out["out_dir"]
     print(f"\nwrote {len(out['files'])} files to {out_dir}")
     return 0

@@ -75,6 +75,7 @@ class TrainConfig:
     out_dir: str
     model: str = "K-BranchCNN"
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    unfreeze: bool = False
     epochs: int = 100
     batch_size: int = 256
     val_batch_size: int = 0
@@ -135,6 +136,8 @@ def define_flags() -> None:
                         "DenseNet121, keras:<Application>, hub:<backbone>, ...).")
     flags.DEFINE_multi_string("model_option", [], "Model builder option as key=value (value parsed as JSON "
                               "when it can be); repeatable.")
+    flags.DEFINE_boolean("unfreeze", d.unfreeze, "Fine-tune the pretrained backbone too (transfer-learning models "
+                         "TL-*; sets their unfreeze option). Default: frozen.")
     flags.DEFINE_integer("epochs", d.epochs, "Number of epochs.", lower_bound=1)
     flags.DEFINE_integer("batch_size", d.batch_size, "Global training batch size.", lower_bound=1)
     flags.DEFINE_integer("val_batch_size", d.val_batch_size, "Validation/test batch size (0 = --batch_size).",
@@ -412,6 +415,7 @@ def train(cfg: TrainConfig) -> dict:
     task = reader.task(manifest)
     classes = list(manifest["classes"])
     model_inputs = _check_model(cfg.model)
+    build_options = training.model_options(cfg.model, cfg.model_options, cfg.unfreeze)
     if cfg.bands is None or cfg.per_resolution is None:
         bands, per_res = training.default_inputs(cfg.model, spec)
         cfg = dataclasses.replace(cfg, bands=cfg.bands if cfg.bands is not None else bands,
@@ -469,7 +473,7 @@ def train(cfg: TrainConfig) -> dict:
 
     # Model, optimizer, loss.
     with strategy.scope():
-        model = models.build(cfg.model, input_spec, len(classes), task, **dict(cfg.model_options))
+        model = models.build(cfg.model, input_spec, len(classes), task, **build_options)
         names = sorted(i.name for i in model.inputs)
         if names != sorted(input_spec):
             raise InputError(f"the model takes inputs {', '.join(names)}, the data give {', '.join(input_spec)}",

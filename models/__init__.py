@@ -45,8 +45,9 @@ from models.registry import (  # noqa: E402
     load_weights,
     names,
     normalize_input_spec,
+    options,
     register,
 )
 
 __all__ = ["build", "names", "get", "default_input_spec", "load_weights", "load_model",
-           "register", "ModelInfo", "TASKS", "LOGITS_LAYER", "normalize_input_spec", "KERAS_LISTED", "PREFIXES"]
+           "register", "ModelInfo", "TASKS", "LOGITS_LAYER", "normalize_input_spec", "options", "KERAS_LISTED", "PREFIXES"]

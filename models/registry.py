@@ -143,6 +143,17 @@ def default_input_spec(name: str) -> dict:
     return dict(get(name).default_input_spec)
 
 
+def options(name: str) -> list[str]:
+    """Returns the sorted options ``build(name, ..., **options)`` accepts (e.g. ``unfreeze`` for the TL-* models).
+
+    Raises:
+        KeyError: unknown model name.
+    """
+    info = get(name)
+    params = inspect.signature(info.builder).parameters
+    return sorted({k for k, p in params.items() if p.kind == p.KEYWORD_ONLY} - set(info.options))
+
+
 def build(name: str, input_spec: Mapping, num_classes: int, task: str = MULTI_LABEL,
           weights: str | os.PathLike | None = None, **kwargs: Any) -> keras.Model:
     """Builds model ``name`` for ``input_spec`` with ``num_classes`` logits.
@@ -169,8 +180,7 @@ def build(name: str, input_spec: Mapping, num_classes: int, task: str = MULTI_LA
     spec = normalize_input_spec(input_spec)
     common.check_task(task)
     num_classes = common.check_num_classes(num_classes)
-    params = inspect.signature(info.builder).parameters
-    allowed = {k for k, p in params.items() if p.kind == p.KEYWORD_ONLY} - set(info.options)
+    allowed = set(options(name))
     unknown = set(kwargs) - allowed
     if unknown:
         raise TypeError(f"model {name!r} has no option(s) {sorted(unknown)}; "

@@ -69,6 +69,21 @@ def default_inputs(model_name: str, spec: DatasetSpec) -> tuple[str, bool]:
     return choice.bands, choice.per_resolution
 
 
+def model_options(name: str, options: Mapping[str, Any], unfreeze: bool = False) -> dict:
+    """Returns the keyword options for ``models.build(name, ...)``: ``options``, plus ``unfreeze=True`` with --unfreeze.
+
+    Raises:
+        UsageError: ``unfreeze`` for a model without that option (one without a pretrained backbone to fine-tune).
+    """
+    out = dict(options)
+    if unfreeze:
+        if "unfreeze" not in models.options(name):
+            raise UsageError(f"model {name} has no backbone to fine-tune (no 'unfreeze' option; the TL-* "
+                             "transfer-learning models have one)", path="--unfreeze")
+        out["unfreeze"] = True
+    return out
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """Returns the data seed of one epoch, in [0, 2**31).
 

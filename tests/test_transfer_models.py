@@ -119,3 +119,45 @@ def test_fold_runs_replace_the_fold_in_data_and_out_dirs():
         train.fold_configs(train.TrainConfig("d{fold}", "r"), 1, 0)
     with pytest.raises(UsageError, match="not both"):
         train.fold_configs(cfg, 1, 5)
+
+
+def _config(*args):
+    from absl import flags
+
+    import train
+
+    train.define_flags()
+    flags.FLAGS.unparse_flags()
+    try:
+        flags.FLAGS(["train.py", "--data_dir=d", "--out_dir=r", *args])
+        return train.config_from_flags()
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def _backbone(model):
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+@pytest.mark.parametrize("args, trainable", [((), False), (("--unfreeze",), True), (("--nounfreeze",), False)])
+def test_unfreeze_flag_fine_tunes_the_backbone(args, trainable):
+    from models import training
+
+    cfg = _config("--model=TL-ResNet50", *args)
+    assert cfg.unfreeze is trainable
+    m = models.build(cfg.model, {"image": (32, 32, 3)}, 4, "single_label",
+                     **training.model_options(cfg.model, cfg.model_options, cfg.unfreeze))
+    backbone = _backbone(m)
+    assert backbone.trainable is trainable
+    assert bool(backbone.trainable_weights) is trainable
+
+
+def test_unfreeze_flag_is_refused_by_a_model_without_the_option():
+    from models import training
+    from prep.errors import UsageError
+
+    assert "unfreeze" in models.options("TL-InceptionV3") and "unfreeze" not in models.options("K-BranchCNN")
+    cfg = _config("--model=K-BranchCNN", "--unfreeze")
+    with pytest.raises(UsageError, match="^--unfreeze: model K-BranchCNN has no backbone to fine-tune"):
+        training.model_options(cfg.model, cfg.model_options, cfg.unfreeze)
+    assert training.model_options("K-BranchCNN", {"x": 1}) == {"x": 1}  # without the flag: options as given
