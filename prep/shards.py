@@ -41,7 +41,8 @@ class Record:
 
     A producer that encodes in bulk may give ``encoded`` (the serialized tf.train.Example; ``values``
     is then not read and may be None) and ``band_states``: partial statistics as (band, state)
-    pairs, merged in order with ``BandStats.merge_state`` (besides any ``bands``).
+    pairs, merged in order with ``BandStats.merge_state`` (besides any ``bands``). ``note``: facts about
+    this record the manifest lists (``notes``, with split and key; e.g. pixels a reader repaired).
     """
 
     key: str
@@ -50,6 +51,7 @@ class Record:
     labels: Sequence[int]
     encoded: bytes | None = None
     band_states: Sequence[tuple[str, Mapping]] = ()
+    note: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass
@@ -153,7 +155,7 @@ def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: S
     encoder = CompiledSchema(schema.fields)  # the bytes of tfrecord.encode_example, faster
     stats = {b.name: BandStats(b.dtype) for b in spec.bands}
     class_counts = np.zeros(spec.num_classes, np.int64)
-    written, skipped, excluded, pending = 0, [], [], 0
+    written, skipped, excluded, pending, notes = 0, [], [], 0, []
     seen = 0
     writer = tfrecord.TFRecordWriter(tmp, compression)  # hashes the file's bytes as it writes them
     with writer as w:
@@ -173,6 +175,8 @@ def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: S
                     stats[name].merge_state(st)
                 class_counts[list(result.labels)] += 1
                 written += 1
+                if result.note:
+                    notes.append({"split": task.split, "key": result.key, **result.note})
             pending += 1
             if pending >= 16:
                 _report(pending)
@@ -187,6 +191,8 @@ def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: S
             "bytes": os.path.getsize(task.path),
             "sha256": writer.sha256.hexdigest(),
             "listed": len(task.items), "skipped": skipped, "excluded": excluded, "class_counts": class_counts.tolist()}
+    if notes:
+        side["notes"] = notes
     write_json_atomic(os.path.join(parts, task.name + ".json"), side)
     return side
 
@@ -388,8 +394,10 @@ def assemble_manifest(out_dir, spec, schema, compression, tasks, sidecars, flags
     skipped: list = list(pre_skipped)
     excluded: list = list(pre_excluded)
     stats: dict[str, dict[str, BandStats]] = {}
+    notes: list = []
     for t in tasks:
         side = sidecars[t.name]
+        notes.extend(side.get("notes", ()))
         s = splits.setdefault(t.split, _empty_split(spec))
         s["listed"] += side["listed"]
         s["written"] += side["records"]
@@ -429,6 +437,8 @@ def assemble_manifest(out_dir, spec, schema, compression, tasks, sidecars, flags
         "excluded": excluded,
         "flags": flags,
     }
+    if notes:  # only datasets whose records carry notes have the key (other manifests are unchanged)
+        manifest["notes"] = notes
     if extra:
         manifest.update(extra)
     return manifest

@@ -19,6 +19,7 @@ from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, Band, DatasetSpec, Fie
 PACKAGES = {
     "bigearthnet19": "prep.datasets.bigearthnet",
     "so2sat_lcz42": "prep.datasets.so2sat",
+    "sen12ms": "prep.datasets.sen12ms",
 }
 
 
