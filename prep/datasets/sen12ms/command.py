@@ -95,9 +95,12 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
       target: the reader's label (``spec.TARGETS``).
       label_threshold: the multi-label share.
       s1_nan: "zero" or "fail".
-      val_fraction, split_seed: the val rule (``splits.sen12ms.assign``).
+      val_fraction: the least share of non-hold-out patches in val (``splits.sen12ms.assign``).
+      split_seed: the seed of the val scenes' draw.
       split_lists: user lists replacing the rules (split -> names).
-      shard_size_mb, compression, on_error: as every preparation command.
+      shard_size_mb: the largest shard size in MB.
+      compression: "NONE" or "GZIP".
+      on_error: "fail" or "skip".
 
     Returns:
       The PreparePlan; its ``extra`` block ``sen12ms`` holds both nomenclatures' class names, the

@@ -59,7 +59,9 @@ def write_patch(root: str, season: str, scene: int, patch: int, rng: np.random.G
 
     Args:
       root: the archive root (season folders are created in it).
-      season, scene, patch: the triplet's identity.
+      season: the season folder, e.g. "ROIs1158_spring".
+      scene: the scene number.
+      patch: the patch number.
       rng: the random source.
       kind: the IGBP layer: "plain" (dominant + one other class), "tie" (two classes, half each)
         or "threshold" (classes at and just below a 0.1 share).
