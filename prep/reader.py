@@ -147,8 +147,11 @@ def layout(manifest: Mapping, bands: str | Sequence[str] = "10m20m", per_resolut
             key = stored[n].get("group") or spec.band(n).group or f"{shape[0]}x{shape[1]}"
             if key in shapes and shapes[key] != shape:
                 raise ReaderError(f"band {n} ({shape}) does not share the grid of group {key!r} ({shapes[key]})")
-        else:
+        else:  # one stack per grid and stored dtype (SEN12MS mixes float32 S1 with uint16 S2 on one grid)
             key = f"{shape[0]}x{shape[1]}"
+            dtype = stored[n].get("dtype") or spec.band(n).dtype
+            if dtype != (stored[names[0]].get("dtype") or spec.band(names[0]).dtype):
+                key += f"/{dtype}"
         groups.setdefault(key, []).append(n)
         shapes[key] = shape
     target = max(shapes.values(), key=lambda s: (s[0] * s[1], s))

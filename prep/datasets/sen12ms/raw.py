@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -107,7 +107,8 @@ def read_tif(path: str, modality: str, data: bytes | None = None) -> tuple[np.nd
     return pixels, georef
 
 
-def read_triplet(root: str, key: Key, s1_nan: str = "zero", member_bytes=None) -> dict:
+def read_triplet(root: str, key: Key, s1_nan: str = "zero",
+                 member_bytes: Callable[[str], bytes | None] | None = None) -> dict:
     """Read and check the three files of one triplet.
 
     Args:
