@@ -158,7 +158,7 @@ def test_pixels_round_trip_and_s1_nans_reconcile(archive, prepared):
         np.testing.assert_array_equal(np.frombuffer(v["bands/IGBP"][0], "<u2").reshape(256, 256), lc[0])
         assert v["meta/season"] == [key[0].encode()] and v["meta/scene"] == [key[1]] and v["meta/patch"] == [key[2]]
         assert v["geo/epsg"][0] == 32600 + 1 + key[1] % 60 and b"UTM" in v["geo/crs"][0]
-        assert np.frombuffer(v["geo/transform"][0], "<f8")[1] == 10.0
+        assert np.frombuffer(v["geo/transform"][0], "<f8")[[0, 4]].tolist() == [10.0, -10.0]
 
 
 def test_s1_nan_fail_names_the_file(archive, tmp_path):
