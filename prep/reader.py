@@ -10,7 +10,8 @@ Per batch (records are batched first, then parsed together with ``tf.io.parse_ex
 1. parse the selected bands (raw little-endian bytes, Int64List or FloatList) and the labels;
 2. stack the bands of one native grid, apply the same random dihedral transform (flips and 90
    degree rotations) to every grid of a sample when augmenting;
-3. normalize each band with its own (mean, std), looked up by band name;
+3. clip the bands whose definition gives a value range (``Band.clip``, e.g. SEN12MS S1 to [-25, 0] dB),
+   then normalize each band with its own (mean, std), looked up by band name;
 4. resample lower-resolution grids to the finest selected grid (bicubic as upstream, bilinear,
    nearest, ...) and concatenate in the selected band order, or deliver one tensor per
    resolution group (``per_resolution=True``, e.g. for K-BranchCNN).
@@ -118,6 +119,7 @@ class Layout:
     per_resolution: bool
     target: tuple[int, int]
     dtypes: Mapping[str, str]
+    clips: tuple[tuple[str, float, float], ...] = ()  # (band, lo, hi): clipped before normalisation
 
     def input_spec(self) -> dict[str, tuple[int, int, int]]:
         if self.per_resolution:
@@ -161,6 +163,7 @@ def layout(manifest: Mapping, bands: str | Sequence[str] = "10m20m", per_resolut
         per_resolution=per_resolution,
         target=target,
         dtypes={n: stored[n].get("dtype") or spec.band(n).dtype for n in names},
+        clips=tuple((n, *spec.band(n).clip) for n in names if spec.band(n).clip),
     )
 
 
@@ -454,7 +457,7 @@ def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None,
     kept per configuration, so a new dataset with the same options (e.g. one per epoch) reuses
     the compiled clusters.
     """
-    key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())),
+    key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())), lay.clips,
            None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile))
     if key not in _TRANSFORMS:
         _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile)
@@ -463,6 +466,7 @@ def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None,
 
 def _make_transform(lay, stats, resample, jit_compile):
     rotations = all(g.shape[0] == g.shape[1] for g in lay.groups)
+    clips = {b: (lo, hi) for b, lo, hi in lay.clips}
     order = lay.order
     resized = [g for g in lay.groups if not lay.per_resolution and g.shape != lay.target]
     native = [g for g in lay.groups if g not in resized]
@@ -477,6 +481,9 @@ def _make_transform(lay, stats, resample, jit_compile):
         if bits is not None:
             x = dihedral_packed(x, bits, rotations) if pack else dihedral(x, bits, rotations)
         x = tf.cast(x, tf.float32)
+        if any(b in clips for b in g.bands):  # the dataset's value range (SEN12MS S1: [-25, 0] dB)
+            x = tf.clip_by_value(x, np.array([clips.get(b, (-np.inf, np.inf))[0] for b in g.bands], np.float32),
+                                 np.array([clips.get(b, (-np.inf, np.inf))[1] for b in g.bands], np.float32))
         if stats is not None:
             x = (x - np.array([stats[b][0] for b in g.bands], np.float32)) / np.array(
                 [stats[b][1] for b in g.bands], np.float32)

@@ -305,3 +305,22 @@ def test_reader_presets_and_upstream_normalisation(prepared):
     np.testing.assert_array_equal(rgb["image"].numpy()[..., ::-1], bgr["image"].numpy())
     s2, _ = next(iter(reader.make_dataset(out, "test", bands="s2_all", batch_size=1, normalize=None)))
     assert s2["image"].numpy()[0, 0, 0, 0] > 32767  # B01 at (0, 0) holds a value above 32767
+
+
+def test_the_reader_clips_s1_before_normalising(prepared):
+    from prep import reader
+
+    out, manifest = prepared
+    x, _ = next(iter(reader.make_dataset(out, "test", bands="s1", batch_size=3, normalize=None)))
+    recs = records(out)
+    ids = [sp.patch_id(*k) for k in rules.assign([rules.parse_name(r) for r in recs])["test"]][:3]
+    stored = np.stack([np.stack([np.frombuffer(recs[i][f"bands/{b}"][0], "<f4").reshape(256, 256)
+                                 for b in sp.S1_BANDS], -1) for i in ids])
+    np.testing.assert_array_equal(x["image"].numpy(), np.clip(stored, -25, 0))
+    assert stored.min() < -25 and stored.max() > 0  # the records keep the dB values the clip changes
+    z, _ = next(iter(reader.make_dataset(out, "test", bands="s1", batch_size=3, normalize="upstream")))
+    from prep.datasets.sen12ms import UPSTREAM_STATS
+
+    mean = np.array([UPSTREAM_STATS[b][0] for b in sp.S1_BANDS], np.float32)
+    std = np.array([UPSTREAM_STATS[b][1] for b in sp.S1_BANDS], np.float32)
+    np.testing.assert_allclose(z["image"].numpy(), (np.clip(stored, -25, 0) - mean) / std, rtol=1e-5, atol=1e-5)

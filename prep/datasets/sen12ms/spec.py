@@ -42,6 +42,7 @@ S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09"
 LC_BANDS = ("IGBP", "LCCS_LC", "LCCS_LU", "LCCS_SH")
 # the 10 "land" bands, file bands 2-9, 12, 13 (1-based), in file order
 S2_LAND_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+S1_CLIP_DB = (-25.0, 0.0)  # the reader clips S1 to this range before normalising (records keep the dB values)
 BAND_DTYPES = {"s1": "float32", "s2": "uint16", "lc": "uint16"}
 MODALITY_BANDS = {"s1": S1_BANDS, "s2": S2_BANDS, "lc": LC_BANDS}
 BAND_NAMES = S2_BANDS + S1_BANDS + LC_BANDS
@@ -190,7 +191,7 @@ SCHEMAS = {t: _schema(t) for t in TARGETS}
 
 def _bands() -> tuple[Band, ...]:
     out = [Band(n, PATCH, "uint16", RESOLUTION_M, "s2") for n in S2_BANDS]
-    out += [Band(n, PATCH, "float32", RESOLUTION_M, "s1") for n in S1_BANDS]
+    out += [Band(n, PATCH, "float32", RESOLUTION_M, "s1", clip=S1_CLIP_DB) for n in S1_BANDS]
     out += [Band(n, PATCH, "uint16", RESOLUTION_M, "lc") for n in LC_BANDS]
     return tuple(out)
 

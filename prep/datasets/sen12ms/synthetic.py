@@ -80,6 +80,8 @@ def write_patch(root: str, season: str, scene: int, patch: int, rng: np.random.G
     s2[0, 0, : 1 + patch % 5] = 40000 + patch  # values above 32767 (saturated pixels)
     s1 = np.stack([-8 - 0.5 * cls + rng.normal(0, 1.5, sp.PATCH),
                    -15 - 0.4 * cls + rng.normal(0, 1.5, sp.PATCH)]).astype(np.float32)
+    s1[:, 1, :8] = -30.0 - patch % 7  # radar shadow and calm water below -25 dB, bright targets above 0 dB
+    s1[0, 2, :4] = 3.5
     if nan_pixels:
         idx = rng.choice(sp.PIXELS, nan_pixels, replace=False)
         s1.reshape(2, -1)[:, idx] = np.nan
