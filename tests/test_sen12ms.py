@@ -324,3 +324,31 @@ def test_the_reader_clips_s1_before_normalising(prepared):
     mean = np.array([UPSTREAM_STATS[b][0] for b in sp.S1_BANDS], np.float32)
     std = np.array([UPSTREAM_STATS[b][1] for b in sp.S1_BANDS], np.float32)
     np.testing.assert_allclose(z["image"].numpy(), (np.clip(stored, -25, 0) - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_upstream_flagfiles():
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    defined = set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', (repo / "train.py").read_text()))
+    files = sorted((repo / "configs").glob("*_SEN12MS_*.flags"))
+    assert len(files) == 36  # 9 models x 4 inputs
+    import models
+
+    for f in files:
+        values = dict(line[2:].split("=", 1) if "=" in line else (line[2:], "") for line in f.read_text().splitlines()
+                      if line.startswith("--"))
+        for name in values:
+            assert name in defined or (name.startswith("no") and name[2:] in defined), (f.name, name)
+        assert values["model"] in models.names()
+        assert len(sp.SPEC.resolve_bands(values["bands"])) in (2, 3, 10, 12)
+        assert (values["batch_size"], values["learning_rate"], values["weight_decay"]) == ("64", "0.001", "0.00001")
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_densenet_head_works_at_any_size(size):
+    import models
+
+    m = models.build("DenseNet121", {"image": (size, size, 12)}, 10, "multi_label")
+    y = m(np.zeros((1, size, size, 12), np.float32))
+    assert tuple(y.shape) == (1, 10)
