@@ -99,7 +99,7 @@ def main() -> None:
     if a.tarballs:
         dt, rss = prepare(os.path.join(root, "tarballs"), out + "_tar", 2)
         print(f"prep sen12ms from the tarballs, 2 workers: {n / dt:.0f} triplets/s, {mb / dt:.0f} MB/s, "
-              f"peak RSS of the largest process {rss / 1024:.0f} MB")
+              f"peak RSS of the largest process of the runs so far {rss / 1024:.0f} MB")
     print(f"reader, s1s2 256x256x12, batch 64: {reader_rate(out):.0f} samples/s")
 
 

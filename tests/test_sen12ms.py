@@ -352,3 +352,29 @@ def test_densenet_head_works_at_any_size(size):
     m = models.build("DenseNet121", {"image": (size, size, 12)}, 10, "multi_label")
     y = m(np.zeros((1, size, size, 12), np.float32))
     assert tuple(y.shape) == (1, 10)
+
+
+def test_single_label_trains_and_evaluates_with_an_upstream_flagfile(archive, tmp_path):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    root, _ = archive
+    prepare(root, tmp_path / "single", target="igbp17_single")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+    def run(*args):
+        r = subprocess.run([sys.executable, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+
+    run("train.py", "--flagfile", "configs/ResNet50_SEN12MS_RGB.flags", "--data_dir", str(tmp_path / "single"),
+        "--out_dir", str(tmp_path / "run"), "--epochs", "1", "--batch_size", "4", "--noevaluate_test",
+        "--noexport_saved_model", "--noprogress")
+    run("evaluate.py", "--model", str(tmp_path / "run"), "--data_dir", str(tmp_path / "single"), "--split", "test",
+        "--out_dir", str(tmp_path / "eval"))
+    result = json.loads((tmp_path / "eval" / "eval_result.json").read_text())
+    text = json.dumps(result).lower()
+    assert "kappa" in text or "accuracy" in text
+    config = json.loads((tmp_path / "run" / "input_config.json").read_text())
+    assert config["bands"] == ["B02", "B03", "B04"] and config["task"] == "single_label"
+    assert len(config["classes"]) == 17
