@@ -167,7 +167,7 @@ def test_s1_nan_fail_names_the_file(archive, tmp_path):
     nan_keys = {sp.patch_id(*i["key"]) for i in info if i["s1_nan"]}
     assert {s["key"] for s in m["skipped"]} == nan_keys
     for s in m["skipped"]:
-        assert "_s1_" in s["reason"] and "NaN pixels" in s["reason"]
+        assert "_s1_" in s["reason"] and "NaN values" in s["reason"]
     assert "notes" not in m
     assert m["totals"]["written"] + m["totals"]["skipped"] == len(info)
 

@@ -143,7 +143,7 @@ def read_triplet(root: str, key: Key, s1_nan: str = "zero",
             nan = np.isnan(pixels)
             n_nan = int(nan.sum())
             if n_nan and s1_nan == "fail":
-                raise Sen12msInputError(f"{path}: {n_nan} NaN pixels (--s1_nan=fail)")
+                raise Sen12msInputError(f"{path}: {n_nan} NaN values in VV and VH (--s1_nan=fail)")
             if n_nan:
                 pixels = np.where(nan, np.float32(0), pixels)
         if modality == "lc":
