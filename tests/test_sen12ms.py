@@ -378,3 +378,14 @@ def test_single_label_trains_and_evaluates_with_an_upstream_flagfile(archive, tm
     config = json.loads((tmp_path / "run" / "input_config.json").read_text())
     assert config["bands"] == ["B02", "B03", "B04"] and config["task"] == "single_label"
     assert len(config["classes"]) == 17
+
+
+def test_only_the_four_season_folders_are_read(archive, tmp_path):
+    root, info = archive
+    mixed = tmp_path / "mixed"
+    shutil.copytree(root / "ROIs1158_spring", mixed / "ROIs1158_spring")
+    for folder in ("ROIs0000_test/s2_0", "ROIs0000_validation/s2_validation"):
+        (mixed / folder).mkdir(parents=True)
+    shutil.copy(root / raw.rel_path(info[0]["key"], "s2"), mixed / "ROIs0000_test/s2_0/ROIs0000_test_s2_0_p0.tif")
+    keys = raw.find_triplets(str(mixed))
+    assert keys and all(k[0] == "ROIs1158_spring" for k in keys)

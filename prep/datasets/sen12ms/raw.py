@@ -37,16 +37,16 @@ def rel_path(key: Key, modality: str) -> str:
 def find_triplets(root: str) -> list[Key]:
     """Every (season, scene, patch) with at least one file of the three modalities under ``root``, sorted.
 
-    Season folders are found at ``root`` itself (any ``ROIs<id>_<season>`` folder). A patch that
-    lacks a twin is listed (its read reports the missing file).
+    Season folders (the four of ``spec.SEASONS``) are found at ``root`` itself; other folders
+    (e.g. DFC2020's ``ROIs0000_validation`` and ``ROIs0000_test``) are not SEN12MS triplets and are
+    left out. A patch that lacks a twin is listed (its read reports the missing file).
 
     Raises:
       Sen12msInputError: ``root`` is not a folder or holds no season folder.
     """
     if not os.path.isdir(root):
         raise Sen12msInputError(f"{root}: no such folder")
-    seasons = sorted(d for d in os.listdir(root) if re.match(r"^ROIs\d{4}_[a-z]+$", d)
-                     and os.path.isdir(os.path.join(root, d)))
+    seasons = sorted(d for d in os.listdir(root) if d in sp.SEASONS and os.path.isdir(os.path.join(root, d)))
     if not seasons:
         raise Sen12msInputError(f"{root}: no season folder (ROIs1158_spring, ROIs1868_summer, ROIs1970_fall, "
                                 "ROIs2017_winter) in it")

@@ -51,6 +51,8 @@ def list_triplets(tarballs: Sequence[str]) -> list[tuple[str, int, int]]:
     keys = set()
     for path in tarballs:
         season, modality = tarball_kind(path)
+        if season not in sp.SEASONS:
+            continue  # DFC2020's ROIs0000_* archives are not SEN12MS triplets
         if not os.path.isfile(path):
             raise Sen12msInputError(f"{path}: no such file")
         try:
