@@ -389,3 +389,38 @@ def test_only_the_four_season_folders_are_read(archive, tmp_path):
     shutil.copy(root / raw.rel_path(info[0]["key"], "s2"), mixed / "ROIs0000_test/s2_0/ROIs0000_test_s2_0_p0.tif")
     keys = raw.find_triplets(str(mixed))
     assert keys and all(k[0] == "ROIs1158_spring" for k in keys)
+
+
+def test_dfc2020_sets_prepare_as_extra_splits(tmp_path):
+    root = tmp_path / "raw"
+    synthetic.write_archive(str(root), {("ROIs1158_spring", 1): 3, ("ROIs1158_spring", 2): 3,
+                                        ("ROIs1158_spring", 63): 2}, seed=5)
+    dfc = synthetic.write_dfc2020(str(root), validation=3, test=2, seed=5)
+    assert (root / "ROIs0000_validation" / "dfc_validation").is_dir() and (root / "ROIs0000_test" / "s2_0").is_dir()
+    m = prepare(root, tmp_path / "out")
+    assert {s: v["written"] for s, v in m["splits"].items()} == {"train": 3, "val": 3, "test": 2, "dfc2020_val": 3,
+                                                                 "dfc2020_test": 2}
+    recs = records(tmp_path / "out")
+    table = np.asarray(sp.IGBP_TO_DFC, np.uint8)
+    for i in dfc:
+        v = recs[sp.patch_id(*i["key"])]
+        mask = np.frombuffer(v["dfc/mask"][0], np.uint8).reshape(256, 256)
+        np.testing.assert_array_equal(mask, i["dfc"])
+        assert set(np.unique(mask)) >= {0, 255}
+        igbp = read_file(root, i["key"], "lc")[0] if i["key"][0] == "ROIs0000_test" else None
+        low = np.frombuffer(v["dfc/mask_lowres"][0], np.uint8).reshape(256, 256)
+        ours = np.frombuffer(v["bands/IGBP"][0], "<u2").reshape(256, 256)
+        np.testing.assert_array_equal(low, table[ours])
+        if igbp is not None:
+            np.testing.assert_array_equal(ours, igbp)
+        assert not (mask[mask != 255] == 0).all() and (low != mask).any()  # the high-resolution labels differ
+    for k, v in recs.items():
+        if not k.startswith("ROIs0000"):
+            assert v["dfc/mask"] == [b""] and len(v["dfc/mask_lowres"][0]) == 256 * 256
+    m2 = prepare(root, tmp_path / "none", dfc2020=False)
+    assert set(m2["splits"]) == {"train", "val", "test"}
+    # a DFC2020 patch without its label file is bad input, named
+    os.remove(root / "ROIs0000_test" / "dfc_0" / "ROIs0000_test_dfc_0_p1.tif")
+    m3 = prepare(root, tmp_path / "bad", on_error="skip")
+    assert [(s["key"], "dfc_0" in s["reason"] and "missing" in s["reason"]) for s in m3["skipped"]] == [
+        ("ROIs0000_test_0_p1", True)]

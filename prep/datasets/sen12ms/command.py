@@ -21,7 +21,9 @@ input. Clipping S1 to [-25, 0] dB is a reader-side transform, never applied to t
 
 Splits (``splits/sen12ms.py``): test = the 26 hold-out scenes; val = whole non-hold-out scenes in a
 seeded order until at least ``--val_fraction`` of the non-hold-out patches (disjoint from train);
-train = the rest. ``--split_list NAME=FILE`` (repeatable; one s1/s2/lc file name or patch id per
+train = the rest. DFC2020's ``ROIs0000_validation`` and ``ROIs0000_test`` folders, when present, become
+the extra splits ``dfc2020_val`` and ``dfc2020_test`` (``--nodfc2020``: left out); their records also
+hold the high-resolution label mask (``dfc/mask``). ``--split_list NAME=FILE`` (repeatable; one s1/s2/lc file name or patch id per
 line, e.g. upstream's test_list.txt) replaces these rules.
 
 Bad input (a missing twin, an unreadable file, a wrong band count, shape or dtype, IGBP codes outside
@@ -61,6 +63,8 @@ def define_flags() -> None:
     flags.DEFINE_float("val_fraction", rules.DEFAULT_VAL_FRACTION, "Least share of the non-hold-out patches "
                        "in the scene-grouped val split (0: none).", lower_bound=0.0, upper_bound=0.99)
     flags.DEFINE_integer("split_seed", rules.DEFAULT_SEED, "Seed of the val scenes' draw.")
+    flags.DEFINE_bool("dfc2020", True, "Prepare DFC2020's ROIs0000_validation / ROIs0000_test folders, when "
+                      "present under --root_folder, as the extra splits dfc2020_val / dfc2020_test.")
     flags.DEFINE_multi_string("split_list", None, "NAME=FILE: a user split list (replaces the default rules).")
     cli.define_prepare_flags(out_aliases=("out_folder",))
 
@@ -87,7 +91,7 @@ def read_split_lists(specs: Sequence[str]) -> dict[str, list[str]]:
 def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp.DEFAULT_THRESHOLD,
          s1_nan: str = "zero", val_fraction: float = rules.DEFAULT_VAL_FRACTION, split_seed: int = rules.DEFAULT_SEED,
          split_lists: dict[str, list[str]] | None = None, shard_size_mb: float = 150.0, compression: str = "NONE",
-         on_error: str = "fail") -> PreparePlan:
+         on_error: str = "fail", dfc2020: bool = True) -> PreparePlan:
     """The archive -> the plan shared by the local and the Beam paths (one item per triplet).
 
     Args:
@@ -101,6 +105,8 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
       shard_size_mb: the largest shard size in MB.
       compression: "NONE" or "GZIP".
       on_error: "fail" or "skip".
+      dfc2020: add DFC2020's sets found under ``root`` as the splits ``dfc2020_val`` / ``dfc2020_test``
+        (not with user lists or tarball input).
 
     Returns:
       The PreparePlan; its ``extra`` block ``sen12ms`` holds both nomenclatures' class names, the
@@ -128,10 +134,12 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
     else:
         items = rules.assign(keys, val_fraction, split_seed)
         rule = f"test: 26 hold-out scenes; val: seeded scene-grouped draw (fraction {val_fraction}, seed {split_seed})"
+    if dfc2020 and not split_lists and not tarballs:
+        items.update(raw.find_dfc2020(root))
     per_shard = shards.records_per_shard(spec, spec.schema(target), shard_size_mb)
     produce_fn = functools.partial(raw.produce, root=root, threshold=label_threshold, s1_nan=s1_nan, target=target,
                                    tarballs=tuple(tarballs))
-    run_flags = {"target": target, "label_threshold": label_threshold, "s1_nan": s1_nan,
+    run_flags = {"target": target, "dfc2020": dfc2020, "label_threshold": label_threshold, "s1_nan": s1_nan,
                  "val_fraction": val_fraction, "split_seed": split_seed,
                  "split_lists": sorted(split_lists) if split_lists else None, "input": "tarballs" if tarballs else "tree",
                  "shard_size_mb": shard_size_mb, "records_per_shard": per_shard, "compression": compression,
@@ -163,7 +171,7 @@ def plan_from_flags() -> PreparePlan:
     cli.required("root_folder")
     lists = read_split_lists(f.split_list) if f.split_list else None
     return plan(f.root_folder, f.target, f.label_threshold, f.s1_nan, f.val_fraction, f.split_seed, lists,
-                f.shard_size_mb, f.compression, f.on_error)
+                f.shard_size_mb, f.compression, f.on_error, f.dfc2020)
 
 
 def main(argv: list[str]) -> int:

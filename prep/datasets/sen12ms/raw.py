@@ -28,10 +28,71 @@ S1_NAN_MODES = ("zero", "fail")
 Key = tuple[str, int, int]
 
 
-def rel_path(key: Key, modality: str) -> str:
-    """The file of one modality of a triplet, relative to the root (``ROIs1158_spring/s1_63/ROIs1158_spring_s1_63_p1.tif``)."""
+def rel_path(key: Key, modality: str, root: str | None = None) -> str:
+    """The file of one modality of a triplet, relative to the root (``ROIs1158_spring/s1_63/ROIs1158_spring_s1_63_p1.tif``).
+
+    DFC2020 sets name their folders ``s2_validation`` (or ``s2_0``): with ``root`` given, the folder
+    that exists is chosen.
+    """
     season, scene, patch = key
-    return f"{season}/{modality}_{scene}/{season}_{modality}_{scene}_p{patch}.tif"
+    name = f"{season}_{modality}_{scene}_p{patch}.tif"
+    folder = f"{modality}_{scene}"
+    if root is not None and season in sp.DFC2020_SETS and not os.path.isdir(os.path.join(root, season, folder)):
+        folder = f"{modality}_{season.split('_', 1)[1]}"
+    return f"{season}/{folder}/{name}"
+
+
+def find_dfc2020(root: str) -> dict[str, list[Key]]:
+    """DFC2020's sets under ``root`` (``ROIs0000_validation``, ``ROIs0000_test``): extra split -> keys, sorted.
+
+    A patch is listed when any of its s1, s2, lc or dfc files exists (a missing one is reported when read).
+    """
+    out = {}
+    for season, split in sp.DFC2020_SETS.items():
+        base = os.path.join(root, season)
+        if not os.path.isdir(base):
+            continue
+        keys = set()
+        for folder in os.listdir(base):
+            if not re.match(r"^(s1|s2|lc|dfc)_\w+$", folder) or not os.path.isdir(os.path.join(base, folder)):
+                continue
+            for name in os.listdir(os.path.join(base, folder)):
+                m = re.match(rf"^{season}_(?:s1|s2|lc|dfc)_(\d+)_p(\d+)\.tif$", name)
+                if m:
+                    keys.add((season, int(m.group(1)), int(m.group(2))))
+        if keys:
+            out[split] = sorted(keys)
+    return out
+
+
+def read_dfc_mask(path: str) -> np.ndarray:
+    """A DFC2020 high-resolution label file: 1 band, 256 x 256, unsigned integers in 0..10 or 255.
+
+    Returns:
+      uint8 [256, 256] labels (1..10 classes; 0 and 255 = ignore).
+
+    Raises:
+      Sen12msInputError: a missing or unreadable file, a wrong band count, shape or dtype, or other values.
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    if not os.path.exists(path):
+        raise Sen12msInputError(f"{path}: missing (dfc label file of the triplet)")
+    try:
+        with rasterio.open(path) as src:
+            if src.count != 1 or (src.height, src.width) != sp.PATCH:
+                raise Sen12msInputError(f"{path}: {src.count} band(s) of ({src.height}, {src.width}), expected 1 of "
+                                        f"{sp.PATCH}")
+            if np.dtype(src.dtypes[0]).kind != "u":
+                raise Sen12msInputError(f"{path}: dtype {src.dtypes[0]}, expected unsigned integers")
+            mask = src.read(1)
+    except RasterioError as e:
+        raise Sen12msInputError(f"{path}: not a readable GeoTIFF ({e})") from None
+    bad = np.setdiff1d(np.unique(mask), np.r_[0:11, 255])
+    if bad.size:
+        raise Sen12msInputError(f"{path}: label values {bad[:10].tolist()} outside 1..10 (0, 255 = ignore)")
+    return mask.astype(np.uint8)
 
 
 def find_triplets(root: str) -> list[Key]:
@@ -120,15 +181,15 @@ def read_triplet(root: str, key: Key, s1_nan: str = "zero",
     Returns:
       ``bands`` (band name -> [256, 256] array: S2 uint16, S1 float32 dB without NaN, lc uint16),
       ``season``, ``scene``, ``patch``, ``s1_nan`` (NaN pixels replaced), ``crs``, ``epsg``,
-      ``transform`` (of the s2 file).
+      ``transform`` (of the s2 file); for DFC2020 patches also ``dfc_mask`` (``read_dfc_mask``).
 
     Raises:
-      Sen12msInputError: naming the file: a missing twin, an unreadable file, a wrong band count,
+      Sen12msInputError: naming the file: a missing twin (or dfc label file), an unreadable file, a wrong band count,
         shape or dtype, S1 NaNs under ``s1_nan="fail"``, IGBP codes outside 1..17.
     """
     bands, georef = {}, None
     for modality in ("s2", "s1", "lc"):
-        rel = rel_path(key, modality)
+        rel = rel_path(key, modality, root if member_bytes is None else None)
         path = os.path.join(root, rel)
         if member_bytes is None:
             pixels, g = read_tif(path, modality)
@@ -153,7 +214,10 @@ def read_triplet(root: str, key: Key, s1_nan: str = "zero",
                 raise Sen12msInputError(f"{path}: {e}") from None
         for name, band in zip(sp.MODALITY_BANDS[modality], pixels):
             bands[name] = band
-    return {"bands": bands, "season": key[0], "scene": key[1], "patch": key[2], "s1_nan": n_nan, **georef}
+    out = {"bands": bands, "season": key[0], "scene": key[1], "patch": key[2], "s1_nan": n_nan, **georef}
+    if key[0] in sp.DFC2020_SETS:
+        out["dfc_mask"] = read_dfc_mask(os.path.join(root, rel_path(key, "dfc", root)))
+    return out
 
 
 def produce(items: Sequence[Key], root: str, threshold: float = sp.DEFAULT_THRESHOLD, s1_nan: str = "zero",

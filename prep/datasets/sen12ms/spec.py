@@ -35,6 +35,10 @@ RESOLUTION_M = 10
 PIXELS = PATCH[0] * PATCH[1]
 
 SEASONS = ("ROIs1158_spring", "ROIs1868_summer", "ROIs1970_fall", "ROIs2017_winter")
+# DFC2020's validation and test sets (256x256 triplets at scene 0 with a high-resolution ``dfc`` label
+# file each) -> the extra split they prepare as.
+DFC2020_SETS = {"ROIs0000_validation": "dfc2020_val", "ROIs0000_test": "dfc2020_test"}
+DFC_IGNORE = (0, 255)  # DFC2020 label values that mark unlabelled pixels
 MODALITIES = ("s1", "s2", "lc")
 
 S1_BANDS = ("VV", "VH")
@@ -172,6 +176,9 @@ def _fields() -> tuple[Field, ...]:
         Field("geo/crs", "bytes", 1, "CRS of the s2 GeoTIFF (WKT)"),
         Field("geo/epsg", "int64", 1, "EPSG code of the CRS, 0 if it has none"),
         Field("geo/transform", "bytes", 1, "affine a, b, c, d, e, f of the s2 GeoTIFF: 6 float64 LE"),
+        Field("dfc/mask_lowres", "bytes", 1, "256x256 uint8: the IGBP layer mapped to DFC classes 1..10"),
+        Field("dfc/mask", "bytes", 1, "256x256 uint8: DFC2020 high-resolution labels 1..10 (0, 255 = ignore); "
+              "empty outside DFC2020"),
     ]
     return tuple(out)
 
@@ -230,7 +237,7 @@ def record_values(triplet: dict, threshold: float = DEFAULT_THRESHOLD) -> dict:
     Args:
       triplet: ``raw.read_triplet``'s dict: ``bands`` (band name -> 256x256 array in its dtype; S1
         float32 without NaN), ``season``, ``scene``, ``patch``, ``s1_nan``, ``crs`` (WKT), ``epsg``,
-        ``transform`` (6 floats).
+        ``transform`` (6 floats); for DFC2020 patches ``dfc_mask`` (256x256 uint8 labels).
       threshold: the multi-label share (``scene_labels``).
 
     Returns:
@@ -256,6 +263,9 @@ def record_values(triplet: dict, threshold: float = DEFAULT_THRESHOLD) -> dict:
     v["geo/crs"] = [triplet["crs"].encode()]
     v["geo/epsg"] = [int(triplet["epsg"])]
     v["geo/transform"] = [np.asarray(triplet["transform"], "<f8").tobytes()]
+    v["dfc/mask_lowres"] = [np.asarray(IGBP_TO_DFC, np.uint8)[bands["IGBP"]].tobytes()]
+    mask = triplet.get("dfc_mask")
+    v["dfc/mask"] = [b"" if mask is None else np.ascontiguousarray(mask, np.uint8).tobytes()]
     return v
 
 

@@ -54,7 +54,7 @@ def _write_tif(path: str, pixels: np.ndarray, epsg: int, ulx: float, uly: float)
 
 
 def write_patch(root: str, season: str, scene: int, patch: int, rng: np.random.Generator,
-                kind: str = "plain", nan_pixels: int = 0) -> dict:
+                kind: str = "plain", nan_pixels: int = 0, folder: str | None = None) -> dict:
     """Write the three files of one triplet.
 
     Args:
@@ -66,9 +66,12 @@ def write_patch(root: str, season: str, scene: int, patch: int, rng: np.random.G
       kind: the IGBP layer: "plain" (dominant + one other class), "tie" (two classes, half each)
         or "threshold" (classes at and just below a 0.1 share).
       nan_pixels: S1 pixels set to NaN (in VV and VH at the same places).
+      folder: the part after ``s2_`` in the folder names (default: the scene; DFC2020's validation
+        set uses ``validation``); DFC2020 sets (``spec.DFC2020_SETS``) also get a ``dfc`` label file.
 
     Returns:
-      ``{"key": (season, scene, patch), "dominant": IGBP code, "s1_nan": NaN values written (2 x nan_pixels)}``.
+      ``{"key": (season, scene, patch), "dominant": IGBP code, "s1_nan": NaN values written (2 x nan_pixels)}``
+      and for DFC2020 sets ``"dfc"``: the label mask written.
     """
     dominant = int(1 + (scene * 7 + patch) % N_CLASSES)
     igbp = _igbp(rng, dominant, kind)
@@ -88,10 +91,36 @@ def write_patch(root: str, season: str, scene: int, patch: int, rng: np.random.G
     lc = np.stack([igbp, (igbp + 10) % 40, (igbp % 5) + 1, (igbp % 7) + 1]).astype(np.uint16)
     epsg = 32600 + 1 + scene % 60
     ulx, uly = 300000.0 + 2560.0 * (patch % 50), 5000000.0 - 2560.0 * (patch // 50)
-    for modality, pixels in (("s1", s1), ("s2", s2), ("lc", lc)):
-        rel = f"{season}/{modality}_{scene}/{season}_{modality}_{scene}_p{patch}.tif"
+    files = [("s1", s1), ("s2", s2), ("lc", lc)]
+    out = {"key": (season, scene, patch), "dominant": dominant, "s1_nan": 2 * nan_pixels}
+    if season in sp.DFC2020_SETS:  # high-resolution labels: the mapped IGBP layer, refined, with unlabelled pixels
+        dfc = np.asarray(sp.IGBP_TO_DFC, np.uint8)[igbp]
+        dfc[100:140, 100:180] = 1 + (patch % 10)
+        dfc[:4] = 255
+        dfc[4, :10] = 0
+        files.append(("dfc", dfc[None]))
+        out["dfc"] = dfc
+    for modality, pixels in files:
+        rel = f"{season}/{modality}_{folder or scene}/{season}_{modality}_{scene}_p{patch}.tif"
         _write_tif(os.path.join(root, rel), pixels, epsg, ulx, uly)
-    return {"key": (season, scene, patch), "dominant": dominant, "s1_nan": 2 * nan_pixels}
+    return out
+
+
+def write_dfc2020(root: str, validation: int, test: int, seed: int = 0) -> list[dict]:
+    """DFC2020's sets: ``ROIs0000_validation/{s1,s2,lc,dfc}_validation/`` and ``ROIs0000_test/{...}_0/``.
+
+    Args:
+      root: the archive root.
+      validation: patches of the validation set.
+      test: patches of the test set.
+      seed: random seed.
+
+    Returns:
+      One ``write_patch`` dict per patch (with ``"dfc"``, the label mask).
+    """
+    rng = np.random.default_rng(seed + 1000)
+    out = [write_patch(root, "ROIs0000_validation", 0, p, rng, folder="validation") for p in range(validation)]
+    return out + [write_patch(root, "ROIs0000_test", 0, p, rng) for p in range(test)]
 
 
 def write_archive(root: str, scenes: dict[tuple[str, int], int], seed: int = 0, tarballs: bool = False,
@@ -161,6 +190,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("scenes", 4, "Scenes per season (the first is a hold-out scene).", lower_bound=1)
     flags.DEFINE_integer("patches", 5, "Patches per scene.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Random seed (same seed, same files).")
+    flags.DEFINE_integer("dfc2020", 0, "Patches in each of DFC2020's validation and test sets (0: none).",
+                         lower_bound=0)
     flags.DEFINE_bool("tarballs", False, "Also write the per-season tarballs under OUT/tarballs.")
     flags.DEFINE_bool("overwrite", False, "Delete an --out_dir that already holds files first.")
 
@@ -182,5 +213,7 @@ def main(argv: list[str]) -> int:
         for s in range(1, f.scenes):
             scenes[(season, 200 + s)] = f.patches
     info = write_archive(f.out_dir, scenes, seed=f.seed, tarballs=f.tarballs)
+    if f.dfc2020:
+        info += write_dfc2020(f.out_dir, f.dfc2020, f.dfc2020, seed=f.seed)
     print(f"{len(info)} triplets in {f.out_dir}")
     return 0
