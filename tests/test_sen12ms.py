@@ -424,3 +424,25 @@ def test_dfc2020_sets_prepare_as_extra_splits(tmp_path):
     m3 = prepare(root, tmp_path / "bad", on_error="skip")
     assert [(s["key"], "dfc_0" in s["reason"] and "missing" in s["reason"]) for s in m3["skipped"]] == [
         ("ROIs0000_test_0_p1", True)]
+
+
+def test_tfds_single_label_config(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from prep.datasets.sen12ms.tfds_builder import Sen12ms
+
+    root = tmp_path / "raw"
+    info = synthetic.write_archive(str(root), {("ROIs1158_spring", 1): 2, ("ROIs1158_spring", 2): 2,
+                                               ("ROIs1158_spring", 63): 2}, seed=7)
+    builder = Sen12ms(config="s2_10_igbp17_single", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
+    assert {s: builder.info.splits[s].num_examples for s in builder.info.splits} == {"train": 2, "validation": 2,
+                                                                                     "test": 2}
+    for ex in tfds.as_numpy(builder.as_dataset(split="test")):
+        key = rules.parse_name(ex["patch_id"].decode())
+        assert ex["image"].shape == (256, 256, 10) and ex["image"].dtype == np.uint16
+        igbp = read_file(root, key, "lc")[0]
+        counts = np.array([(igbp == c).sum() for c in range(1, 18)])
+        assert ex["label"] == int(np.argmax(counts))
+        np.testing.assert_array_equal(ex["image"][..., 0], read_file(root, key, "s2")[1])  # B02
+    assert len(info) == 6
