@@ -446,3 +446,16 @@ def test_tfds_single_label_config(tmp_path):
         assert ex["label"] == int(np.argmax(counts))
         np.testing.assert_array_equal(ex["image"][..., 0], read_file(root, key, "s2")[1])  # B02
     assert len(info) == 6
+
+
+def test_s1_state_equals_float_state(archive):
+    from prep.stats import float_state
+
+    root, info = archive
+    t = raw.read_triplet(str(root), info[1]["key"])
+    for b in sp.S1_BANDS:
+        ours, ref = raw.s1_state(t["bands"][b]), float_state(t["bands"][b])
+        assert ours["sumsq"] == pytest.approx(ref["sumsq"], rel=1e-12)
+        assert {k: v for k, v in ours.items() if k not in ("sample", "sumsq")} == {
+            k: v for k, v in ref.items() if k not in ("sample", "sumsq")}
+        np.testing.assert_array_equal(ours["sample"], ref["sample"])

@@ -97,15 +97,14 @@ class Sen12ms(tfds.core.GeneratorBasedBuilder):
         for result in raw.produce(keys, root, target=cfg.target):
             if isinstance(result, Skip):
                 raise ValueError(f"{result.key}: {result.reason}")
-            yield result.key, example(result.values, result.bands, bands, cfg.target)
+            yield result.key, example(result.values, bands, cfg.target)
 
 
-def example(values: dict, band_arrays: dict, bands: tuple[str, ...], target: str) -> dict:
-    """One record's feature values and band arrays -> the builder's feature dict.
+def example(values: dict, bands: tuple[str, ...], target: str) -> dict:
+    """One record's feature values -> the builder's feature dict.
 
     Args:
-      values: ``spec.record_values``'s dict.
-      band_arrays: band name -> [256, 256] array (S1 without NaN).
+      values: ``spec.record_values``'s dict (bands as raw little-endian bytes; S1 without NaN).
       bands: the config's channels, in order.
       target: the config's target (``spec.TARGETS``).
 
@@ -115,7 +114,8 @@ def example(values: dict, band_arrays: dict, bands: tuple[str, ...], target: str
     """
     nom, kind = target.split("_")
     return {
-        "image": np.stack([band_arrays[b] for b in bands], axis=-1).astype(image_dtype(bands)),
+        "image": np.stack([np.frombuffer(values[sp.BAND_KEYS[b]][0], np.dtype(sp.SPEC.band(b).dtype).newbyteorder("<"))
+                           .reshape(sp.PATCH) for b in bands], axis=-1).astype(image_dtype(bands)),
         "label": (np.asarray(values[f"{nom}/multi_hot"], np.int64) if kind == "multi"
                   else int(values[f"{nom}/index"][0])),
         "fractions": np.asarray(values[f"{nom}/fractions"], np.float32),
