@@ -139,7 +139,7 @@ def test_pixels_round_trip_and_s1_nans_reconcile(archive, prepared):
     root, info = archive
     out, manifest = prepared
     recs = records(out)
-    notes = {n["key"]: n["s1_nan_pixels"] for n in manifest["notes"]}
+    notes = {n["key"]: n["s1_nan_values"] for n in manifest["notes"]}
     nan_patches = {sp.patch_id(*i["key"]): i["s1_nan"] for i in info if i["s1_nan"]}
     assert notes == nan_patches and nan_patches
     clean = sum(1 for k in recs if k not in notes)

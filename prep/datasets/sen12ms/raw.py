@@ -224,7 +224,7 @@ def produce(items: Sequence[Key], root: str, threshold: float = sp.DEFAULT_THRES
             target: str = sp.DEFAULT_TARGET, tarballs: Sequence[str] = ()) -> Iterator:
     """Records of one shard: one Record or Skip per (season, scene, patch), in order.
 
-    A record whose S1 NaNs were replaced carries the note ``{"s1_nan_pixels": n}`` (the manifest's
+    A record whose S1 NaNs were replaced carries the note ``{"s1_nan_values": n}`` (the manifest's
     ``notes``). ``tarballs``: per-season tarballs read in place of the tree (``tarball.MemberReader``).
     """
     reader = None
@@ -240,7 +240,7 @@ def produce(items: Sequence[Key], root: str, threshold: float = sp.DEFAULT_THRES
         except Sen12msInputError as e:
             yield Skip(name, str(e))
             continue
-        note = {"s1_nan_pixels": t["s1_nan"]} if t["s1_nan"] else None
+        note = {"s1_nan_values": t["s1_nan"]} if t["s1_nan"] else None
         uint_bands = {b: a for b, a in t["bands"].items() if b not in sp.S1_BANDS}
         yield Record(name, values, uint_bands, sp.labels_for_target(values, target), note=note,
                      band_states=[(b, s1_state(t["bands"][b])) for b in sp.S1_BANDS])

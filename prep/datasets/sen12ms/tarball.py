@@ -106,5 +106,3 @@ def find_tarballs(folder: str) -> list[str]:
     """The SEN12MS tarballs in ``folder``, sorted by name."""
     return sorted(os.path.join(folder, n) for n in os.listdir(folder) if _TARBALL.match(n))
 
-
-MODALITIES = sp.MODALITIES
