@@ -10,7 +10,8 @@ Per batch (records are batched first, then parsed together with ``tf.io.parse_ex
 1. parse the selected bands (raw little-endian bytes, Int64List or FloatList) and the labels;
 2. stack the bands of one native grid, apply the same random dihedral transform (flips and 90
    degree rotations) to every grid of a sample when augmenting;
-3. normalize each band with its own (mean, std), looked up by band name;
+3. clip the bands whose definition gives a value range (``Band.clip``, e.g. SEN12MS S1 to [-25, 0] dB),
+   then normalize each band with its own (mean, std), looked up by band name;
 4. resample lower-resolution grids to the finest selected grid (bicubic as upstream, bilinear,
    nearest, ...) and concatenate in the selected band order, or deliver one tensor per
    resolution group (``per_resolution=True``, e.g. for K-BranchCNN).
@@ -119,6 +120,7 @@ class Layout:
     per_resolution: bool
     target: tuple[int, int]
     dtypes: Mapping[str, str]
+    clips: tuple[tuple[str, float, float], ...] = ()  # (band, lo, hi): clipped before normalisation
 
     def input_spec(self) -> dict[str, tuple[int, int, int]]:
         """{input name: (H, W, C)} of the features: {"image": target grid} or one entry per group.
@@ -174,8 +176,11 @@ def layout(manifest: Mapping, bands: str | Sequence[str] = "10m20m", per_resolut
             key = stored[n].get("group") or spec.band(n).group or f"{shape[0]}x{shape[1]}"
             if key in shapes and shapes[key] != shape:
                 raise ReaderError(f"band {n} ({shape}) does not share the grid of group {key!r} ({shapes[key]})")
-        else:
+        else:  # one stack per grid and stored dtype (SEN12MS mixes float32 S1 with uint16 S2 on one grid)
             key = f"{shape[0]}x{shape[1]}"
+            dtype = stored[n].get("dtype") or spec.band(n).dtype
+            if dtype != (stored[names[0]].get("dtype") or spec.band(names[0]).dtype):
+                key += f"/{dtype}"
         groups.setdefault(key, []).append(n)
         shapes[key] = shape
     target = max(shapes.values(), key=lambda s: (s[0] * s[1], s))
@@ -185,6 +190,7 @@ def layout(manifest: Mapping, bands: str | Sequence[str] = "10m20m", per_resolut
         per_resolution=per_resolution,
         target=target,
         dtypes={n: stored[n].get("dtype") or spec.band(n).dtype for n in names},
+        clips=tuple((n, *spec.band(n).clip) for n in names if spec.band(n).clip),
     )
 
 
@@ -556,7 +562,7 @@ def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None,
       {"image": float32 [B, H, W, C]} on the target grid in the selected band order, or with
       ``per_resolution`` {group name: float32 [B, h, w, c]}.
     """
-    key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())),
+    key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())), lay.clips,
            None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile))
     if key not in _TRANSFORMS:
         _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile)
@@ -565,6 +571,7 @@ def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None,
 
 def _make_transform(lay, stats, resample, jit_compile):
     rotations = all(g.shape[0] == g.shape[1] for g in lay.groups)
+    clips = {b: (lo, hi) for b, lo, hi in lay.clips}
     order = lay.order
     resized = [g for g in lay.groups if not lay.per_resolution and g.shape != lay.target]
     native = [g for g in lay.groups if g not in resized]
@@ -579,6 +586,9 @@ def _make_transform(lay, stats, resample, jit_compile):
         if bits is not None:
             x = dihedral_packed(x, bits, rotations) if pack else dihedral(x, bits, rotations)
         x = tf.cast(x, tf.float32)
+        if any(b in clips for b in g.bands):  # the dataset's value range (SEN12MS S1: [-25, 0] dB)
+            x = tf.clip_by_value(x, np.array([clips.get(b, (-np.inf, np.inf))[0] for b in g.bands], np.float32),
+                                 np.array([clips.get(b, (-np.inf, np.inf))[1] for b in g.bands], np.float32))
         if stats is not None:
             x = (x - np.array([stats[b][0] for b in g.bands], np.float32)) / np.array(
                 [stats[b][1] for b in g.bands], np.float32)

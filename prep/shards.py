@@ -66,7 +66,8 @@ class Record:
 
     A producer that encodes in bulk may give ``encoded`` (the serialized tf.train.Example; ``values``
     is then not read and may be None) and ``band_states``: partial statistics as (band, state)
-    pairs, merged in order with ``BandStats.merge_state`` (besides any ``bands``).
+    pairs, merged in order with ``BandStats.merge_state`` (besides any ``bands``). ``note``: facts about
+    this record the manifest lists (``notes``, with split and key; e.g. pixels a reader repaired).
     """
 
     key: str
@@ -75,6 +76,7 @@ class Record:
     labels: Sequence[int]
     encoded: bytes | None = None
     band_states: Sequence[tuple[str, Mapping]] = ()
+    note: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass
@@ -219,8 +221,8 @@ def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: S
     stats = {b.name: BandStats(b.dtype) for b in spec.bands}
     class_counts = np.zeros(spec.num_classes, np.int64)
     try:
-        sha256, written, skipped, excluded = _write_records(task, tmp, produce, encoder, stats, class_counts,
-                                                            compression, on_error)
+        sha256, written, skipped, excluded, notes = _write_records(task, tmp, produce, encoder, stats,
+                                                                   class_counts, compression, on_error)
     except BaseException:
         with contextlib.suppress(OSError):  # no empty or partial .incomplete left behind
             os.remove(tmp)
@@ -231,13 +233,15 @@ def write_shard(task: ShardTask, produce: Callable, spec: DatasetSpec, schema: S
             "bytes": os.path.getsize(task.path),
             "sha256": sha256,
             "listed": len(task.items), "skipped": skipped, "excluded": excluded, "class_counts": class_counts.tolist()}
+    if notes:
+        side["notes"] = notes
     write_json_atomic(os.path.join(parts, task.name + ".json"), side)
     return side
 
 
 def _write_records(task, tmp, produce, encoder, stats, class_counts, compression, on_error):
-    """The records of ``task`` into the file ``tmp``; returns (sha256 hex, written, skipped, excluded)."""
-    written, skipped, excluded, pending = 0, [], [], 0
+    """The records of ``task`` into the file ``tmp``; returns (sha256 hex, written, skipped, excluded, notes)."""
+    written, skipped, excluded, pending, notes = 0, [], [], 0, []
     seen = 0
     writer = tfrecord.TFRecordWriter(tmp, compression)  # hashes the file's bytes as it writes them
     with writer as w:
@@ -257,6 +261,8 @@ def _write_records(task, tmp, produce, encoder, stats, class_counts, compression
                     stats[name].merge_state(st)
                 class_counts[list(result.labels)] += 1
                 written += 1
+                if result.note:
+                    notes.append({"split": task.split, "key": result.key, **result.note})
             pending += 1
             if pending >= 16:
                 _report(pending)
@@ -265,7 +271,7 @@ def _write_records(task, tmp, produce, encoder, stats, class_counts, compression
     if seen != len(task.items):
         raise PrepError(f"internal error: produce() gave {seen} results for {len(task.items)} items "
                         f"of shard {task.name}")
-    return writer.sha256.hexdigest(), written, skipped, excluded
+    return writer.sha256.hexdigest(), written, skipped, excluded, notes
 
 
 def _write_shard_star(args):
@@ -605,8 +611,10 @@ def assemble_manifest(out_dir: str, spec: DatasetSpec, schema: Schema, compressi
     skipped: list = list(pre_skipped)
     excluded: list = list(pre_excluded)
     stats: dict[str, dict[str, BandStats]] = {}
+    notes: list = []
     for t in tasks:
         side = sidecars[t.name]
+        notes.extend(side.get("notes", ()))
         s = splits.setdefault(t.split, _empty_split(spec))
         s["listed"] += side["listed"]
         s["written"] += side["records"]
@@ -647,6 +655,8 @@ def assemble_manifest(out_dir: str, spec: DatasetSpec, schema: Schema, compressi
         **({"missing_list": MISSING} if missing else {}),
         "flags": flags,
     })
+    if notes:  # only datasets whose records carry notes have the key (other manifests are unchanged)
+        manifest["notes"] = notes
     if extra:
         manifest.update(extra)
     return manifest

@@ -20,6 +20,7 @@ PACKAGES = {
     "bigearthnet19": "prep.datasets.bigearthnet",
     "so2sat_lcz42": "prep.datasets.so2sat",
     "sentinel2_global_lulc": "prep.datasets.sentinel2_global_lulc",
+    "sen12ms": "prep.datasets.sen12ms",
 }
 
 

@@ -47,6 +47,7 @@ class Band:
     dtype: str  # numpy dtype name of the stored pixels: "uint16", "float32", ...
     resolution_m: float
     group: str = ""  # resolution group for per-resolution delivery ("10m", "20m", "60m")
+    clip: tuple[float, float] | None = None  # the reader clips to [lo, hi] before normalising (not storage)
 
     @property
     def size(self) -> int:
