@@ -104,6 +104,31 @@ def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = Non
     app.run(guarded, argv=argv, flags_parser=parse)
 
 
+def dataset_from_argv(argv: Sequence[str], doc: str):
+    """The registered dataset named by ``argv[1]``, for the commands that dispatch on a dataset name.
+
+    ``python -m prep <dataset> ...`` and ``python -m prep.synthetic <dataset> ...``: with no name or
+    a help flag, prints ``doc`` and the registered datasets and exits (0 for help, 2 without a name);
+    an unknown name is one error line and exit 2.
+
+    Returns:
+      The ``prep.datasets.Dataset``.
+    """
+    from prep import datasets
+
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help", "--helpfull"):
+        stream = sys.stdout if len(argv) >= 2 else sys.stderr
+        stream.write(doc.lstrip() + "\nDatasets:\n")
+        for ds in datasets.all_datasets():
+            stream.write(f"  {ds.cli_name:<14}{ds.title}\n")
+        raise SystemExit(0 if len(argv) >= 2 else 2)
+    try:
+        return datasets.dataset(argv[1])
+    except KeyError as e:
+        print(f"error: {e.args[0]} ({program(argv[0])} --help)", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def required(*names: str) -> None:
     """Raise UsageError naming the first of the absl flags ``names`` that has no value."""
     from absl import flags
