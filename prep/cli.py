@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 from prep.errors import EORecordsError, UsageError
 
 if TYPE_CHECKING:
-    from prep.datasets.contract import PreparePlan
+    from prep.datasets.contract import Dataset, PreparePlan
 
 MANIFEST = "manifest.json"  # prep.shards.MANIFEST (not imported: the runner stays light)
 HELP_HINT = "see --help"
@@ -104,7 +104,7 @@ def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = Non
     app.run(guarded, argv=argv, flags_parser=parse)
 
 
-def dataset_from_argv(argv: Sequence[str], doc: str):
+def dataset_from_argv(argv: Sequence[str], doc: str) -> Dataset:
     """The registered dataset named by ``argv[1]``, for the commands that dispatch on a dataset name.
 
     ``python -m prep <dataset> ...`` and ``python -m prep.synthetic <dataset> ...``: with no name or
