@@ -25,11 +25,10 @@ if TYPE_CHECKING:
     from prep.datasets.contract import Dataset, PreparePlan
 
 MANIFEST = "manifest.json"  # prep.shards.MANIFEST (not imported: the runner stays light)
-HELP_HINT = "see --help"
 
 
 def _one_line(message: str) -> str:
-    return " ".join(str(message).split("\n")[0:1]) or "bad usage"
+    return str(message).split("\n", 1)[0] or "bad usage"
 
 
 def _usage_exit(message: str, name: str) -> None:
