@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from prep import files, tfrecord
+from prep import files, manifest, tfrecord
 from prep.datasets.contract import PreparePlan
 from prep.datasets.spec import DatasetSpec, Schema
 from prep.errors import PrepError
@@ -49,8 +49,10 @@ COUNTS = ("listed", "written", "excluded", "skipped", "missing")  # listed = the
 NOT_COMPARED_FLAGS = ("on_error", "shard_size_mb")
 
 
-class Manifest(dict):
-    """The manifest, as saved to manifest.json, with ``run``: what this run did (never saved).
+class Manifest(manifest.Manifest):
+    """The manifest a preparation wrote, with ``run``: what this run did (never saved).
+
+    The typed manifest of ``prep.manifest`` (what ``prep.manifest.load`` gives for the saved file).
 
     ``run`` holds ``shards_kept`` / ``items_kept`` (the shards an earlier run had finished, kept as
     they were, and the listed items they hold) and ``shards_written`` / ``items_written`` (the shards
