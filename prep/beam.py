@@ -371,7 +371,7 @@ class _Books:
                 self.remove([join(self.out, shards.MISSING)])
 
     def write_manifest(self, manifest: dict) -> None:
-        shards.write_json_atomic(os.path.join(self.local, shards.MANIFEST), manifest)
+        files.write_json_atomic(os.path.join(self.local, shards.MANIFEST), manifest)
         if self.remote:
             _upload(os.path.join(self.local, shards.MANIFEST), join(self.out, shards.MANIFEST))
 

@@ -6,8 +6,8 @@ scripts), ``--flagfile`` and ``--helpfull`` work, a bad flag or a ``prep.errors.
 ``error: <problem> (see --help)`` and exits 2, and any ``prep.errors.EORecordsError`` prints
 ``error: <file>: <problem>`` and exits 1, with no traceback. Tracebacks are for bugs only.
 
-``summary`` is the end-of-run table of a manifest; ``report`` and ``error`` print a command's
-outcome and give its exit status. absl takes one value per occurrence of a
+``summary`` is the end-of-run table of a manifest; ``report`` prints a preparation command's
+outcome and gives its exit status. absl takes one value per occurrence of a
 multi-value flag (``--h5 a --h5 b``); the upstream scripts and our docs also accept several values
 after one flag (``-n a.csv b.csv``).
 ``expand_nargs`` rewrites the second form into the first before absl parses the command line.
@@ -343,9 +343,3 @@ def report(manifest: dict, out_dir: str, seconds: float, input_bytes: int | None
     print(summary(manifest, seconds, input_bytes))
     print(f"manifest: {os.path.join(out_dir, MANIFEST)}")
     return 0
-
-
-def error(e: Exception) -> int:
-    """Print an error (its message names the file and the problem); returns exit status 1."""
-    print(f"error: {e}", file=sys.stderr)
-    return 1

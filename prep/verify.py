@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from absl import app, flags
 
-from prep import cli, shards, tfrecord
+from prep import cli, files, tfrecord
 from prep.datasets.spec import Field
 from prep.manifest import load as load_manifest
 
@@ -76,7 +76,7 @@ def verify(out_dir: str, batch_size: int = 256) -> list[str]:
             size = os.path.getsize(file)
             if size != sh["bytes"]:
                 problems.append(f"{file}: {size} bytes, manifest says {sh['bytes']}")
-            digest = shards.sha256_file(file)
+            digest = files.sha256_file(file)
             if digest != sh["sha256"]:
                 problems.append(f"{file}: SHA-256 {digest} != manifest {sh['sha256']}")
             check = _RecordCheck(schema.fields, raw_sizes)

@@ -152,12 +152,6 @@ summary = cli.summary  # the end-of-run table, shared by every preparation comma
 ROW_BYTES = (32 * 32 * 18 + s2s.NUM_CLASSES) * 8  # float64 sen1 + sen2 + label of one row
 
 
-def input_bytes(sources_or_manifest: dict) -> int:
-    """float64 bytes of sen1 + sen2 + label read for the written rows."""
-    n = sum(s["listed"] for s in sources_or_manifest["splits"].values())
-    return n * ROW_BYTES
-
-
 # --- CLI ---------------------------------------------------------------------------------------------
 
 MULTI_VALUE_FLAGS = {f: f for f in ("--h5", "--split_names", "--geo")}
