@@ -447,9 +447,19 @@ def frame(record: bytes) -> bytes:
     (``masked_crc32c``): 16 bytes more than ``record``. Format: TensorFlow's record writer
     (https://www.tensorflow.org/tutorials/load_data/tfrecord#tfrecords_format_details).
     """
+    head, tail = frame_parts(record)
+    return b"".join((head, record, tail))
+
+
+def frame_parts(record: bytes) -> tuple[bytes, bytes]:
+    """The 12 bytes ``frame`` puts before ``record`` and the 4 it puts after, without copying ``record``.
+
+    Writing ``head``, ``record`` and ``tail`` one after another gives the bytes of ``frame(record)``;
+    for records of megabytes this saves building a second copy (whose fresh pages cost more than
+    the CRC on a VM).
+    """
     header = struct.pack("<Q", len(record))
-    return header + struct.pack("<I", masked_crc32c(header)) + record + struct.pack(
-        "<I", masked_crc32c(record))
+    return header + struct.pack("<I", masked_crc32c(header)), struct.pack("<I", masked_crc32c(record))
 
 
 class _HashedFile:
@@ -511,7 +521,10 @@ class TFRecordWriter:
 
     def write(self, record: bytes) -> None:
         """Append one record (``frame(record)``, compressed when the writer is GZIP)."""
-        self._out.write(frame(record))
+        head, tail = frame_parts(record)
+        self._out.write(head)
+        self._out.write(record)
+        self._out.write(tail)
 
     def close(self) -> None:
         """Finish the file: the GZIP trailer if any, flush and fsync; ``sha256`` is then complete."""
