@@ -28,7 +28,8 @@ from prep.errors import InputError
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-__all__ = ["BandError", "read_band", "read_band_georef", "read_georef", "encode_geotiff", "write_band", "utm_epsg_citation"]
+__all__ = ["BandError", "parse_raster", "read_band", "read_band_georef", "read_file", "read_georef",
+           "encode_geotiff", "write_band", "utm_epsg_citation"]
 
 
 class BandError(InputError):
@@ -112,6 +113,19 @@ def _parse_striped(buf, e: str, tags: dict, path) -> np.ndarray:
 
     ``e`` and ``tags`` are ``_parse_ifd``'s.
     """
+    samples = _values(buf, e, tags[_SAMPLES], path)[0] if _SAMPLES in tags else 1
+    if samples != 1:
+        raise _Unsupported("several samples per pixel")
+    return _parse_samples(buf, e, tags, path)[0]
+
+
+def _parse_samples(buf, e: str, tags: dict, path) -> np.ndarray:
+    """Returns ``[samples, rows, cols]``: the pixels of the first IFD of an uncompressed striped TIFF.
+
+    Both planar configurations are read: 1 (chunky: the samples of a pixel side by side, GDAL's
+    ``INTERLEAVE=PIXEL``) and 2 (one plane per sample, ``INTERLEAVE=BAND``). Every sample must have
+    the same bit depth and format. ``e`` and ``tags`` are ``_parse_ifd``'s.
+    """
     size = len(buf)
 
     def one(tag, default=None):
@@ -126,36 +140,46 @@ def _parse_striped(buf, e: str, tags: dict, path) -> np.ndarray:
         raise _Unsupported("tiled")
     if one(_COMPRESSION, 1) != 1:
         raise _Unsupported("compressed")
-    if one(_SAMPLES, 1) != 1:
-        raise _Unsupported("several samples per pixel")
+    samples = one(_SAMPLES, 1)
+    planar = one(_PLANAR, 1) if samples > 1 else 1
+    if samples < 1 or planar not in (1, 2):
+        raise _Unsupported("planar configuration")
     bits = _values(buf, e, tags[_BITS], path) if _BITS in tags else (1,)
-    kind = _DTYPES.get((one(_SAMPLE_FORMAT, 1), bits[0]))
+    formats = _values(buf, e, tags[_SAMPLE_FORMAT], path) if _SAMPLE_FORMAT in tags else (1,)
+    if len(set(bits)) != 1 or len(set(formats)) != 1:
+        raise _Unsupported("samples of different types")
+    kind = _DTYPES.get((formats[0], bits[0]))
     if kind is None:
         raise _Unsupported("sample format")
     width, height = one(_WIDTH), one(_LENGTH)
     dtype = np.dtype(e + kind)
-    row_bytes = width * dtype.itemsize
+    planes = samples if planar == 2 else 1
+    per_pixel = 1 if planar == 2 else samples
+    row_bytes = width * per_pixel * dtype.itemsize
     if _STRIP_OFFSETS not in tags:
         raise BandError(path, "corrupt TIFF: no StripOffsets tag")
     offsets = _values(buf, e, tags[_STRIP_OFFSETS], path)
     rows = min(one(_ROWS_PER_STRIP, 2 ** 32 - 1), height) or height
-    nstrips = -(-height // rows) if height else 0
+    per_plane = -(-height // rows) if height else 0
+    nstrips = per_plane * planes
     if len(offsets) < nstrips:
         raise BandError(path, f"corrupt TIFF: {len(offsets)} strip offsets for {nstrips} strips")
     if _STRIP_COUNTS in tags:
         counts = _values(buf, e, tags[_STRIP_COUNTS], path)
     else:
-        counts = tuple(min(rows, height - i * rows) * row_bytes for i in range(nstrips))
-    total = height * row_bytes
+        counts = tuple(min(rows, height - (i % per_plane) * rows) * row_bytes for i in range(nstrips))
+    if len(counts) < nstrips:
+        raise BandError(path, f"corrupt TIFF: {len(counts)} strip byte counts for {nstrips} strips")
+    total = planes * height * row_bytes
     # Fast path: strips stored back to back (the usual GDAL layout) -> one frombuffer.
     start = offsets[0] if nstrips else 0
     contiguous = all(offsets[i + 1] == offsets[i] + counts[i] for i in range(nstrips - 1))
     if contiguous and start + total <= size and sum(counts[:nstrips]) >= total:
-        arr = np.frombuffer(buf, dtype, count=height * width, offset=start)
+        arr = np.frombuffer(buf, dtype, count=total // dtype.itemsize, offset=start)
     else:
         parts = []
         for i in range(nstrips):
-            need = min(rows, height - i * rows) * row_bytes
+            need = min(rows, height - (i % per_plane) * rows) * row_bytes
             if counts[i] < need:
                 raise BandError(path, f"corrupt TIFF: strip {i} holds {counts[i]} bytes, expected {need}")
             if offsets[i] + need > size:
@@ -163,9 +187,12 @@ def _parse_striped(buf, e: str, tags: dict, path) -> np.ndarray:
                                       f"beyond the file size {size}")
             parts.append(np.frombuffer(buf, dtype, count=need // dtype.itemsize, offset=offsets[i]))
         arr = np.concatenate(parts) if parts else np.empty(0, dtype)
-    arr = arr.reshape(height, width)
-    if e == ">" and dtype.itemsize > 1:
-        arr = arr.astype(dtype.newbyteorder("="))
+    if planar == 2:
+        arr = arr.reshape(samples, height, width)
+    else:
+        arr = arr.reshape(height, width, samples).transpose(2, 0, 1)
+    if (e == ">" and dtype.itemsize > 1) or not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr, dtype.newbyteorder("="))
     return arr
 
 
@@ -277,6 +304,46 @@ def read_band_georef(path: str | os.PathLike, shape: Sequence[int] | None = None
     if georef is None:
         georef = {k: v for k, v in read_georef(path).items() if k != "crs"}
     return arr, georef
+
+
+def parse_raster(data: bytes | bytearray, path: str | os.PathLike) -> tuple[np.ndarray, dict] | None:
+    """All bands and the georeference of a GeoTIFF's bytes, when both are in the simple GDAL layout.
+
+    The pixels are read like ``read_band``'s (uncompressed, striped, classic TIFF) but for any
+    number of samples per pixel, pixel- or band-interleaved; the georeference like
+    ``read_band_georef``'s. Any other layout, and any corrupt or truncated file, gives None: the
+    caller then opens the file with rasterio, whose errors and values are the reference.
+
+    Args:
+        data: the whole file's bytes.
+        path: the file's name (messages only).
+
+    Returns:
+        ``(pixels, georef)``: pixels ``[bands, rows, cols]`` in the file's dtype (native byte
+        order, writable), georef ``{"epsg", "transform", "bounds", "shape"}`` as
+        ``read_band_georef`` gives it; or None.
+    """
+    path = os.fspath(path)
+    try:
+        e, tags = _parse_ifd(data, path)
+        georef = _georef_from_tags(data, e, tags, path)
+        if georef is None:
+            return None
+        arr = _parse_samples(data, e, tags, path)
+    except (_Unsupported, BandError, struct.error):
+        return None
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return arr, georef
+
+
+def read_file(path: str | os.PathLike) -> bytearray:
+    """The whole file's bytes, read with one system call into a buffer numpy can share.
+
+    Raises:
+        BandError: the file is missing, a folder or unreadable.
+    """
+    return _read_file(os.fspath(path))
 
 
 # GeoKeys the fast georeference path understands, with the values it accepts (None: any).

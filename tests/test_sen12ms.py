@@ -459,3 +459,23 @@ def test_s1_state_equals_float_state(archive):
         assert {k: v for k, v in ours.items() if k not in ("sample", "sumsq")} == {
             k: v for k, v in ref.items() if k not in ("sample", "sumsq")}
         np.testing.assert_array_equal(ours["sample"], ref["sample"])
+
+
+def test_fast_geotiff_read_equals_rasterio(archive, monkeypatch):
+    """The numpy read of the triplet files gives rasterio's pixels, CRS WKT and transform, bit for bit."""
+    root, info = archive
+    fast = {}
+    for item in info[:3]:
+        for modality in sp.MODALITIES:
+            path = os.path.join(root, raw.rel_path(item["key"], modality))
+            fast[path, modality] = raw.read_tif(path, modality)
+    calls = []
+    real = raw._read_simple
+    monkeypatch.setattr(raw, "_read_simple", lambda path, data: calls.append(real(path, data)) or None)
+    for (path, modality), (pixels, georef) in fast.items():
+        want, want_georef = raw.read_tif(path, modality)
+        np.testing.assert_array_equal(pixels, want)
+        assert pixels.dtype == want.dtype
+        assert georef["crs"] == want_georef["crs"] and georef["epsg"] == want_georef["epsg"]
+        assert [repr(v) for v in georef["transform"]] == [repr(v) for v in want_georef["transform"]]
+    assert len(calls) == len(fast) and all(c is not None for c in calls)  # the fast path did read them all

@@ -421,3 +421,51 @@ def test_writer_rejects_bad_input():
         tiff.encode_geotiff(np.zeros((2, 2, 2), np.uint16), 32633, 0, 0, 10)
     with pytest.raises(ValueError, match="cannot be written"):
         tiff.encode_geotiff(np.zeros((2, 2), bool), 32633, 0, 0, 10)
+
+
+# --- parse_raster: multi-band files ---------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "uint8"])
+@pytest.mark.parametrize("interleave", ["pixel", "band"])
+@pytest.mark.parametrize("endianness", ["LITTLE", "BIG"])
+def test_parse_raster_matches_rasterio(tmp_path, dtype, interleave, endianness):
+    rng = np.random.default_rng(5)
+    arr = (rng.random((4, 37, 23)) * 60000).astype(dtype)
+    if dtype == "float32":
+        arr[0, 1, 2] = np.nan
+    path = tmp_path / "multi.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=23, height=37, count=4, dtype=dtype,
+                       crs="EPSG:32632", transform=from_origin(399960, 5000040, 10, 10),
+                       interleave=interleave, ENDIANNESS=endianness) as ds:
+        ds.write(arr)
+    got = tiff.parse_raster(tiff.read_file(path), path)
+    assert got is not None
+    pixels, georef = got
+    with rasterio.open(path) as ds:
+        want, transform = ds.read(), ds.transform
+    assert pixels.dtype == np.dtype(dtype) and pixels.dtype.isnative and pixels.flags.writeable
+    np.testing.assert_array_equal(pixels, want)
+    assert [repr(v) for v in georef["transform"]] == [repr(float(v)) for v in transform[:6]]
+    assert georef["epsg"] == 32632 and georef["shape"] == (37, 23)
+    # bytes (a tarball member) give the same, writable
+    again, _ = tiff.parse_raster(path.read_bytes(), path)
+    np.testing.assert_array_equal(again, want)
+    assert again.flags.writeable
+
+
+@pytest.mark.parametrize("options", [{"compress": "deflate"}, {"tiled": True, "blockxsize": 16, "blockysize": 16}])
+def test_parse_raster_leaves_other_layouts_and_corrupt_files_to_rasterio(tmp_path, options):
+    arr = np.ones((2, 32, 32), np.uint16)
+    path = tmp_path / "other.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=2, dtype="uint16",
+                       crs="EPSG:32632", transform=from_origin(0, 0, 10, 10), **options) as ds:
+        ds.write(arr)
+    assert tiff.parse_raster(tiff.read_file(path), path) is None
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", width=32, height=32, count=2, dtype="uint16",
+                       crs="EPSG:32632", transform=from_origin(0, 0, 10, 10)) as ds:
+        ds.write(arr)
+    data = tiff.read_file(plain)
+    assert tiff.parse_raster(data, plain) is not None
+    assert tiff.parse_raster(data[: len(data) // 2], plain) is None  # truncated pixels
+    assert tiff.parse_raster(data[:40], plain) is None  # truncated header

@@ -11,6 +11,7 @@ Shared by the preparation command and the TFDS builder; flag-free. Every problem
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Callable, Iterator, Sequence
@@ -123,6 +124,30 @@ def find_triplets(root: str) -> list[Key]:
     return sorted(keys)
 
 
+def _read_simple(path: str, data: bytes | None) -> tuple[np.ndarray, dict] | None:
+    """``prep.tiff.parse_raster`` of the file (or of ``data``): None for a layout it leaves to rasterio.
+
+    The SEN12MS GeoTIFFs are small, uncompressed and striped: parsing them in numpy skips GDAL's
+    open, which costs more than reading the pixels.
+    """
+    from prep import tiff
+
+    if data is None:
+        try:
+            data = tiff.read_file(path)
+        except tiff.BandError:
+            return None
+    return tiff.parse_raster(data, path)
+
+
+@functools.lru_cache(maxsize=None)
+def _wkt(epsg: int) -> str:
+    """The WKT rasterio gives a GeoTIFF whose only CRS key is the EPSG code ``epsg``."""
+    from rasterio.crs import CRS
+
+    return CRS.from_epsg(epsg).to_wkt()
+
+
 def read_tif(path: str, modality: str, data: bytes | None = None) -> tuple[np.ndarray, dict]:
     """One GeoTIFF of a triplet, checked: band count, 256 x 256, dtype.
 
@@ -144,6 +169,13 @@ def read_tif(path: str, modality: str, data: bytes | None = None) -> tuple[np.nd
     want_bands, want_dtype = len(sp.MODALITY_BANDS[modality]), sp.BAND_DTYPES[modality]
     if data is None and not os.path.exists(path):
         raise Sen12msInputError(f"{path}: missing ({modality} twin of the triplet)")
+    fast = _read_simple(path, data)
+    if fast is not None:
+        pixels, g = fast
+        if pixels.shape[0] == want_bands and pixels.shape[1:] == sp.PATCH and pixels.dtype == want_dtype:
+            return pixels, {"crs": _wkt(g["epsg"]), "epsg": g["epsg"], "transform": g["transform"]}
+    # Another layout, a wrong band count, shape or dtype, or a corrupt file: rasterio reads it and
+    # words the message.
     try:
         if data is None:
             src_ctx = rasterio.open(path)
