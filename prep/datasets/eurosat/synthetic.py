@@ -49,12 +49,12 @@ def write_tif(path: str, pixels: np.ndarray, epsg: int = 32632, ulx: float = 500
       dtype: the file's dtype (default: the array's).
     """
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with rasterio.open(path, "w", driver="GTiff", width=pixels.shape[2], height=pixels.shape[1],
                        count=pixels.shape[0], dtype=dtype or pixels.dtype.name, crs=f"EPSG:{epsg}",
-                       transform=from_origin(ulx, uly, 10.0, 10.0)) as dst:
+                       transform=Affine(10.0, 0.0, ulx, 0.0, -10.0, uly)) as dst:
         dst.write(pixels)
 
 

@@ -98,10 +98,13 @@ def split_items(root: str) -> dict[str, tuple[str, list[str]]]:
     from prep.datasets.eurosat import command
 
     base = raw.class_root(root)
-    files = {s: os.path.join(d, f"eurosat-{s}.txt") for d in (root, base) for s in rules.SPLITS}
-    files = {s: p for s, p in files.items() if os.path.isfile(p)}
+    files = {}
+    for s in rules.SPLITS:
+        found = [p for p in (os.path.join(d, f"eurosat-{s}.txt") for d in (root, base)) if os.path.isfile(p)]
+        if found:
+            files[s] = found[0]
     plan = command.plan(root, files or None)
-    return {s: (raw.class_root(root), list(rels)) for s, rels in plan.items.items()}
+    return {s: (base, list(rels)) for s, rels in plan.items.items()}
 
 
 def example(values: dict, bands: tuple[str, ...]) -> dict:
