@@ -221,6 +221,9 @@ def test_a_misnamed_file_and_other_folders_are_reported(tmp_path):
     assert m["eurosat"]["other_folders"] == ["thumbnails"]
     with pytest.raises(EurosatInputError, match="no EuroSAT class folder"):
         command.plan(str(tmp_path / "out"))
+    first_zip = tmp_path / "zip"  # the first EuroSATallBands.zip's deep layout
+    synthetic.write_archive(str(first_zip), {"Pasture": 1}, layout="ds/images/remote_sensing/otherDatasets/sentinel_2/tif")
+    assert raw.scan(str(first_zip)).images == {("Pasture", 1): "Pasture/Pasture_1.tif"}
 
 
 def test_synthetic_labels_are_learnable_from_the_pixels():
