@@ -112,8 +112,9 @@ def target_grid(src_crs: Any, src_bounds: tuple[float, float, float, float], tar
     """
     left, bottom, right, top = transform_bounds(src_crs, target.rasterio_crs, *src_bounds, densify_pts=21)
     cell = target.cell
-    left, bottom = math.floor(left / cell) * cell, math.floor(bottom / cell) * cell
-    right, top = math.ceil(right / cell) * cell, math.ceil(top / cell) * cell
+    eps = 1e-6  # of a cell: bounds that are already on the grid stay there despite rounding
+    left, bottom = math.floor(left / cell + eps) * cell, math.floor(bottom / cell + eps) * cell
+    right, top = math.ceil(right / cell - eps) * cell, math.ceil(top / cell - eps) * cell
     width, height = max(1, round((right - left) / cell)), max(1, round((top - bottom) / cell))
     return Affine(cell, 0, left, 0, -cell, top), width, height
 
@@ -133,7 +134,7 @@ def _warp(built: np.ndarray, cover: np.ndarray, src_crs: Any, src_transform: Aff
           target: Target) -> tuple[np.ndarray, np.ndarray, Affine]:
     src_px = abs(src_transform.a) * (METRES_PER_DEGREE if src_crs.is_geographic else 1)
     pad = int(math.ceil(2 * target.cell_metres / src_px)) + 1
-    padded_transform = src_transform * Affine.translation(-pad, -pad)
+    padded_transform = src_transform @ Affine.translation(-pad, -pad)
     dst_transform, width, height = target_grid(src_crs, bounds, target)
     out = []
     for src in (built, cover):

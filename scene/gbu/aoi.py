@@ -16,6 +16,7 @@ and pixels outside a polygon become nodata.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -155,14 +156,14 @@ def aoi_window(ds: Any, aoi: AOI) -> tuple[Any, np.ndarray]:
     geometry = transform_geom("EPSG:4326", ds.crs, aoi.geometry)
     xs, ys = zip(*[p[:2] for ring in _rings(geometry) for p in ring])
     window = windows.from_bounds(min(xs), min(ys), max(xs), max(ys), transform=ds.transform)
-    window = window.round_offsets(op="floor").round_lengths(op="ceil")
-    try:
-        window = window.intersection(windows.Window(0, 0, ds.width, ds.height))
-    except Exception:  # noqa: BLE001 - rasterio.errors.WindowError: no overlap
-        window = None
-    if window is None or window.width < 1 or window.height < 1:
+    eps = 1e-6  # of a pixel: an AOI edge on a pixel edge does not take in the next pixel
+    c0 = max(0, math.floor(window.col_off + eps))
+    r0 = max(0, math.floor(window.row_off + eps))
+    c1 = min(ds.width, math.ceil(window.col_off + window.width - eps))
+    r1 = min(ds.height, math.ceil(window.row_off + window.height - eps))
+    if c1 <= c0 or r1 <= r0:
         raise InputError(f"the area of interest {aoi.name!r} ({aoi.source}) does not overlap the raster", path=ds.name)
-    window = windows.Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
+    window = windows.Window(c0, r0, c1 - c0, r1 - r0)
     inside = features.geometry_mask([geometry], out_shape=(window.height, window.width),
                                     transform=ds.window_transform(window), invert=True)
     return window, inside

@@ -145,7 +145,7 @@ def _write_streets(path: Path, crs: Any, transform: Any, size: int) -> None:
     from rasterio.warp import transform as warp
 
     def line(pixels: list[tuple[float, float]]) -> list[list[float]]:
-        xs, ys = zip(*[transform * (c, r) for r, c in pixels])
+        xs, ys = zip(*[transform @ (c, r) for r, c in pixels])
         lon, lat = warp(crs, "EPSG:4326", list(xs), list(ys))
         return [[round(a, 7), round(b, 7)] for a, b in zip(lon, lat)]
 
