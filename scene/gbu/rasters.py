@@ -6,6 +6,7 @@ block (``blocks``); steps that look at neighbours read a block with a halo (``re
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Iterator
 
@@ -36,10 +37,15 @@ def open_raster(path: str | os.PathLike, what: str, bands: int | tuple[int, ...]
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{what} not found", path=path)
+    logger = logging.getLogger("rasterio")  # GDAL's own log line would repeat the error below
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
         ds = rasterio.open(path)
     except rasterio.errors.RasterioIOError as e:
         raise InputError(f"not a readable raster ({what}): {str(e).splitlines()[0]}", path=path) from None
+    finally:
+        logger.setLevel(level)
     allowed = (bands,) if isinstance(bands, int) else bands
     if allowed is not None and ds.count not in allowed:
         ds.close()
