@@ -97,6 +97,7 @@ def test_every_product_is_written_and_described(full_run):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000, name
             with rasterio.open(out / info["path"]) as ds:
                 assert ds.dtypes[0] == info["dtype"] and ds.crs is not None, name
+    assert (out / "quicklook" / "overview.png").read_bytes()[:4] == b"\x89PNG"
     assert products["resnres"]["nodata"] == "255" and products["greenness"]["dtype"] == "float32"
     assert "RES/NRES" in stdout and "aggregated to ESRI:54009 at 1000 m" in stdout
 

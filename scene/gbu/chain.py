@@ -10,7 +10,8 @@
 4. ``resnres.tif``: residential / non-residential classes (``resnres``), with the classifier
    trained from a labelled raster (saved as ``resnres_model.joblib``) or loaded;
 5. ``bufrac_<CRS>_<res>.tif``: the cleaned BUFRAC averaged to coarser grids (``aggregate``);
-6. ``quicklook/<product>.png`` of each product (``quicklook``);
+6. ``quicklook/<product>.png`` of each product and ``quicklook/overview.png`` of the main ones
+   (``quicklook``);
 
 and writes ``products.json``: every product with its path, dtype, nodata and meaning, the steps
 skipped and why, and the figures (built-up pixels and area before and after cleaning, RES/NRES
@@ -346,22 +347,28 @@ def _train_resnres(labels_path: str, prob: Any, bands: Any, built_src: Any, opti
     return model
 
 
+def _quicklook_options(name: str) -> dict:
+    """How each product is drawn: title, colour map and range, or the RES/NRES classes."""
+    if name == "resnres":
+        return {"title": "RES/NRES", "classes": RESNRES_COLOURS}
+    if name == "greenness":
+        return {"title": "greenness (NDVI in the closed built-up area)", "label": "NDVI", "cmap": "RdYlGn",
+                "vmin": -1, "vmax": 1}
+    title = {"bufrac": "BUFRAC", "bufrac_clean": "BUFRAC, cleaned"}.get(name, f"BUFRAC {name[7:]} (mean)")
+    return {"title": title, "label": "built-up fraction", "cmap": "magma", "vmin": 0, "vmax": 1}
+
+
 def _quicklooks(out: Path, products: dict[str, dict]) -> None:
-    """One PNG per raster product in ``out/quicklook``."""
-    from scene.gbu.quicklook import quicklook
+    """One PNG per raster product in ``out/quicklook``, and ``overview.png`` of the main ones."""
+    from scene.gbu.quicklook import overview, quicklook
 
     folder = out / "quicklook"
     folder.mkdir(exist_ok=True)
-    for name, info in products.items():
-        if not info["path"].endswith(".tif"):
-            continue
-        src, png = out / info["path"], folder / f"{name}.png"
-        if name == "resnres":
-            info["quicklook"] = quicklook(src, png, title="RES/NRES", classes=RESNRES_COLOURS)
-        elif name == "greenness":
-            info["quicklook"] = quicklook(src, png, title="greenness (NDVI in the closed built-up area)",
-                                          label="NDVI", cmap="RdYlGn", vmin=-1, vmax=1)
-        else:
-            title = {"bufrac": "BUFRAC", "bufrac_clean": "BUFRAC, cleaned"}.get(name, f"BUFRAC {name[7:]} (mean)")
-            info["quicklook"] = quicklook(src, png, title=title, label="built-up fraction", cmap="magma", vmin=0, vmax=1)
-        info["quicklook"] = os.path.relpath(info["quicklook"], out)
+    rasters_made = [name for name, info in products.items() if info["path"].endswith(".tif")]
+    for name in rasters_made:
+        png = quicklook(out / products[name]["path"], folder / f"{name}.png", **_quicklook_options(name))
+        products[name]["quicklook"] = os.path.relpath(png, out)
+    coarse = [n for n in rasters_made if n.startswith("bufrac_") and n != "bufrac_clean"]
+    chosen = [n for n in ("bufrac_clean" if "bufrac_clean" in products else "bufrac", "greenness", "resnres")
+              if n in products] + coarse[-1:]
+    overview([(out / products[n]["path"], _quicklook_options(n)) for n in chosen], folder / "overview.png")
