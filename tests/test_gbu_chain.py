@@ -133,6 +133,18 @@ def test_greenness_and_resnres_do_not_depend_on_the_blocks(full_run, synth):
     np.testing.assert_array_equal(classes, resnres.majority(resnres.classify(model, clean, refl)))
 
 
+def test_a_saved_resnres_model_applies_to_the_scene(full_run, synth, tmp_path):
+    out, _ = full_run
+    report = run_chain(tmp_path / "out", bufrac=synth["probability"], scene=synth["scene"],
+                       options=ChainOptions(resnres_model=str(out / "resnres_model.joblib"), streets=synth["streets"],
+                                            greenness=False, aggregate=(), quicklooks=False, progress=False,
+                                            block_size=100), echo=None)
+    assert "resnres_model" not in report["products"] and "resnres" not in report["skipped"]
+    assert report["skipped"]["greenness"] == "--nogreenness" and "greenness" not in report["products"]
+    with rasterio.open(out / "resnres.tif") as a, rasterio.open(tmp_path / "out" / "resnres.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
 def test_resnres_finds_the_separable_classes_where_nothing_was_labelled(full_run, synth):
     out, _ = full_run
     with rasterio.open(out / "resnres.tif") as ds:

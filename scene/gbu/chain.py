@@ -202,14 +202,17 @@ def run_chain(out_dir: str | os.PathLike, *, bufrac: str | None = None, scene: s
             bands = stack.enter_context(rasters.open_raster(scene, "scene (B4, B3, B2, B8)", bands=4))
             rasters.same_grid(bands, prob)
         pixel_area = abs(prob.transform.a * prob.transform.e)
-        polygons = None
+        polygons = tree = None
         if options.clean and options.streets:
-            from scene.gbu.streets import load_streets
+            from scene.gbu.streets import load_streets, street_index
 
             polygons = load_streets(options.streets, prob.crs, width_field=options.streets_width_field,
                                     reproject=options.streets_reproject)
+            tree = street_index(polygons) if polygons else None
             say(f"streets: {len(polygons)} buffered lines from {options.streets}")
-        if options.clean and bands is None:
+        if not options.clean:
+            skipped["clean"] = "--noclean"
+        elif bands is None:
             skipped["clean: NDVI rule"] = "no --scene: NDVI needs the scene's R and NIR bands"
         counts = {"valid": 0, "built": 0, "built_clean": 0, "area": 0.0, "area_clean": 0.0}
 
@@ -226,7 +229,7 @@ def run_chain(out_dir: str | os.PathLike, *, bufrac: str | None = None, scene: s
                 if polygons is not None:
                     from scene.gbu.streets import street_masks
 
-                    centre, touched = street_masks(polygons, prob.window_transform(window), b.shape)
+                    centre, touched = street_masks(polygons, prob.window_transform(window), b.shape, tree)
                 c = cleaning.clean(b, v, street_centre=centre, street_touched=touched, threshold=options.threshold,
                                    ndvi_max=options.ndvi_max)
                 counts["built_clean"] += int((c[valid] > 0).sum())
@@ -250,9 +253,11 @@ def run_chain(out_dir: str | os.PathLike, *, bufrac: str | None = None, scene: s
         final = out / ("bufrac_clean.tif" if options.clean else "bufrac.tif")
         built_src = stack.enter_context(rasterio.open(final))
 
-        if options.greenness and bands is None:
+        if not options.greenness:
+            skipped["greenness"] = "--nogreenness"
+        elif bands is None:
             skipped["greenness"] = "no --scene: NDVI needs the scene's R and NIR bands"
-        elif options.greenness:
+        else:
             kernel = green.ellipse_kernel(*options.kernel)
             halo = green.halo(kernel)
 

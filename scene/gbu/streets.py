@@ -82,20 +82,28 @@ def load_streets(path: str | os.PathLike, raster_crs: Any, *, width_field: str =
     return [g for g in buffered if g is not None and not g.is_empty]
 
 
-def street_masks(polygons: list, transform: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def street_masks(polygons: list, transform: Any, shape: tuple[int, int], tree: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Rasterize buffered streets onto a block.
 
     Args:
       polygons: from ``load_streets``.
       transform: the block's affine transform.
       shape: ``(rows, cols)`` of the block.
+      tree: a ``shapely.STRtree`` of ``polygons`` (``street_index``), to rasterize only the streets
+        near the block; None: all of them.
 
     Returns:
       ``(centre, touched)``, two ``(rows, cols)`` bool arrays: pixel centre inside a polygon, and
       pixel touched by a polygon (``centre`` implies ``touched``).
     """
     from rasterio import features
+    from rasterio.transform import array_bounds
 
+    if tree is not None and polygons:
+        from shapely.geometry import box
+
+        west, south, east, north = array_bounds(shape[0], shape[1], transform)
+        polygons = [polygons[i] for i in sorted(tree.query(box(west, south, east, north)))]
     if not polygons:
         empty = np.zeros(shape, dtype=bool)
         return empty, empty.copy()
@@ -104,3 +112,10 @@ def street_masks(polygons: list, transform: Any, shape: tuple[int, int]) -> tupl
     touched = features.rasterize(((p, 1) for p in polygons), out_shape=shape, transform=transform, fill=0,
                                  dtype="uint8", all_touched=True).astype(bool)
     return centre, touched | centre
+
+
+def street_index(polygons: list) -> Any:
+    """A ``shapely.STRtree`` of the buffered streets, for ``street_masks`` block by block."""
+    from shapely import STRtree
+
+    return STRtree(polygons)
