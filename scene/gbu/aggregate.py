@@ -119,27 +119,38 @@ def target_grid(src_crs: Any, src_bounds: tuple[float, float, float, float], tar
     return Affine(cell, 0, left, 0, -cell, top), width, height
 
 
-def _read_source(src_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, Any, Affine, tuple]:
-    from scene.gbu.rasters import open_raster
-
-    with open_raster(src_path, "BUFRAC", bands=1) as ds:
-        data = ds.read(1, masked=True).astype(np.float32)
-        src_crs, src_transform, bounds = ds.crs, ds.transform, tuple(ds.bounds)
-    valid = ~np.ma.getmaskarray(data) & np.isfinite(data.filled(np.nan))
-    built = np.where(valid, data.filled(0), 0).astype(np.float32)
-    return built, valid.astype(np.float32), src_crs, src_transform, bounds
-
-
-def _warp(built: np.ndarray, cover: np.ndarray, src_crs: Any, src_transform: Affine, bounds: tuple,
-          target: Target) -> tuple[np.ndarray, np.ndarray, Affine]:
+def _padding(src_crs: Any, src_transform: Affine, target: Target) -> int:
+    """Source pixels of zeros around the scene so that every cell touching it is wholly covered."""
     src_px = abs(src_transform.a) * (METRES_PER_DEGREE if src_crs.is_geographic else 1)
-    pad = int(math.ceil(2 * target.cell_metres / src_px)) + 1
-    padded_transform = src_transform @ Affine.translation(-pad, -pad)
+    return int(math.ceil(2 * target.cell_metres / src_px)) + 1
+
+
+def _read_padded(ds: Any, pad: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """BUFRAC with nodata as 0, and the valid mask, each padded with ``pad`` zeros (read by blocks)."""
+    from scene.gbu.rasters import blocks
+
+    built = np.zeros((ds.height + 2 * pad, ds.width + 2 * pad), dtype=np.float32)
+    cover = np.zeros_like(built)
+    nodata = ds.nodata
+    for window in blocks(ds.height, ds.width, block):
+        values = ds.read(1, window=window).astype(np.float32)
+        valid = np.isfinite(values)
+        if nodata is not None and not math.isnan(nodata):
+            valid &= values != np.float32(nodata)
+        rows = slice(pad + window.row_off, pad + window.row_off + window.height)
+        cols = slice(pad + window.col_off, pad + window.col_off + window.width)
+        built[rows, cols] = np.where(valid, values, 0)
+        cover[rows, cols] = valid
+    return built, cover
+
+
+def _warp(built: np.ndarray, cover: np.ndarray, src_crs: Any, padded_transform: Affine, bounds: tuple,
+          target: Target) -> tuple[np.ndarray, np.ndarray, Affine]:
     dst_transform, width, height = target_grid(src_crs, bounds, target)
     out = []
     for src in (built, cover):
         dst = np.zeros((height, width), dtype=np.float32)
-        reproject(np.pad(src, pad), dst, src_transform=padded_transform, src_crs=src_crs, src_nodata=None,
+        reproject(src, dst, src_transform=padded_transform, src_crs=src_crs, src_nodata=None,
                   dst_transform=dst_transform, dst_crs=target.rasterio_crs, dst_nodata=None,
                   resampling=Resampling.average)
         out.append(dst)
@@ -191,7 +202,8 @@ def aggregate(src_path: str | os.PathLike, out_dir: str | os.PathLike, targets: 
     multiple k of an already made finer one (100 m -> 1 km, 3'' -> 30'') is its k x k block mean,
     exactly (both grids are snapped to their cell, so they line up). GDAL's average of a rotated
     grid weighs source pixels by bounding boxes: warping 10 m straight to 1 km Mollweide lost
-    0.9 % of the area on a test scene in UTM 33N, via 100 m 0.02 %.
+    0.9 % of the area on a test scene in UTM 33N, via 100 m 0.02 %. The source is read once, by
+    blocks, into two padded float32 arrays (8 bytes a pixel).
 
     Args:
       src_path: BUFRAC GeoTIFF (float32 0..1, nodata NaN or its nodata value).
@@ -205,18 +217,27 @@ def aggregate(src_path: str | os.PathLike, out_dir: str | os.PathLike, targets: 
     Raises:
       InputError: the source cannot be read.
     """
-    built, cover, src_crs, src_transform, bounds = _read_source(src_path)
+    from scene.gbu.rasters import open_raster
+
+    order = sorted(targets, key=lambda t: (t.crs, t.resolution))
+    base: dict[Target, Target | None] = {}
+    for i, target in enumerate(order):
+        finer = [t for t in order[:i] if t.crs == target.crs and t.resolution < target.resolution
+                 and abs(target.resolution / t.resolution - round(target.resolution / t.resolution)) < 1e-9]
+        base[target] = max(finer, key=lambda t: t.resolution) if finer else None
+    with open_raster(src_path, "BUFRAC", bands=1) as ds:
+        src_crs, bounds = ds.crs, tuple(ds.bounds)
+        pad = max((_padding(src_crs, ds.transform, t) for t in order if base[t] is None), default=1)
+        padded_transform = ds.transform @ Affine.translation(-pad, -pad)
+        built, cover = _read_padded(ds, pad)
     made: dict[Target, tuple[np.ndarray, np.ndarray, Affine]] = {}
     results = {}
-    for target in sorted(targets, key=lambda t: (t.crs, t.resolution)):
-        finer = [t for t in made if t.crs == target.crs and t.resolution < target.resolution
-                 and abs(target.resolution / t.resolution - round(target.resolution / t.resolution)) < 1e-9]
-        if finer:
-            base = max(finer, key=lambda t: t.resolution)
-            k = round(target.resolution / base.resolution)
-            made[target] = _coarsen(*made[base], k, src_crs, bounds, target)
+    for target in order:
+        if base[target] is not None:
+            k = round(target.resolution / base[target].resolution)
+            made[target] = _coarsen(*made[base[target]], k, src_crs, bounds, target)
         else:
-            made[target] = _warp(built, cover, src_crs, src_transform, bounds, target)
+            made[target] = _warp(built, cover, src_crs, padded_transform, bounds, target)
         results[target] = _write(os.path.join(out_dir, f"{prefix}_{target.name}.tif"), *made[target], target)
     return [results[t] for t in targets]
 
