@@ -286,3 +286,31 @@ def test_aoi_crop_window_and_polygon_mask(tmp_path):
     far = aoi.AOI("far", aoi.parse_aoi("10,10,11,11").geometry, "--aoi")
     with pytest.raises(InputError, match="does not overlap"):
         aoi.crop(src, tmp_path / "x.tif", far, "scene", bands=1)
+
+
+def test_aoi_bounding_box_crop_keeps_exactly_the_pixels_inside_it(tmp_path):
+    from rasterio.warp import transform as warp
+
+    crs, transform = rasterio.crs.CRS.from_epsg(32629), Affine(10, 0, 567180, 0, -10, 4358040)
+    data = np.arange(1, 200 * 200 + 1, dtype=np.float32).reshape(200, 200)
+    src = _write(tmp_path / "s.tif", data, crs, transform)
+    from rasterio.warp import transform_bounds
+
+    w, s_, e, n = transform_bounds(crs, "EPSG:4326", 567180, 4358040 - 2000, 567180 + 2000, 4358040)
+    west, south, east, north = (round(v, 4) for v in (w + 0.2 * (e - w), s_ + 0.2 * (n - s_),
+                                                       e - 0.2 * (e - w), n - 0.2 * (n - s_)))
+    box = aoi.parse_aoi(f"{west},{south},{east},{north}")
+    aoi.crop(src, tmp_path / "c.tif", box, "BUFRAC", bands=1)
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        got, t = ds.read(1), ds.transform
+    rows, cols = np.mgrid[0:got.shape[0], 0:got.shape[1]]
+    xs, ys = t @ (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    lon, lat = (np.asarray(v).reshape(got.shape) for v in warp(crs, "EPSG:4326", xs, ys))
+    inside = (lon > west) & (lon < east) & (lat > south) & (lat < north)
+    near_edge = (np.minimum.reduce([lon - west, east - lon]) < 2e-6) | (np.minimum.reduce([lat - south, north - lat]) < 2e-6)
+    np.testing.assert_array_equal((~np.isnan(got))[~near_edge], inside[~near_edge])
+    assert not inside.all() and 0.9 * 120 * 120 < inside.sum() < 1.1 * 120 * 120  # the middle 60 % of 2 km x 2 km
+    col0, row0 = ~transform @ (t.c, t.f)
+    kept = ~np.isnan(got)
+    np.testing.assert_array_equal(got[kept], data[round(row0):round(row0) + got.shape[0],
+                                                  round(col0):round(col0) + got.shape[1]][kept])
