@@ -2,8 +2,8 @@
 
 Rule (checked by an AST walk, without importing anything):
 
-- the modules are every ``.py`` under prep/, models/, evaluation/, pretrained/, splits/ and bench/,
-  plus train.py and evaluate.py (never tests/ nor a virtual environment);
+- the modules are every ``.py`` under prep/, models/, evaluation/, pretrained/, splits/, bench/ and
+  scene/, plus train.py, evaluate.py and predict.py (never tests/ nor a virtual environment);
 - public = a ``def`` whose name does not start with ``_``, at module level (also inside module-level
   ``if``/``try``/``with`` blocks) or in a public class (name not starting with ``_``, nested public
   classes included). Dunder methods (``__init__``, ``__call__``, ...) are not public by this rule:
@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("prep", "models", "evaluation", "pretrained", "splits", "bench")
-TOP_LEVEL = ("train.py", "evaluate.py")
+PACKAGES = ("prep", "models", "evaluation", "pretrained", "splits", "bench", "scene")
+TOP_LEVEL = ("train.py", "evaluate.py", "predict.py")
 SKIP_PARTS = {"tests", ".venv", "venv", "__pycache__", "build", ".eggs"}
 
 
