@@ -38,7 +38,7 @@ FLAGS = flags.FLAGS
 @functools.cache  # declared once per process, however often run() or a test calls it
 def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
-    from scene import inference
+    from scene import windows
 
     flags.DEFINE_string("input", None, "The scene: a 4-band GHS composite GeoTIFF (B4, B3, B2, B8, uint16) or a "
                         "Sentinel-2 L1C/L2A product folder (SAFE, JP2 or GeoTIFF band files).", short_name="i")
@@ -52,7 +52,7 @@ def define_flags() -> None:
                        "product folder without MTD_*.xml.")
     flags.DEFINE_integer("block_size", 512, "Block side in pixels for windowed reads and writes (and the unit "
                          "of resuming).", lower_bound=1)
-    flags.DEFINE_integer("batch_size", inference.DEFAULT_BATCH_SIZE, "Output pixels per model call (memory "
+    flags.DEFINE_integer("batch_size", windows.DEFAULT_BATCH_SIZE, "Output pixels per model call (memory "
                          "grows with it: ~batch_size x 2 KB per 512-channel activation).", lower_bound=1)
     flags.DEFINE_boolean("cog", False, "Write a Cloud-Optimized GeoTIFF (with average overviews) instead of a "
                          "tiled GeoTIFF.")
@@ -78,6 +78,9 @@ def main(argv: list[str]) -> int:
     """
     cli.no_arguments(argv)
     cli.required("input", "output")
+    from scene import inputs
+
+    inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
     from scene import inference
 
     out = inference.predict_scene(FLAGS.input, FLAGS.output, model=FLAGS.model, block_size=FLAGS.block_size,

@@ -35,7 +35,7 @@ NODATA = 65535
 SCALE = 10000
 TILE = 512  # output GeoTIFF tile side
 STATE_VERSION = 1
-DEFAULT_BATCH_SIZE = 32768  # output pixels per model call: ~70 MB per 512-channel float32 activation
+DEFAULT_BATCH_SIZE = windows.DEFAULT_BATCH_SIZE
 
 
 def load_model(model: str | os.PathLike, *, cache: str | os.PathLike | None = None,

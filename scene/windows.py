@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+DEFAULT_BATCH_SIZE = 32768  # output pixels per model call: ~70 MB per 512-channel float32 activation
+
 
 class Block(NamedTuple):
     """One window of the block grid: its index in row-major order and its pixel extent."""

@@ -94,7 +94,9 @@ def zone_from_crs(crs: CRS | None, transform: Affine, shape: Sequence[int]) -> s
 
     if crs is None:
         raise InputError("the scene has no CRS, so no UTM zone model can be chosen", hint="give --model")
-    x, y = transform * (shape[1] / 2.0, shape[0] / 2.0)
+    col, row = shape[1] / 2.0, shape[0] / 2.0
+    x = transform.c + transform.a * col + transform.b * row
+    y = transform.f + transform.d * col + transform.e * row
     lons, lats = warp(crs, "EPSG:4326", [x], [y])
     lon, lat = float(lons[0]), float(lats[0])
     if not (math.isfinite(lon) and math.isfinite(lat)):
