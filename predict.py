@@ -81,6 +81,9 @@ def main(argv: list[str]) -> int:
     from scene import inputs
 
     inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
+    from prep.quiet import import_tensorflow
+
+    import_tensorflow()
     from scene import inference
 
     out = inference.predict_scene(FLAGS.input, FLAGS.output, model=FLAGS.model, block_size=FLAGS.block_size,

@@ -127,10 +127,20 @@ def test_scene_matches_whole_scene_reference_non_square_with_nodata(tmp_path, ne
     assert not list(tmp_path.glob("out.tif.part*"))
 
 
-def test_interrupted_run_resumes_to_identical_bytes(tmp_path, net, real):
+def test_interrupted_run_resumes_to_identical_bytes(tmp_path, net, real, monkeypatch):
     src = write_composite(tmp_path / "scene.tif", real["dn"][:40, :40], real["crs"], real["transform"])
+    reads, calls = [], []
+    read_dn, predict_block = inputs.Scene.read_dn, inference.predict_block
+    monkeypatch.setattr(inputs.Scene, "read_dn", lambda self, *w: reads.append(w[2:]) or read_dn(self, *w))
+    monkeypatch.setattr(inference, "predict_block", lambda f, x, b, **k: calls.append(x.shape) or predict_block(
+        lambda t: calls.append(t.shape) or f(t), x, b, **k))
     whole = inference.predict_scene(src, tmp_path / "whole.tif", model=str(net["path"]), block_size=16,
-                                    progress=False)
+                                    batch_size=64, progress=False)
+    monkeypatch.undo()
+    # memory is bounded by the block and batch sizes: windowed reads of at most (16 + 4)^2 pixels,
+    # model calls of at most 64 output pixels (4 rows of a 16-pixel block)
+    assert len(reads) == 9 and max(r * c for r, c in reads) == 20 * 20
+    assert max((s[1] - 4) * (s[2] - 4) for s in calls if len(s) == 4) == 64
 
     def stop_after_three(index):
         if index == 2:
@@ -138,11 +148,12 @@ def test_interrupted_run_resumes_to_identical_bytes(tmp_path, net, real):
 
     dst = tmp_path / "resumed.tif"
     with pytest.raises(KeyboardInterrupt):
-        inference.predict_scene(src, dst, model=str(net["path"]), block_size=16, progress=False,
+        inference.predict_scene(src, dst, model=str(net["path"]), block_size=16, batch_size=64, progress=False,
                                 on_block=stop_after_three)
     assert not dst.exists() and (tmp_path / "resumed.tif.part").is_file()
     seen = []
-    inference.predict_scene(src, dst, model=str(net["path"]), block_size=16, progress=False, on_block=seen.append)
+    inference.predict_scene(src, dst, model=str(net["path"]), block_size=16, batch_size=64, progress=False,
+                            on_block=seen.append)
     assert seen == list(range(3, 9))  # 9 blocks, the first 3 kept
     assert dst.read_bytes() == whole.read_bytes()
     assert not list(tmp_path.glob("resumed.tif.part*"))
