@@ -4,7 +4,8 @@ For each block of the grid (``scene.windows``) the block and a 2-pixel halo are 
 rasterio reads; reflect padding only at the scene's edges), converted to reflectance
 (``scene.inputs``) and passed through the convolutional form of GHS-S2Net
 (``models.ghs.to_convolutional``) in strips of about ``batch_size`` output pixels. So peak memory
-depends on ``block_size`` and ``batch_size``, never on the scene's size.
+depends on ``block_size`` and ``batch_size``, never on the scene's size (GDAL's block cache is held
+to ``GDAL_CACHE_MB`` unless ``$GDAL_CACHEMAX`` is set).
 
 Output, as upstream: the built-up probability x 10000 truncated to uint16, 65535 (nodata) where any
 input band is 0; a tiled (512 x 512), DEFLATE-compressed GeoTIFF with the input's CRS and transform,
@@ -36,6 +37,7 @@ SCALE = 10000
 TILE = 512  # output GeoTIFF tile side
 STATE_VERSION = 1
 DEFAULT_BATCH_SIZE = windows.DEFAULT_BATCH_SIZE
+GDAL_CACHE_MB = 64  # GDAL's block cache while predicting (unless $GDAL_CACHEMAX says otherwise)
 
 
 def load_model(model: str | os.PathLike, *, cache: str | os.PathLike | None = None,
@@ -222,9 +224,19 @@ def predict_scene(src: str | Path, dst: str | Path, *, model: str | None = None,
     """
     if block_size < 1 or batch_size < 1:
         raise ValueError(f"block_size and batch_size must be positive, got {block_size}, {batch_size}")
+
+    import rasterio
+
+    # GDAL's block cache defaults to 5% of RAM: bound it, or it would grow with the scene up to that.
+    cache_mb = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": GDAL_CACHE_MB << 20}  # bytes
+    with rasterio.Env(**cache_mb):
+        return _predict_scene(src, Path(dst), model=model, block_size=block_size, batch_size=batch_size, cog=cog,
+                              offset=offset, progress=progress, cache=cache, on_block=on_block)
+
+
+def _predict_scene(src, dst: Path, *, model, block_size, batch_size, cog, offset, progress, cache, on_block) -> Path:
     from tqdm.auto import tqdm
 
-    dst = Path(dst)
     scene = inputs.open_scene(src, offset)
     if min(scene.height, scene.width) < ghs.CONTEXT + 1:
         raise InputError(f"a {scene.height}x{scene.width} scene is too small (at least 3x3 pixels)", src)
