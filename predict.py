@@ -16,6 +16,11 @@ from the scene's CRS and centre; fetched and converted on first use, see `python
 or --model: a registry name (MODEL_CNN_32T), a published Keras-2 .h5 file, a .weights.h5 / .keras
 file or a train.py run folder of a GHS-S2Net.
 
+Other models: with --model naming a train.py run folder (or a .keras file with input_config.json
+beside it) of a patch classifier, --input is a GeoTIFF of the model's bands on its grid, cut into
+tiles of the model's input size; the output has one pixel per tile and a band per class
+(probability x 10000, uint16, nodata 65535; see scene/tiles.py).
+
 The scene is read and written block by block (--block_size) with a 2-pixel halo (reflect padding
 only at the scene's edges), and the network runs convolutionally over each block: peak memory does
 not depend on the scene's size. Output: uint16 probability x 10000, nodata 65535 where any input
@@ -45,15 +50,17 @@ def define_flags() -> None:
     flags.DEFINE_string("output", None, "The output GeoTIFF (uint16 probability x 10000, nodata 65535).",
                         short_name="o")
     flags.DEFINE_string("model", None, "A pretrained registry name (MODEL_CNN_32T), a Keras-2 .h5 file, a "
-                        ".weights.h5 / .keras file or a train.py run folder; default: the published model of "
-                        "the scene's UTM grid zone (from the tile id, else the CRS).")
+                        ".weights.h5 / .keras file or a train.py run folder; default: the published GHS-S2Net of "
+                        "the scene's UTM grid zone (from the tile id, else the CRS). A run folder of a patch "
+                        "classifier predicts one value per tile.")
     flags.DEFINE_float("offset", None, "DN offset added before scaling, e.g. -1000 (processing baseline 04.00 "
                        "and later) or 0; default: from the product metadata (0 for a composite). Required for a "
                        "product folder without MTD_*.xml.")
     flags.DEFINE_integer("block_size", 512, "Block side in pixels for windowed reads and writes (and the unit "
                          "of resuming).", lower_bound=1)
     flags.DEFINE_integer("batch_size", windows.DEFAULT_BATCH_SIZE, "Output pixels per model call (memory "
-                         "grows with it: ~batch_size x 2 KB per 512-channel activation).", lower_bound=1)
+                         "grows with it: ~batch_size x 2 KB per 512-channel activation); for a patch classifier, "
+                         "input pixels per call (at least one tile).", lower_bound=1)
     flags.DEFINE_boolean("cog", False, "Write a Cloud-Optimized GeoTIFF (with average overviews) instead of a "
                          "tiled GeoTIFF.")
     flags.DEFINE_string("cache_dir", None, "Pretrained cache folder (default: $EORECORDS_CACHE, else "
@@ -78,7 +85,19 @@ def main(argv: list[str]) -> int:
     """
     cli.no_arguments(argv)
     cli.required("input", "output")
-    from scene import inputs
+    from scene import inputs, tiles
+
+    if tiles.is_tile_model(FLAGS.model):  # a patch classifier from train.py: one prediction per tile
+        from prep.quiet import import_tensorflow
+
+        import_tensorflow()
+        spec = tiles.find_model(FLAGS.model)[1]["input_spec"]["image"]
+        done = tiles.predict_tiles(FLAGS.input, FLAGS.output, model=FLAGS.model, progress=FLAGS.progress,
+                                   batch_size=max(1, FLAGS.batch_size // (spec[0] * spec[1])))
+        print(f"{done['path']}: {done['tiles'][0]} x {done['tiles'][1]} tiles of {done['tile'][0]} x "
+              f"{done['tile'][1]} px ({done['nodata_tiles']} nodata); not classified: the last "
+              f"{done['unclassified'][0]} rows and {done['unclassified'][1]} columns")
+        return 0
 
     inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
     from prep.quiet import import_tensorflow
