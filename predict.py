@@ -99,13 +99,19 @@ def main(argv: list[str]) -> int:
               f"{done['unclassified'][0]} rows and {done['unclassified'][1]} columns")
         return 0
 
-    inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
+    scene = inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
+    model = FLAGS.model
+    if model is None:
+        from scene import zones
+
+        model = zones.pick_model(scene.crs, scene.transform, (scene.height, scene.width), scene.names)
+        print(f"model: {model} (the scene's UTM grid zone)", file=sys.stderr)
     from prep.quiet import import_tensorflow
 
     import_tensorflow()
     from scene import inference
 
-    out = inference.predict_scene(FLAGS.input, FLAGS.output, model=FLAGS.model, block_size=FLAGS.block_size,
+    out = inference.predict_scene(FLAGS.input, FLAGS.output, model=model, block_size=FLAGS.block_size,
                                   batch_size=FLAGS.batch_size, cog=FLAGS.cog, offset=FLAGS.offset,
                                   progress=FLAGS.progress, cache=FLAGS.cache_dir)
     print(out)
