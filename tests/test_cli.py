@@ -43,7 +43,7 @@ def console_scripts() -> dict[str, str]:
 OWN_FLAG = {
     "eorecords-prep": "bigearthnet", "eorecords-prep-bigearthnet": "--root_folder", "eorecords-prep-so2sat": "--h5",
     "eorecords-verify": "--batch_size", "eorecords-synthetic": "so2sat", "eorecords-train": "--learning_rate",
-    "eorecords-evaluate": "--predictions", "eorecords-pretrained": "--cache_dir",
+    "eorecords-evaluate": "--predictions", "eorecords-pretrained": "--cache_dir", "eorecords-predict": "--block_size",
 }
 
 
@@ -69,6 +69,7 @@ MISSING = [
     (["-m", "prep.synthetic", "so2sat"], "--out_dir"),
     (["train.py", "--data_dir", "x"], "--out_dir"),
     (["evaluate.py"], "--predictions"),
+    (["predict.py", "--output", "x.tif"], "--input"),
     (["-m", "prep.verify"], "OUT"),
     (["-m", "pretrained", "fetch"], "NAME"),
     (["-m", "prep", "nosuchdataset"], "unknown dataset"),
