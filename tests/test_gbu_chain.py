@@ -191,30 +191,22 @@ def test_bufrac_alone_skips_the_scene_steps_and_says_so(synth, tmp_path):
     np.testing.assert_allclose(read_float(tmp_path / "out" / "bufrac_clean.tif"), np.where(b <= 0.1, 0, b))
 
 
-def test_scene_alone_predicts_first(synth, tmp_path, monkeypatch):
-    try:
-        import scene.inference  # noqa: F401  (the real scene inference, once integrated)
-    except ImportError:
-        import types
+def test_scene_alone_predicts_first(synth, tmp_path):
+    """--scene without --bufrac runs scene inference (GHS-S2Net, random weights in the published layout) first."""
+    from tests.test_pretrained_keras2 import _layers, _weights, write_keras2_h5
 
-        def predict_scene(src, dst, *, model=None, block_size=512, batch_size=64, cog=False, offset=None,
-                          progress=True):
-            """Stand-in with the real signature: NDVI-based built-up probability, uint16 x 10000."""
-            with rasterio.open(src) as ds:
-                refl = ndvi.reflectance(ds.read(), offset or 0)
-                profile = ds.profile | {"count": 1, "nodata": 65535}
-            p = np.clip(0.5 - ndvi.ndvi(refl), 0, 1)
-            out = np.where(np.isnan(p), 65535, np.rint(np.nan_to_num(p) * 10000)).astype(np.uint16)
-            with rasterio.open(dst, "w", **profile) as ds:
-                ds.write(out, 1)
-            return Path(dst)
-
-        monkeypatch.setitem(sys.modules, "scene.inference", types.SimpleNamespace(predict_scene=predict_scene))
+    layers = _layers()
+    model = tmp_path / "MODEL_CNN_29T.h5"
+    write_keras2_h5(model, layers, _weights(layers, np.random.default_rng(0)))
     report = run_chain(tmp_path / "out", scene=synth["scene"],
-                       options=ChainOptions(aggregate=(), quicklooks=False, progress=False, kernel=(5, 5)), echo=None)
+                       options=ChainOptions(aggregate=(), quicklooks=False, progress=False, kernel=(5, 5),
+                                            model=str(model)), echo=None)
     with rasterio.open(report["inputs"]["prediction"]) as ds:
         pred = ds.read(1)
         assert ds.dtypes[0] == "uint16" and ds.nodata == 65535
+    with rasterio.open(synth["scene"]) as ds:
+        assert np.array_equal(pred == 65535, np.any(ds.read() == 0, axis=0))  # nodata where a band is 0
+    assert 0 < np.count_nonzero(pred < 65535)
     np.testing.assert_array_equal(read_float(tmp_path / "out" / "bufrac.tif"),
                                   np.where(pred == 65535, np.nan, pred / 10000).astype(np.float32))
     assert {"bufrac", "bufrac_clean", "greenness"} <= set(report["products"])

@@ -104,7 +104,9 @@ def _predict(scene: str, dst: Path, options: ChainOptions) -> str:
         raise UsageError(f"--scene needs scene inference (scene.inference.predict_scene: {e}); "
                          "give its output with --bufrac instead") from None
     kwargs: dict[str, Any] = dict(model=options.model, block_size=options.block_size, cog=False,
-                                  offset=options.offset or None, progress=options.progress)
+                                  # ours is the DN offset to remove, predict_scene's the one to add
+                                  offset=-float(options.offset) if options.offset else None,
+                                  progress=options.progress)
     if options.batch_size:
         kwargs["batch_size"] = options.batch_size
     return os.fspath(predict_scene(scene, dst, **kwargs))
