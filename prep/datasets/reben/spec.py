@@ -23,10 +23,9 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from prep.datasets.bigearthnet.spec import BANDS as S2_BANDS
 from prep.datasets.bigearthnet.spec import BAND_PRESETS as S2_PRESETS
+from prep.datasets.bigearthnet.spec import BANDS as S2_BANDS
 from prep.datasets.bigearthnet.spec import LABELS_19, LABELS_43, MAP_43_TO_19
-from prep.datasets.bigearthnet.spec import PIXELS_PER_PATCH as PIXELS_S2
 from prep.datasets.spec import MULTI_LABEL, Band, DatasetSpec, Field, Schema
 from prep.errors import InputError
 
@@ -40,6 +39,7 @@ S1_BANDS = (
 )
 S1_BAND_NAMES = tuple(b.name for b in S1_BANDS)
 S2_BAND_NAMES = tuple(b.name for b in S2_BANDS)
+PIXELS_S2 = sum(b.size for b in S2_BANDS)  # 80,000 pixels of the 12 S2 bands of one patch
 BANDS = S2_BANDS + S1_BANDS
 BAND_KEYS = {b.name: f"bands/{b.name}" for b in BANDS}
 

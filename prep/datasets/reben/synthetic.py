@@ -14,8 +14,9 @@ The catalogue and the S2 pixels are BigEarthNet-S2 v1's synthetic ones
 overlays), renamed to v2 patch ids (``<sat>_MSIL2A_<datetime>_N9999_R<orbit>_T<tile>_<row>_<col>``)
 with the 43-class labels turned into the 19-class names v2 lists. The overlaid patches go to the
 snow/cloud/shadow file with their flag set. The reference map draws each of the patch's 43-class
-labels as a band of rows with its CLC code, plus a corner of code 335 (glaciers, no 19-class target)
-when the patch has any label without a 19-class target. S1: a dB level per 19-class label plus noise.
+labels as a band of rows with its CLC code, crossed by a 2-pixel road (122), plus a corner of code
+335 (glaciers, outside the 43 classes) when the patch has any label without a 19-class target; both
+have no 19-class target. S1: a dB level per 19-class label plus noise.
 Deterministic in the seed.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ from prep.datasets.reben import spec as sp
 COUNTRIES = {"29SND": "Portugal", "29UPU": "Ireland", "31UFS": "Belgium", "32TNS": "Switzerland",
              "33UUP": "Austria", "34VER": "Finland", "35VPK": "Finland", "35ULA": "Lithuania"}
 SPLIT_VALUES = {"train": "train", "val": "validation", "test": "test"}
+ROAD_CODE = 122  # road and rail networks: among BigEarthNet's 43 classes, no 19-class target
 UNMAPPED_CODE = 335  # glaciers and perpetual snow: a CLC Level-3 code outside BigEarthNet's 43 classes
 _S1_LEVEL_DB = np.linspace(-20.0, -6.0, len(ben.LABELS_19)).astype(np.float32)  # VV level per 19-class label
 
@@ -59,6 +61,7 @@ def reference_map(spec: v1.PatchSpec) -> np.ndarray:
     out = np.zeros(sp.PATCH, np.uint16)
     for code, r in zip(codes, rows):
         out[r] = code
+    out[:, 60:62] = ROAD_CODE  # a road across every patch: a code without a 19-class target
     if any(ben.MAP_43_TO_19[i] < 0 for i in spec.labels43):
         out[:10, :10] = UNMAPPED_CODE
     return out
