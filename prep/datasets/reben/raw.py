@@ -58,6 +58,14 @@ class Patch(NamedTuple):
     cloud: bool
 
 
+def as_patch(item: Sequence) -> Patch:
+    """A ``Patch`` from its fields in order (a plan item after a JSON round trip is a list)."""
+    if isinstance(item, Patch):
+        return item
+    pid, labels, *rest = item
+    return Patch(pid, tuple(labels), *rest)
+
+
 def _product(name: str, drop: int) -> str:
     parts = name.split("_")
     if len(parts) <= drop or not all(parts[-drop:]):
@@ -328,7 +336,7 @@ def produce(items: Sequence[Patch], root: str, schema_name: str, class_order: st
     (``spec.record_values``), the bands for the statistics and the class indices in ``class_order``.
 
     Args:
-      items: the shard's patches.
+      items: the shard's patches (``Patch``, or its fields as a list: a Beam task travels as JSON).
       root: the local archive folder.
       schema_name: one of ``spec.SCHEMAS``.
       class_order: "nomenclature" or "alphabetical".
@@ -336,7 +344,8 @@ def produce(items: Sequence[Patch], root: str, schema_name: str, class_order: st
       reference_maps: read and write the reference map.
     """
     schema = sp.SCHEMAS[schema_name]
-    for patch in items:
+    for item in items:
+        patch = as_patch(item)
         try:
             p = read_patch(root, patch, with_s1, reference_maps)
         except (BandError, RebenInputError) as e:
