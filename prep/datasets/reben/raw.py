@@ -352,4 +352,27 @@ def produce(items: Sequence[Patch], root: str, schema_name: str, class_order: st
             yield Skip(patch.patch_id, str(e))
             continue
         values = sp.record_values(p, schema, class_order)
-        yield Record(patch.patch_id, values, p["bands"], values["labels19/index"])
+        s2 = {b: px for b, px in p["bands"].items() if b not in sp.S1_BAND_NAMES}
+        s1 = [(b, s1_state(p["bands"][b])) for b in sp.S1_BAND_NAMES if b in p["bands"]]
+        yield Record(patch.patch_id, values, s2, values["labels19/index"], band_states=s1)
+
+
+def s1_state(pixels: np.ndarray) -> dict:
+    """``prep.stats.float_state`` of one float32 S1 band, without BLAS.
+
+    The sum of squares is numpy's own loop (``einsum``), not ``np.dot``: a BLAS call of 14,400
+    values wakes OpenBLAS's threads, which on a busy machine cost about 25 ms per call (measured:
+    S1 preparation ran at 16 patches/s against 109 for S2 alone). It may differ from
+    ``float_state``'s in the last bits, the same for any worker count or runner.
+
+    Args:
+      pixels: [120, 120] float32 dB.
+
+    Returns:
+      The partial state (count, sum, sumsq, min, max, sample) ``BandStats.merge_state`` takes.
+    """
+    from prep.stats import SAMPLE_STRIDE
+
+    a64 = np.asarray(pixels, np.float64).reshape(-1)
+    return {"count": a64.size, "sum": float(a64.sum()), "sumsq": float(np.einsum("i,i->", a64, a64)),
+            "min": float(a64.min()), "max": float(a64.max()), "sample": a64[::SAMPLE_STRIDE].copy()}

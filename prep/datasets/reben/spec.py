@@ -270,6 +270,6 @@ def record_values(patch: Mapping, schema: Schema, class_order: str = DEFAULT_CLA
     v["meta/cloud_or_shadow"] = [int(bool(patch.get("cloud")))]
     v["geo/epsg"] = [int(patch.get("epsg") or 0)]
     v["geo/transform"] = [np.asarray(patch.get("transform") or (0.0,) * 6, "<f8").tobytes()]
-    if REFERENCE_MAP_KEY in {f.key for f in schema.fields}:
+    if schema.name.endswith("_refmap"):
         v[REFERENCE_MAP_KEY] = [reference_map_classes(patch["reference_map"], class_order).tobytes()]
     return v
