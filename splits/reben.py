@@ -8,16 +8,16 @@ No list is stored here: the parquet files are the source.
 """
 from __future__ import annotations
 
-# metadata.parquet ``split`` value -> the records' split name, in record order of the splits
-SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}
-SPLITS = tuple(SPLIT_NAMES.values())
+# metadata.parquet ``split`` value -> the records' split name ("val" too: some re-distributions write it)
+SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+SPLITS = ("train", "val", "test")  # the records' splits, in manifest order
 
 
 def split_name(value: object) -> str:
     """The records' split name of one ``split`` value of ``metadata.parquet``.
 
     Args:
-      value: the column's value (``"train"``, ``"validation"`` or ``"test"``).
+      value: the column's value (``"train"``, ``"validation"`` (or ``"val"``) or ``"test"``).
 
     Returns:
       ``"train"``, ``"val"`` or ``"test"``.

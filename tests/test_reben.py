@@ -266,3 +266,23 @@ def test_a_bad_row_is_skipped_and_counted_with_on_error_skip(archive, tmp_path):
     m = prepare(root, tmp_path / "out", on_error="skip")
     assert m.totals["skipped"] == 1 and "unknown label 'Glaciers'" in m["skipped"][0]["reason"]
     assert m.totals["listed"] == 12 == m.totals["written"] + m.totals["excluded"] + m.totals["skipped"]
+
+
+def test_unusable_metadata_rows_and_columns_name_the_file_and_row(archive, tmp_path):
+    import pyarrow as pa
+
+    rows = pq.read_table(archive / raw.METADATA).to_pylist()[:3]
+    bad_split = [dict(r) for r in rows]
+    bad_split[2]["split"] = "holdout"
+    synthetic.write_metadata(tmp_path / "a.parquet", bad_split)
+    with pytest.raises(sp.RebenInputError, match=r"a\.parquet: row 2 \(S2.*\): split value 'holdout' is not one of"):
+        raw.read_metadata(str(tmp_path / "a.parquet"))
+    no_flag = pa.Table.from_pylist(rows).drop_columns(["contains_seasonal_snow"])
+    pq.write_table(no_flag, tmp_path / "b.parquet")
+    with pytest.raises(sp.RebenInputError, match=r"b\.parquet: no column contains_seasonal_snow"):
+        raw.read_metadata(str(tmp_path / "b.parquet"))
+    null_flag = [dict(r) for r in rows]
+    null_flag[0]["contains_cloud_or_shadow"] = None
+    synthetic.write_metadata(tmp_path / "c.parquet", null_flag)
+    with pytest.raises(sp.RebenInputError, match=r"row 0 .*contains_cloud_or_shadow is None, not true or false"):
+        raw.read_metadata(str(tmp_path / "c.parquet"))

@@ -148,41 +148,40 @@ def read_metadata(path: str) -> list[Row]:
     if missing:
         raise RebenInputError(f"no column {', '.join(missing)} (columns: {', '.join(table.column_names)})", path=path)
     cols = {c: table.column(c).to_pylist() for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in table.column_names}
-    known = set(ben.LABELS_19)
+    n = table.num_rows
+    optional = [cols.get(c) or [""] * n for c in ("s2v1_name", "country")]
+    known = frozenset(ben.LABELS_19)
     rows = []
-    for i in range(table.num_rows):
-        pid, s1 = cols["patch_id"][i], cols["s1_name"][i]
-        where = f"row {i}"
-        if not isinstance(pid, str):
-            raise RebenInputError(f"{where}: patch_id {pid!r} is not a name", path=path)
-        where += f" ({pid})"
-        try:
-            s2_product(pid)
-            s1_product(s1 if isinstance(s1, str) else "")
-        except ValueError as e:
-            raise RebenInputError(f"{where}: {e}", path=path) from None
-        try:
-            split = rules.split_name(cols["split"][i])
-        except ValueError as e:
-            raise RebenInputError(f"{where}: {e}", path=path) from None
-        flags = []
-        for c in ("contains_seasonal_snow", "contains_cloud_or_shadow"):
-            v = cols[c][i]
-            if not isinstance(v, (bool, np.bool_)):
-                raise RebenInputError(f"{where}: {c} is {v!r}, not true or false", path=path)
-            flags.append(bool(v))
-        labels = cols["labels"][i]
+    for i, (pid, s1, split, labels, snow, cloud, s2v1, country) in enumerate(zip(
+            cols["patch_id"], cols["s1_name"], cols["split"], cols["labels"], cols["contains_seasonal_snow"],
+            cols["contains_cloud_or_shadow"], *optional)):
+        if not (isinstance(pid, str) and pid.count("_") >= 2 and isinstance(s1, str) and s1.count("_") >= 3
+                and split in rules.SPLIT_NAMES and type(snow) is bool and type(cloud) is bool):
+            raise RebenInputError(_row_problem(i, pid, s1, split, snow, cloud), path=path)
         problem = None
-        if not isinstance(labels, (list, tuple)) or not all(isinstance(n, str) for n in labels):
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             problem, labels = f"labels {labels!r} is not a list of names", []
-        else:
-            unknown = [n for n in labels if n not in known]
-            if unknown:
-                problem = f"unknown label {unknown[0]!r} (not in the 19-class nomenclature)"
-        patch = Patch(pid, tuple(labels), s1, str(cols.get("s2v1_name", [None] * (i + 1))[i] or ""),
-                      str(cols.get("country", [None] * (i + 1))[i] or ""), *flags)
-        rows.append(Row(i, split, patch, problem))
+        elif not known.issuperset(labels):
+            unknown = next(x for x in labels if x not in known)
+            problem = f"unknown label {unknown!r} (not in the 19-class nomenclature)"
+        rows.append(Row(i, rules.SPLIT_NAMES[split], Patch(pid, tuple(labels), s1, str(s2v1 or ""),
+                                                            str(country or ""), snow, cloud), problem))
     return rows
+
+
+def _row_problem(i: int, pid, s1, split, snow, cloud) -> str:
+    """What makes a metadata row unusable (``read_metadata``'s fast check failed), as a message."""
+    if not isinstance(pid, str):
+        return f"row {i}: patch_id {pid!r} is not a name"
+    where = f"row {i} ({pid})"
+    try:
+        s2_product(pid)
+        s1_product(s1 if isinstance(s1, str) else repr(s1))
+        rules.split_name(split)
+    except ValueError as e:
+        return f"{where}: {e}"
+    column, value = ("contains_seasonal_snow", snow) if type(snow) is not bool else ("contains_cloud_or_shadow", cloud)
+    return f"{where}: {column} is {value!r}, not true or false"
 
 
 def exclusion_reason(patch: Patch, listed_apart: str | None) -> str | None:
