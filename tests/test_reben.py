@@ -286,3 +286,23 @@ def test_unusable_metadata_rows_and_columns_name_the_file_and_row(archive, tmp_p
     synthetic.write_metadata(tmp_path / "c.parquet", null_flag)
     with pytest.raises(sp.RebenInputError, match=r"row 0 .*contains_cloud_or_shadow is None, not true or false"):
         raw.read_metadata(str(tmp_path / "c.parquet"))
+
+
+def test_the_tfds_builder_gives_the_records_values(archive, tmp_path):
+    import tensorflow_datasets as tfds
+
+    from prep.datasets.reben.tfds_builder import Reben
+
+    prepare(archive, tmp_path / "out", reference_maps=True)
+    recs = records(tmp_path / "out")
+    builder = Reben(config="s2_refmap", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(archive)))
+    assert {s: builder.info.splits[s].num_examples for s in builder.info.splits} == {
+        {"val": "validation"}.get(s, s): n["written"] for s, n in load(tmp_path / "out").splits.items() if n["written"]}
+    for ex in tfds.as_numpy(builder.as_dataset(split="train")):
+        rec = recs[ex["patch_id"].decode()]
+        assert rec["split"] == "train"
+        np.testing.assert_array_equal(ex["labels_multi_hot"], rec["labels19/multi_hot"])
+        np.testing.assert_array_equal(ex["reference_map"].ravel(), np.frombuffer(rec["reference_map"][0], np.uint8))
+        np.testing.assert_array_equal(ex["B8A"].ravel(), np.frombuffer(rec["bands/B8A"][0], "<u2"))
+        assert ex["B01"].shape == (20, 20) and "VV" not in ex
