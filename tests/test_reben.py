@@ -293,9 +293,9 @@ def test_the_tfds_builder_gives_the_records_values(archive, tmp_path):
 
     from prep.datasets.reben.tfds_builder import Reben
 
-    prepare(archive, tmp_path / "out", reference_maps=True)
+    prepare(archive, tmp_path / "out", with_s1=True, reference_maps=True)
     recs = records(tmp_path / "out")
-    builder = Reben(config="s2_refmap", data_dir=str(tmp_path / "tfds"))
+    builder = Reben(config="s1s2_refmap", data_dir=str(tmp_path / "tfds"))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(archive)))
     assert {s: builder.info.splits[s].num_examples for s in builder.info.splits} == {
         {"val": "validation"}.get(s, s): n["written"] for s, n in load(tmp_path / "out").splits.items() if n["written"]}
@@ -305,4 +305,5 @@ def test_the_tfds_builder_gives_the_records_values(archive, tmp_path):
         np.testing.assert_array_equal(ex["labels_multi_hot"], rec["labels19/multi_hot"])
         np.testing.assert_array_equal(ex["reference_map"].ravel(), np.frombuffer(rec["reference_map"][0], np.uint8))
         np.testing.assert_array_equal(ex["B8A"].ravel(), np.frombuffer(rec["bands/B8A"][0], "<u2"))
-        assert ex["B01"].shape == (20, 20) and "VV" not in ex
+        np.testing.assert_array_equal(ex["VH"].ravel(), np.frombuffer(rec["bands/VH"][0], "<f4"))
+        assert ex["B01"].shape == (20, 20) and ex["VV"].shape == (120, 120) and ex["VV"].dtype == np.float32

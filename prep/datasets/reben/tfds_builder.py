@@ -108,7 +108,8 @@ def example(record: Record, reference_maps: bool) -> dict:
     ``patch_id``, ``s1_name``, ``country``.
     """
     v = record.values
-    ex = dict(record.bands)
+    ex = {b: np.frombuffer(v[key][0], np.dtype(sp.SPEC.band(b).dtype).newbyteorder("<")).reshape(sp.SPEC.band(b).shape)
+          for b, key in sp.BAND_KEYS.items() if key in v}
     ex["labels"] = list(record.labels)
     ex["labels_multi_hot"] = np.asarray(v["labels19/multi_hot"], np.uint8)
     if reference_maps:
