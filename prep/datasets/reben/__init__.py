@@ -16,7 +16,6 @@ nomenclature are imported from ``prep.datasets.bigearthnet``. Published figures 
 ResNet50 S1+S2 AP macro/micro 0.703/0.861, F1 macro/micro 0.644/0.767.
 Source: Clasen et al., reBEN (2024); https://bigearth.net.
 """
-from prep.datasets.bigearthnet import band_stats
 from prep.datasets.contract import Dataset
 from prep.datasets.reben.spec import *  # noqa: F403  (the definition, as prep.datasets.reben.X)
 from prep.datasets.reben.spec import NAME, SPEC
@@ -40,7 +39,7 @@ DATASET = Dataset(
     command="prep.datasets.reben.command",
     synthetic="prep.datasets.reben.synthetic",
     tfds_builder="prep.datasets.reben.tfds_builder:Reben",
-    upstream_stats=band_stats.S2,  # BigEarthNet-S2 v1's published S2 statistics (same bands, same DN)
+    upstream_stats=None,  # reBEN's reference code computes its own; none are stored here: use the train split's
     default_model="K-BranchCNN",
     default_bands="10m20m",
     homepage="https://bigearth.net",
