@@ -156,7 +156,7 @@ def read_metadata(path: str) -> list[Row]:
             cols["patch_id"], cols["s1_name"], cols["split"], cols["labels"], cols["contains_seasonal_snow"],
             cols["contains_cloud_or_shadow"], *optional)):
         if not (isinstance(pid, str) and pid.count("_") >= 2 and isinstance(s1, str) and s1.count("_") >= 3
-                and split in rules.SPLIT_NAMES and type(snow) is bool and type(cloud) is bool):
+                and isinstance(split, str) and split in rules.SPLIT_NAMES and type(snow) is bool and type(cloud) is bool):
             raise RebenInputError(_row_problem(i, pid, s1, split, snow, cloud), path=path)
         problem = None
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
