@@ -22,6 +22,7 @@ PACKAGES = {
     "sentinel2_global_lulc": "prep.datasets.sentinel2_global_lulc",
     "sen12ms": "prep.datasets.sen12ms",
     "eurosat_ms": "prep.datasets.eurosat",
+    "reben": "prep.datasets.reben",
 }
 
 
