@@ -422,7 +422,6 @@ def train(cfg: TrainConfig) -> dict:
 
     tf = import_tensorflow()  # without its start-up banner
     import keras
-
     import numpy as np
 
     import models
