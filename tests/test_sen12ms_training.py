@@ -235,3 +235,22 @@ def test_multi_label_trains_and_evaluates(archive, tmp_path):
 
     assert result["micro_f1_score"] == pytest.approx(
         f1_score(saved["targets"], saved["scores"] >= 0.5, average="micro", zero_division=0))
+
+
+def test_segmentation_flagfiles():
+    import re
+
+    import models
+    from prep.datasets.sen12ms import spec as sp
+
+    defined = set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', (Path(__file__).resolve().parents[1] / "train.py").read_text()))
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*_SEN12MS-seg_*.flags"))
+    assert len(files) == 2
+    for f in files:
+        values = dict(line[2:].split("=", 1) if "=" in line else (line[2:], "") for line in f.read_text().splitlines()
+                      if line.startswith("--"))
+        assert all(n in defined or (n.startswith("no") and n[2:] in defined) for n in values), f.name
+        assert models.get(values["model"]).default_task == "segmentation"
+        assert len(sp.SPEC.resolve_bands(values["bands"])) in (10, 12)
+        assert (values["batch_size"], values["learning_rate"], values["weight_decay"], values["optimizer"]) == (
+            "64", "0.001", "0.00001", "adam")
