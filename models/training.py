@@ -446,6 +446,8 @@ def write_history(path: str, rows: Sequence[Mapping]) -> None:
 def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
     """Plots curves.png: loss and micro-F1 per epoch, training and (when present) validation.
 
+    Segmentation runs (rows with ``val_miou``) also get the validation mIoU beside the micro-F1.
+
     The x axis is the rows' epoch numbers (from 1); matplotlib runs on the Agg backend.
     """
     import matplotlib
@@ -460,6 +462,9 @@ def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
         val = [r.get(f"val_{key}") for r in rows]
         if any(v is not None for v in val):
             ax.plot(epochs, [np.nan if v is None else v for v in val], marker="o", label="validation")
+        if key == "micro_f1" and any(r.get("val_miou") is not None for r in rows):  # segmentation
+            ax.plot(epochs, [np.nan if r.get("val_miou") is None else r["val_miou"] for r in rows], marker="s",
+                    label="validation mIoU")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
