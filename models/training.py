@@ -263,11 +263,11 @@ def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0,
     pixels (0 for an example without any), class weights scaling each pixel by its class.
 
     Args:
-        task: "multi_label" or "single_label".
-        num_classes: C, the width of the ``[batch, C]`` float32 logits.
+        task: "multi_label", "single_label" or "segmentation".
+        num_classes: C, the width of the ``[batch, C]`` (segmentation: ``[batch, H, W, C]``) float32 logits.
         label_smoothing: smoothing factor in [0, 1) (0 = none).
-        class_weights: ``[C]`` weights scaling each class's term (multi-label) or each example by
-            its class (single-label); None = unweighted.
+        class_weights: ``[C]`` weights scaling each class's term (multi-label), each example by
+            its class (single-label) or each pixel by its class (segmentation); None = unweighted.
 
     Returns:
         A function ``(targets, logits) -> [batch]`` float32 loss.

@@ -7,7 +7,8 @@ bands, classes, shard files, train-split statistics) and from the dataset defini
 
 Per batch (records are batched first, then parsed together with ``tf.io.parse_example``):
 
-1. parse the selected bands (raw little-endian bytes, Int64List or FloatList) and the labels;
+1. parse the selected bands (raw little-endian bytes, Int64List or FloatList) and the labels (for a
+   mask schema, ``Schema.mask_sources``: per-pixel class ids, ``mask_targets``);
 2. stack the bands of one native grid, apply the same random dihedral transform (flips and 90
    degree rotations) to every grid of a sample when augmenting;
 3. clip the bands whose definition gives a value range (``Band.clip``, e.g. SEN12MS S1 to [-25, 0] dB),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.metrics import confusion_matrix, jaccard_score
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, jaccard_score
 
 from models import training
 from prep import cli, reader, tfrecord
@@ -195,13 +195,22 @@ def test_segmentation_trains_and_evaluates(archive, masks, tmp_path):
     labels = sorted(set(t.tolist()) | set(p.tolist()))
     assert result["miou"] == pytest.approx(jaccard_score(t, p, labels=labels, average="macro"), abs=1e-6)
     assert result["overall_accuracy"] == pytest.approx((t == p).mean(), abs=1e-9)
+    assert result["cohen_kappa"] == pytest.approx(cohen_kappa_score(t, p), abs=1e-6)
+    per_class = jaccard_score(t, p, labels=labels, average=None)
+    for j, v in zip(labels, per_class):
+        assert result[f"iou_class{j}"] == pytest.approx(v, abs=1e-9)
+    assert not any(f"iou_class{j}" in result for j in set(range(10)) - set(labels))
     details = json.loads((ev / "eval_details.json").read_text())
     assert details["pixels"] == valid.sum()
     top = np.bincount(t, minlength=10).argmax()
     assert details["best_constant_predictor"]["pixel_accuracy"] == pytest.approx((t == top).mean())
 
-    # a classification model on mask data is refused, before the run folder is made
-    from prep.errors import InputError
+    # masks are evaluated with --model only; a classification model on mask data is refused, before the run
+    # folder is made
+    from prep.errors import InputError, UsageError
+
+    with pytest.raises(UsageError, match="segmentation"):
+        evaluate.evaluate_predictions(str(tmp_path / "none.npz"), str(tmp_path / "e"), task="segmentation")
 
     with pytest.raises(InputError, match="segmentation"):
         train.train(train.TrainConfig(str(data), str(tmp_path / "bad"), model="So2Sat-ResNet11", batch_size=4,
