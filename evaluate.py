@@ -873,7 +873,8 @@ def evaluate_folds(model: str, fold_numbers: Sequence[int], out_dir: str, *, dat
         if (r["classes"], r["task"]) != (first["classes"], first["task"]):
             raise InputError(f"fold {k} has other classes or another task than fold {fold_numbers[0]}",
                              path=r["out_dir"])
-    chosen = folds.SINGLE_LABEL_METRICS if first["task"] == Task.SINGLE_LABEL else folds.MULTI_LABEL_METRICS
+    chosen = {Task.SINGLE_LABEL: folds.SINGLE_LABEL_METRICS, Task.SEGMENTATION: folds.SEGMENTATION_METRICS}.get(
+        first["task"], folds.MULTI_LABEL_METRICS)
     summary = folds.summarize([r["result"] for r in runs], first["classes"], [r["out_dir"] for r in runs], chosen)
     written = folds.write_summary(out_dir, summary, "folds_summary")
     if echo:

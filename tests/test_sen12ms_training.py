@@ -264,3 +264,19 @@ def test_segmentation_flagfiles():
         assert len(sp.SPEC.resolve_bands(values["bands"])) in (10, 12)
         assert (values["batch_size"], values["learning_rate"], values["weight_decay"], values["optimizer"]) == (
             "64", "0.001", "0.00001", "adam")
+
+
+def test_segmentation_folds_summary():
+    from evaluation import folds
+    from evaluation.segmentation_report import segmentation_result
+
+    rng = np.random.default_rng(4)
+    results = []
+    for _ in range(2):
+        t = rng.integers(0, 3, 400)
+        p = np.where(rng.random(400) < 0.7, t, rng.integers(0, 3, 400))
+        results.append(segmentation_result(confusion_matrix(t, p, labels=range(3)))[0])
+        assert results[-1]["miou"] == pytest.approx(jaccard_score(t, p, average="macro"))
+    s = folds.summarize(results, ["a", "b", "c"], ["f0", "f1"], folds.SEGMENTATION_METRICS)
+    assert s["metrics"]["miou"]["mean"] == pytest.approx(np.mean([r["miou"] for r in results]))
+    assert set(s["per_class_f1"]) == {"a", "b", "c"} and "mIoU" in folds.console_table(s)
