@@ -30,6 +30,12 @@ required. --fold K evaluates fold K alone ('{fold}' replaced in --model, --data_
 
   python evaluate.py --model 'runs/lulc_fold{fold}' --data_dir 'lulc_fold{fold}' --all_folds 5 --out_dir eval_folds
 
+Segmentation data (a mask target, e.g. SEN12MS prepared with --target dfc10_mask; a UNet-* model):
+--model runs the model over the split and accumulates the pixel confusion matrix over the pixels
+whose target is not ignored; the report holds mIoU, per-class IoU, overall (pixel) accuracy, kappa
+and the majority-class baseline (evaluation/segmentation_report.py). The per-pixel predictions are
+not saved (a split's masks are large), so --predictions and the threshold flags do not apply.
+
 Writes into the output folder: eval_result.json, eval_details.json, per_class_metrics.csv,
 report.md and the PNG plots (see evaluation/report.py), and prints a table. Bad input (a missing
 or malformed file, a model that does not fit the data) is reported as one line,
@@ -49,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 from absl import flags, logging
 
-from evaluation import folds, metrics, report
+from evaluation import folds, metrics, report, segmentation, segmentation_report
 from prep import cli
 from prep.datasets.spec import Task
 from prep.errors import InputError, UsageError
@@ -350,6 +356,9 @@ def evaluate_predictions(path: str, out_dir: str, *, task: str = "auto", thresho
       InputError: an unreadable or inconsistent predictions or thresholds file.
       UsageError: ``threshold`` or ``thresholds_from`` given for single-label predictions.
     """
+    if task == Task.SEGMENTATION:
+        raise UsageError("segmentation is evaluated with --model (the per-pixel predictions are not saved)",
+                         path=os.fspath(path))
     scores, targets, names, task = load_predictions(path, task)
     meta = {"predictions": os.path.abspath(path)}
     if task == Task.SINGLE_LABEL:
@@ -637,6 +646,55 @@ def predict_split(model: keras.Model, data_dir: str, split: str, settings: dict,
     return np.concatenate(scores), np.concatenate(targets)
 
 
+def predict_masks(model: keras.Model, data_dir: str, split: str, settings: dict, num_classes: int, batch_size: int,
+                  max_batches: int = 0, total: int | None = None) -> segmentation.SegmentationAccumulator:
+    """Run a segmentation model over ``split`` and accumulate its pixel confusion matrix.
+
+    Each pixel's prediction is the argmax of its C logits; pixels whose target is
+    ``IGNORE_INDEX`` are left out. A tqdm bar shows the batches.
+
+    Args:
+      model: the Keras model (per-pixel logits [B, H, W, C]).
+      data_dir: the prepared dataset directory (a mask schema).
+      split: the split to run over.
+      settings: ``input_settings``' keyword arguments.
+      num_classes: C.
+      batch_size: examples per batch.
+      max_batches: stop after this many batches (0 = the whole split).
+      total: the split's record count, for the progress bar only (None: unknown).
+
+    Returns:
+      The filled ``SegmentationAccumulator`` (its ``samples`` attribute: the images read).
+
+    Raises:
+      InputError: the model's output does not fit the masks, or the split is empty.
+    """
+    from tqdm import tqdm
+
+    from prep.datasets.spec import IGNORE_INDEX
+
+    ds = make_dataset(data_dir, split, settings, batch_size)
+    acc = segmentation.SegmentationAccumulator(num_classes, ignore=(IGNORE_INDEX,))
+    acc.samples = 0
+    n_batches = math.ceil(total / batch_size) if total else None
+    if max_batches:
+        n_batches = min(n_batches or max_batches, max_batches)
+    for i, (features, y) in enumerate(tqdm(ds, total=n_batches, desc=f"{split}", unit="batch")):
+        if max_batches and i >= max_batches:
+            break
+        logits = np.asarray(model(model_inputs(model, features, data_dir), training=False))
+        y = np.asarray(y)
+        if logits.shape != (*y.shape, num_classes):
+            raise InputError(f"the model's output shape {logits.shape} does not fit the masks {y.shape} of the "
+                             f"dataset's {num_classes} classes (a segmentation model gives [B, H, W, C] logits)",
+                             path=data_dir)
+        acc.update(y, logits.argmax(-1))
+        acc.samples += len(y)
+    if not acc.samples:
+        raise InputError(f"split {split!r} yielded no batches", path=data_dir)
+    return acc
+
+
 def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str | None = None, split: str = "test",
                    checkpoint: str = "best", task: str = "auto", threshold: float | None = None,
                    thresholds_from: str | None = None, threshold_split: str | None = None, batch_size: int = 256,
@@ -691,6 +749,12 @@ def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str
     if task == Task.SINGLE_LABEL:
         _refuse_thresholds_for_single_label(data_dir, threshold=threshold, thresholds_from=thresholds_from,
                                             threshold_split=threshold_split)
+    if task == Task.SEGMENTATION:
+        given = [f"--{k}" for k, v in (("threshold", threshold), ("thresholds_from", thresholds_from),
+                                        ("threshold_split", threshold_split)) if v not in (None, "")]
+        if given:
+            raise UsageError(f"segmentation data: {' and '.join(given)} applies to multi-label data only (a pixel's "
+                             "prediction is its top-scoring class); leave it out", path=data_dir)
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     settings = input_settings(config, overrides or {})
     shown = {k: ("the training statistics" if k == "normalize" and isinstance(v, dict) else v)
@@ -704,6 +768,15 @@ def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str
 
     meta = {"model": os.path.abspath(model_file), "data_dir": os.path.abspath(data_dir), "split": split,
             "input": {k: v for k, v in settings.items()}}
+    if task == Task.SEGMENTATION:
+        acc = predict_masks(model, data_dir, split, settings, len(class_names), batch_size, max_batches,
+                            written(split))
+        meta["samples"] = acc.samples
+        out = segmentation_report.write_segmentation_report(out_dir, acc, class_names, meta=meta, plots=plots,
+                                                            echo=echo)
+        out["out_dir"] = out_dir
+        out["classes"], out["task"] = class_names, task
+        return out
     val_path = None
     if task == Task.MULTI_LABEL:
         if threshold_split:
@@ -800,7 +873,8 @@ def evaluate_folds(model: str, fold_numbers: Sequence[int], out_dir: str, *, dat
         if (r["classes"], r["task"]) != (first["classes"], first["task"]):
             raise InputError(f"fold {k} has other classes or another task than fold {fold_numbers[0]}",
                              path=r["out_dir"])
-    chosen = folds.SINGLE_LABEL_METRICS if first["task"] == Task.SINGLE_LABEL else folds.MULTI_LABEL_METRICS
+    chosen = {Task.SINGLE_LABEL: folds.SINGLE_LABEL_METRICS, Task.SEGMENTATION: folds.SEGMENTATION_METRICS}.get(
+        first["task"], folds.MULTI_LABEL_METRICS)
     summary = folds.summarize([r["result"] for r in runs], first["classes"], [r["out_dir"] for r in runs], chosen)
     written = folds.write_summary(out_dir, summary, "folds_summary")
     if echo:

@@ -8,7 +8,9 @@ The input pipeline is ``prep.reader`` (bands, resampling and normalization by fl
 input the model was published with: K-BranchCNN gets its three resolution groups, the 120x120x10
 models B04 B03 B02 B08 + bicubic-upsampled 20 m bands), the model comes from ``models.build``.
 Loss: sigmoid cross-entropy for multi-label datasets, softmax cross-entropy for single-label ones
-(on logits), optional label smoothing and class weights; Adam by default, optional learning-rate
+(on logits), per-pixel softmax cross-entropy without the ignored pixels (``IGNORE_INDEX``) for
+segmentation masks (e.g. SEN12MS prepared with ``--target dfc10_mask``; models UNet-*), optional
+label smoothing and class weights; Adam by default, optional learning-rate
 schedule; mixed precision and tf.distribute strategies.
 
 The run folder RUN (--out_dir, or -o; --run_dir is an alias kept for old command lines) receives:
@@ -19,8 +21,9 @@ The run folder RUN (--out_dir, or -o; --run_dir is an alias kept for old command
   checkpoints/          tf.train checkpoints every --checkpoint_every_steps and at each epoch end
   logs/train, logs/val  TensorBoard summaries
   history.csv           per-epoch (numbered from 1) loss, micro-F1, learning rate, validation loss and micro-F1
+                        (segmentation: pixel accuracy as micro-F1, and the validation mIoU)
   curves.png            training curves
-  best.keras            the model with the best validation micro-F1
+  best.keras            the model with the best validation micro-F1 (segmentation: the best validation mIoU)
   final.keras           the model after the last epoch, and saved_model/ (SavedModel for serving)
   eval_test/            the best model evaluated on the test split (evaluate.py), when asked
 
@@ -185,7 +188,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_steps", d.max_steps, "Stop after this many steps in all (0 = no limit); the run "
                          "can be continued with --resume.", lower_bound=0)
     flags.DEFINE_string("train_split", d.train_split, "Training split.")
-    flags.DEFINE_string("val_split", d.val_split, "Validation split (best model by its micro-F1); '' = none.")
+    flags.DEFINE_string("val_split", d.val_split, "Validation split (best model by its micro-F1; by its mIoU "
+                        "for segmentation); '' = none.")
     flags.DEFINE_string("test_split", d.test_split, "Split evaluated at the end with --evaluate_test.")
     flags.DEFINE_integer("checkpoint_every_steps", d.checkpoint_every_steps, "Checkpoint every N steps "
                          "(0 = at epoch ends only).", lower_bound=0)
@@ -349,6 +353,17 @@ def _check_batch_size(cfg: TrainConfig, manifest: Mapping) -> int:
     return min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
 
 
+def _check_output(model, task: str, name: str) -> None:
+    """InputError unless the model's output fits the task: [B, H, W, C] for segmentation, [B, C] otherwise."""
+    rank = len(model.output.shape)
+    if task == "segmentation" and rank != 4:
+        raise InputError("the data hold per-pixel masks (segmentation); this model gives one score vector per image",
+                         path=f"--model {name}", hint="choose a segmentation model: UNet-ResNet50, UNet-Tiny")
+    if task != "segmentation" and rank != 2:
+        raise InputError(f"the model gives per-pixel scores; the data's task is {task}", path=f"--model {name}",
+                         hint="choose a classification model, or prepare a mask target (e.g. --target dfc10_mask)")
+
+
 def _history_before(rows: list[dict], start_epoch: int) -> list[dict]:
     """The history.csv rows of the ``start_epoch`` epochs a resumed run has finished.
 
@@ -365,7 +380,7 @@ def train(cfg: TrainConfig) -> dict:
     Everything that can be wrong with the request (data folder, model name, bands, batch size, run
     folder state) is checked before ``cfg.out_dir`` is created or written: an ``EORecordsError``
     then leaves no file behind, and a run folder this call created is removed again if the start
-    fails. ``summary["best_val_micro_f1"]`` is None until an epoch has ended. The files written
+    fails. ``summary["best_score"]`` is None until an epoch has ended. The files written
     into ``cfg.out_dir`` are listed in the module docstring.
 
     Args:
@@ -375,9 +390,12 @@ def train(cfg: TrainConfig) -> dict:
     Returns:
       A dict: "out_dir" (the run folder); "history" (one dict per finished epoch, numbered from
       1: epoch, step, learning_rate, loss (mean per example), micro_f1, val_loss, val_micro_f1
-      (None without a validation split), seconds (wall time of the epoch, validation included));
-      "stopped" (True when --max_steps ended the run before the last epoch); "best_val_micro_f1"
-      (the best micro-F1, in [0, 1], or None); "best_by" ("validation", or "training" without a
+      (None without a validation split), seconds (wall time of the epoch, validation included),
+      val_miou (segmentation with a validation split, else None)); "stopped" (True when --max_steps
+      ended the run before the last epoch); "best_metric" ("miou" for segmentation with a validation
+      split, else "micro_f1") and "best_score" (its best value in [0, 1], or None);
+      "best_val_micro_f1" / "best_val_miou" (the same value under the metric's name, None under the
+      other); "best_by" ("validation", or "training" without a
       validation split); "steps" (optimizer steps taken in all); "test" (``evaluate_best``'s
       result, or None); "files" (final.keras and saved_model/, written by the chief once the last
       epoch ended).
@@ -404,8 +422,10 @@ def train(cfg: TrainConfig) -> dict:
 
     tf = import_tensorflow()  # without its start-up banner
     import keras
+    import numpy as np
 
     import models
+    from evaluation.segmentation import iou_metrics
     from models import training
     from prep import reader
 
@@ -422,6 +442,8 @@ def train(cfg: TrainConfig) -> dict:
                                   per_resolution=cfg.per_resolution if cfg.per_resolution is not None else per_res)
     input_spec = _input_spec(cfg, manifest, model_inputs)
     steps = _check_batch_size(cfg, manifest)
+    segmentation = task == "segmentation"
+    metric = "miou" if segmentation else "micro_f1"  # the best model's criterion
     val_split = cfg.val_split if cfg.val_split and cfg.val_split in manifest["splits"] else None
     if cfg.val_split and val_split is None:
         logging.warning("no split %r in %s; the best model is chosen by training micro-F1", cfg.val_split,
@@ -474,6 +496,7 @@ def train(cfg: TrainConfig) -> dict:
     # Model, optimizer, loss.
     with strategy.scope():
         model = models.build(cfg.model, input_spec, len(classes), task, **build_options)
+        _check_output(model, task, cfg.model)
         names = sorted(i.name for i in model.inputs)
         if names != sorted(input_spec):
             raise InputError(f"the model takes inputs {', '.join(names)}, the data give {', '.join(input_spec)}",
@@ -539,6 +562,7 @@ def train(cfg: TrainConfig) -> dict:
 
     per_example_loss = training.make_loss(task, len(classes), cfg.label_smoothing, weights)
     counts = training.make_counts(task)
+    confusion = training.make_confusion(len(classes)) if segmentation else None
 
     dict_inputs = isinstance(model.input, dict)
 
@@ -558,7 +582,8 @@ def train(cfg: TrainConfig) -> dict:
 
     def eval_fn(x, y):
         logits = tf.cast(model(_features(x), training=False), tf.float32)
-        return (tf.reduce_sum(per_example_loss(y, logits)), *counts(y, logits))
+        out = (tf.reduce_sum(per_example_loss(y, logits)), *counts(y, logits))
+        return out + (confusion(y, logits),) if segmentation else out
 
     step_inner = tf.function(step_fn, jit_compile=True) if cfg.jit_compile else step_fn
 
@@ -622,15 +647,25 @@ def train(cfg: TrainConfig) -> dict:
                "micro_f1": training.micro_f1(tp, fp, fn), "val_loss": None, "val_micro_f1": None}
         if val_ds is not None:
             vl, vtp, vfp, vfn, vn = 0.0, 0.0, 0.0, 0.0, 0
+            cm = np.zeros((len(classes), len(classes)))
             for x, y in tqdm(val_ds, desc="validation", unit="batch", leave=False,
                              disable=not (cfg.progress and chief)):
-                loss, a, b, c = (float(v) for v in eval_step(x, y))
+                loss, a, b, c, *rest = eval_step(x, y)
+                loss, a, b, c = float(loss), float(a), float(b), float(c)
                 vl, vtp, vfp, vfn, vn = vl + loss, vtp + a, vfp + b, vfn + c, vn + int(y.shape[0])
+                if rest:
+                    cm += rest[0].numpy()
             row["val_loss"], row["val_micro_f1"] = vl / max(vn, 1), training.micro_f1(vtp, vfp, vfn)
+            if segmentation:
+                miou = iou_metrics(cm)["miou"]
+                row["val_miou"] = 0.0 if np.isnan(miou) else miou
         row["seconds"] = round(time.time() - t0, 3)
         training.epoch_summaries(writers, row)
         history.append(row)
-        score = row["val_micro_f1"] if val_ds is not None else row["micro_f1"]
+        if val_ds is None:
+            score = row["micro_f1"]
+        else:
+            score = row[f"val_{metric}"]
         if chief:
             training.write_history(history_path, history)
             title = f"{cfg.model} on {manifest['dataset']}"
@@ -639,8 +674,9 @@ def train(cfg: TrainConfig) -> dict:
                 model.save(os.path.join(run_dir, "best.keras"))
         if score > float(best_metric.numpy()):
             best_metric.assign(score)
-        logging.info("epoch %d: loss %.4f micro-F1 %.4f%s", row["epoch"], row["loss"], row["micro_f1"],
-                     "" if val_ds is None else f", val loss {row['val_loss']:.4f} val micro-F1 {row['val_micro_f1']:.4f}")
+        logging.info("epoch %d: loss %.4f micro-F1 %.4f%s%s", row["epoch"], row["loss"], row["micro_f1"],
+                     "" if val_ds is None else f", val loss {row['val_loss']:.4f} val micro-F1 {row['val_micro_f1']:.4f}",
+                     f" val mIoU {row['val_miou']:.4f}" if row.get("val_miou") is not None else "")
         progress_epoch.assign(epoch + 1)
         progress_batch.assign(0)
         manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
@@ -651,8 +687,11 @@ def train(cfg: TrainConfig) -> dict:
         shutil.rmtree(os.path.dirname(cache), ignore_errors=True)
 
     best = float(best_metric.numpy())
+    best = best if best >= 0 else None  # None: no epoch has ended yet
+    by_miou = segmentation and val_ds is not None
     summary = {"out_dir": run_dir, "history": history, "stopped": stopped,
-               "best_val_micro_f1": best if best >= 0 else None,  # None: no epoch has ended yet
+               "best_metric": "miou" if by_miou else "micro_f1", "best_score": best,
+               "best_val_micro_f1": None if by_miou else best, "best_val_miou": best if by_miou else None,
                "best_by": "validation" if val_ds is not None else "training",
                "steps": int(optimizer.iterations.numpy()), "test": None, "files": []}
     if stopped or not chief:
@@ -771,11 +810,11 @@ def _train_and_report(cfg: TrainConfig) -> int:
         summary = train(cfg)
     except FileNotFoundError as e:  # a shard or file named in a flag that went missing
         raise InputError(str(e)) from None
-    best = summary["best_val_micro_f1"]
+    best = summary["best_score"]
     if best is None:
         result = "no epoch ended, so no validation ran and no best model was kept"
     else:
-        result = f"best {summary['best_by']} micro-F1 {best:.4f}"
+        result = f"best {summary['best_by']} {'mIoU' if summary['best_metric'] == 'miou' else 'micro-F1'} {best:.4f}"
     print(f"\n{summary['steps']} steps; {result}; run folder {summary['out_dir']}")
     if summary["stopped"]:
         print("stopped early (--max_steps): continue with --resume")

@@ -4,7 +4,8 @@ Used by ``evaluate.py --all_folds N`` (which evaluates each fold first) and by
 ``python -m prep lulc fold_report`` (which reads evaluate.py output folders). A summary holds, for
 each headline metric and each class's F1, the value of every fold, the mean and the sample standard
 deviation (ddof = 1; 0 for a single fold). Single-label headline metrics: overall accuracy, Cohen's
-kappa, macro F1; multi-label: micro F1 and macro F1. numpy only (no Keras, no TensorFlow).
+kappa, macro F1; multi-label: micro F1 and macro F1; segmentation: mIoU, then the single-label ones
+over pixels. numpy only (no Keras, no TensorFlow).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from prep.errors import InputError
 
 SINGLE_LABEL_METRICS = ("overall_accuracy", "cohen_kappa", "macro_f1_score_class_avg")
 MULTI_LABEL_METRICS = ("micro_f1_score", "macro_f1_score_class_avg")
-LABELS = {"overall_accuracy": "OA", "cohen_kappa": "kappa", "macro_f1_score_class_avg": "macro F1",
+SEGMENTATION_METRICS = ("miou", "overall_accuracy", "cohen_kappa", "macro_f1_score_class_avg")  # over pixels
+LABELS = {"miou": "mIoU", "overall_accuracy": "OA", "cohen_kappa": "kappa", "macro_f1_score_class_avg": "macro F1",
           "micro_f1_score": "micro F1"}
 EVAL_JSON = "eval_result.json"
 
@@ -37,7 +39,8 @@ def summarize(results: Sequence[Mapping], class_names: Sequence[str], sources: S
       results: one ``eval_result.json`` dict per fold, in fold order.
       class_names: the class names in class-index order (``macro_f1_score_class<i>`` is class i's F1).
       sources: one evaluation folder per fold (named in messages and kept in the summary).
-      metrics: the headline metric keys (``SINGLE_LABEL_METRICS`` or ``MULTI_LABEL_METRICS``).
+      metrics: the headline metric keys (``SINGLE_LABEL_METRICS``, ``MULTI_LABEL_METRICS`` or
+        ``SEGMENTATION_METRICS``).
 
     Returns:
       ``{"folds": k, "eval_dirs": sources, "metrics": {key: stats}, "per_class_f1": {class: stats}}``;

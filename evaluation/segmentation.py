@@ -107,3 +107,30 @@ def igbp_to_dfc_mask(igbp: ArrayLike) -> np.ndarray:
     if a.size and (a.min() < 0 or a.max() > 17):
         raise ValueError("IGBP codes outside 0..17")
     return table[a]
+
+
+def majority_baseline(matrix: ArrayLike, class_names: Sequence[str] | None = None) -> dict:
+    """The best constant segmentation: every pixel the most frequent true class.
+
+    It maximises pixel accuracy among constant answers, and mIoU too: predicting class k everywhere
+    gives IoU_k = (pixels of k) / (all pixels) and IoU 0 for every other class in the truth, so mIoU is
+    the majority share over the number of classes present (a constant class absent from the truth would
+    add a zero IoU).
+
+    Args:
+      matrix: [C, C] confusion counts of the evaluated model (rows = true class); only its row sums are used.
+      class_names: C names for the description (default: class indices).
+
+    Returns:
+      ``{"metric": "miou", "value", "pixel_accuracy", "class", "description"}``; zeros when there are no pixels.
+    """
+    rows = np.asarray(matrix, np.float64).sum(1)
+    names = list(class_names) if class_names is not None else [str(j) for j in range(len(rows))]
+    if rows.sum() <= 0:
+        return {"metric": "miou", "value": 0.0, "pixel_accuracy": 0.0, "class": None, "description": "no pixels"}
+    top = int(np.argmax(rows))
+    constant = np.zeros((len(rows), len(rows)))
+    constant[:, top] = rows
+    r = iou_metrics(constant)
+    return {"metric": "miou", "value": r["miou"], "pixel_accuracy": r["pixel_accuracy"], "class": names[top],
+            "description": f"every pixel {names[top]!r}"}

@@ -19,7 +19,7 @@ import keras
 
 from prep.datasets.spec import Task
 
-TASKS = tuple(Task)  # ("multi_label", "single_label")
+TASKS = tuple(Task)  # ("multi_label", "single_label", "segmentation")
 LOGITS_LAYER = "logits"
 
 
@@ -61,7 +61,7 @@ def normalize_input_spec(input_spec: Mapping) -> dict[str, tuple]:
 
 
 def check_task(task: str) -> str:
-    """Returns ``task`` if it is one of ``TASKS`` ("multi_label", "single_label").
+    """Returns ``task`` if it is one of ``TASKS`` ("multi_label", "single_label", "segmentation").
 
     Raises:
         ValueError: any other task name.

@@ -16,9 +16,9 @@ from typing import Any
 
 import keras
 
-from models import applications, common, ghs, hub, kbranch, slim, so2sat, transfer
+from models import applications, common, ghs, hub, kbranch, segmentation, slim, so2sat, transfer
 from models.common import LOGITS_LAYER, TASKS, normalize_input_spec
-from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL
+from prep.datasets.spec import MULTI_LABEL, SEGMENTATION, SINGLE_LABEL
 
 BIGEARTHNET_SPEC = {"image": (120, 120, 10)}
 SO2SAT_SPEC = {"image": (32, 32, 10)}
@@ -32,7 +32,8 @@ class ModelInfo:
         name: the registered name (``models.names()``), e.g. ``"ResNet50"``.
         builder: ``builder(input_spec, num_classes, task, **options, **kwargs) -> keras.Model``.
         default_input_spec: the published ``{name: (H, W, C)}``, e.g. ``{"image": (120, 120, 10)}``.
-        default_task: ``"multi_label"`` (BigEarthNet, GHS) or ``"single_label"`` (So2Sat LCZ42).
+        default_task: ``"multi_label"`` (BigEarthNet, GHS), ``"single_label"`` (So2Sat LCZ42) or
+            ``"segmentation"`` (the UNet-* models: per-pixel logits [batch, H, W, num_classes]).
         description: one line for listings.
         options: fixed keyword arguments of ``builder`` (e.g. ``variant="resnet_v1_50"``).
         default_num_classes: the published class count (19 for BigEarthNet-19, 17 LCZ, 2 for GHS).
@@ -98,6 +99,13 @@ for _b in transfer.BACKBONES:
     register(f"TL-{_b}", transfer.build_transfer, transfer.DEFAULT_INPUT_SPEC,
              f"{_b} on RGB 0..255 (own preprocessing), avg pool, Dense 512 ReLU (Sentinel2GlobalLULC)",
              default_task=SINGLE_LABEL, default_num_classes=29, backbone=_b)
+# Segmentation (per-pixel logits at the input resolution; sizes multiples of 32), e.g. SEN12MS masks.
+register("UNet-ResNet50", segmentation.build_unet, segmentation.DEFAULT_INPUT_SPEC,
+         "U-Net decoder over a keras.applications ResNet50 encoder, per-pixel logits",
+         default_task=SEGMENTATION, default_num_classes=10, backbone="resnet50")
+register("UNet-Tiny", segmentation.build_unet, segmentation.DEFAULT_INPUT_SPEC,
+         "U-Net with a 5-stage 8..48-filter conv encoder and 16..4-filter decoder (tests, smoke runs)",
+         default_task=SEGMENTATION, default_num_classes=10, backbone="tiny", decoder_filters=(32, 24, 16, 8, 8))
 
 # keras.applications models listed by names() (any other keras.applications
 # constructor works too as "keras:<Name>").

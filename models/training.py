@@ -24,7 +24,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 import models
-from prep.datasets.spec import Task
+from prep.datasets.spec import IGNORE_INDEX, Task
 from prep.errors import InputError, UsageError
 from prep.files import atomic_write, sha256_file, write_json_atomic
 
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from prep.datasets.spec import DatasetSpec
     from train import TrainConfig
 
-HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds")
+HISTORY_FIELDS = ("epoch", "step", "learning_rate", "loss", "micro_f1", "val_loss", "val_micro_f1", "seconds",
+                  "val_miou")  # val_miou: segmentation runs only (empty otherwise)
 
 
 # --- inputs and data ------------------------------------------------------------------------------
@@ -256,14 +257,17 @@ def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0,
 
     Multi-label: sigmoid cross-entropy averaged over classes, targets ``[batch, num_classes]``
     multi-hot float32, label smoothing towards 0.5. Single-label: softmax cross-entropy, targets
-    ``[batch]`` int32 class indices, label smoothing towards uniform.
+    ``[batch]`` int32 class indices, label smoothing towards uniform. Segmentation: per-pixel
+    softmax cross-entropy on ``[batch, H, W, C]`` logits and ``[batch, H, W]`` int32 targets, pixels
+    whose target is ``IGNORE_INDEX`` (-1) left out: each example's loss is the mean over its valid
+    pixels (0 for an example without any), class weights scaling each pixel by its class.
 
     Args:
-        task: "multi_label" or "single_label".
-        num_classes: C, the width of the ``[batch, C]`` float32 logits.
+        task: "multi_label", "single_label" or "segmentation".
+        num_classes: C, the width of the ``[batch, C]`` (segmentation: ``[batch, H, W, C]``) float32 logits.
         label_smoothing: smoothing factor in [0, 1) (0 = none).
-        class_weights: ``[C]`` weights scaling each class's term (multi-label) or each example by
-            its class (single-label); None = unweighted.
+        class_weights: ``[C]`` weights scaling each class's term (multi-label), each example by
+            its class (single-label) or each pixel by its class (segmentation); None = unweighted.
 
     Returns:
         A function ``(targets, logits) -> [batch]`` float32 loss.
@@ -290,6 +294,20 @@ def make_loss(task: str, num_classes: int, label_smoothing: float = 0.0,
             if w is not None:
                 e = e * tf.gather(w, y)
             return e
+    elif task == Task.SEGMENTATION:
+        def loss(y, logits):
+            valid = tf.not_equal(y, IGNORE_INDEX)
+            t = tf.where(valid, y, 0)
+            if ls:
+                e = tf.nn.softmax_cross_entropy_with_logits(
+                    labels=tf.one_hot(t, num_classes) * (1.0 - ls) + ls / num_classes, logits=logits)
+            else:
+                e = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=t, logits=logits)
+            weight = tf.cast(valid, tf.float32)
+            if w is not None:
+                weight = weight * tf.gather(w, t)
+            n = tf.reduce_sum(tf.cast(valid, tf.float32), axis=[1, 2])
+            return tf.math.divide_no_nan(tf.reduce_sum(e * weight, axis=[1, 2]), n)
     else:
         raise ValueError(f"unknown task {task!r}")
     return loss
@@ -300,8 +318,9 @@ def make_counts(task: str) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, 
 
     Multi-label (targets ``[batch, C]`` multi-hot): prediction = sigmoid >= 0.5 (logit >= 0) per
     class, counts summed over examples and classes. Single-label (targets ``[batch]`` int32): the
-    top-1 class, so tp = correct and fp = fn = wrong (micro-F1 = overall accuracy). Any task other
-    than "multi_label" gets the single-label counts.
+    top-1 class, so tp = correct and fp = fn = wrong (micro-F1 = overall accuracy). Segmentation
+    (targets ``[batch, H, W]``): the same per pixel, over the pixels not ``IGNORE_INDEX`` (micro-F1 =
+    pixel accuracy). Any other task gets the single-label counts.
     """
 
     def multi(y, logits):
@@ -314,7 +333,32 @@ def make_counts(task: str) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, 
         wrong = tf.cast(tf.shape(y)[0], tf.float32) - right
         return right, wrong, wrong
 
-    return multi if task == Task.MULTI_LABEL else single
+    def pixels(y, logits):
+        valid = tf.cast(tf.not_equal(y, IGNORE_INDEX), tf.float32)
+        right = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32) * valid)
+        wrong = tf.reduce_sum(valid) - right
+        return right, wrong, wrong
+
+    return {Task.MULTI_LABEL: multi, Task.SEGMENTATION: pixels}.get(task, single)
+
+
+def make_confusion(num_classes: int) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """Returns ``confusion(targets, logits)``: the batch's float32 [C, C] pixel confusion matrix (segmentation).
+
+    Rows are the true class, columns the predicted (argmax) class, over the pixels whose target is not
+    ``IGNORE_INDEX``; summed over batches it gives mIoU (``evaluation.segmentation.iou_metrics``).
+
+    Args:
+        num_classes: C.
+    """
+
+    def confusion(y, logits):
+        pred = tf.argmax(logits, -1, output_type=tf.int32)
+        valid = tf.not_equal(y, IGNORE_INDEX)
+        return tf.math.confusion_matrix(tf.boolean_mask(y, valid), tf.boolean_mask(pred, valid), num_classes,
+                                        dtype=tf.float32)
+
+    return confusion
 
 
 def micro_f1(tp: float, fp: float, fn: float) -> float:
@@ -402,6 +446,8 @@ def write_history(path: str, rows: Sequence[Mapping]) -> None:
 def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
     """Plots curves.png: loss and micro-F1 per epoch, training and (when present) validation.
 
+    Segmentation runs (rows with ``val_miou``) also get the validation mIoU beside the micro-F1.
+
     The x axis is the rows' epoch numbers (from 1); matplotlib runs on the Agg backend.
     """
     import matplotlib
@@ -416,6 +462,9 @@ def plot_curves(path: str, rows: Sequence[Mapping], title: str = "") -> None:
         val = [r.get(f"val_{key}") for r in rows]
         if any(v is not None for v in val):
             ax.plot(epochs, [np.nan if v is None else v for v in val], marker="o", label="validation")
+        if key == "micro_f1" and any(r.get("val_miou") is not None for r in rows):  # segmentation
+            ax.plot(epochs, [np.nan if r.get("val_miou") is None else r["val_miou"] for r in rows], marker="s",
+                    label="validation mIoU")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -7,7 +7,8 @@ bands, classes, shard files, train-split statistics) and from the dataset defini
 
 Per batch (records are batched first, then parsed together with ``tf.io.parse_example``):
 
-1. parse the selected bands (raw little-endian bytes, Int64List or FloatList) and the labels;
+1. parse the selected bands (raw little-endian bytes, Int64List or FloatList) and the labels (for a
+   mask schema, ``Schema.mask_sources``: per-pixel class ids, ``mask_targets``);
 2. stack the bands of one native grid, apply the same random dihedral transform (flips and 90
    degree rotations) to every grid of a sample when augmenting;
 3. clip the bands whose definition gives a value range (``Band.clip``, e.g. SEN12MS S1 to [-25, 0] dB),
@@ -38,7 +39,7 @@ import numpy as np
 
 from prep import datasets, features
 from prep import manifest as manifest_module
-from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, DatasetSpec, Schema
+from prep.datasets.spec import IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL, DatasetSpec, MaskSource, Schema
 from prep.errors import InputError
 from prep.quiet import import_tensorflow
 
@@ -88,7 +89,7 @@ def record_schema(manifest: Mapping) -> Schema:
 
 
 def task(manifest: Mapping) -> str:
-    """The learning task, "multi_label" or "single_label": the manifest's ``task``, else the dataset's."""
+    """The learning task, "multi_label", "single_label" or "segmentation": the manifest's ``task``, else the dataset's."""
     return manifest.get("task") or dataset_spec(manifest).task
 
 
@@ -478,6 +479,10 @@ def _feature_spec(schema: Schema, lay: Layout, manifest: Mapping) -> dict:
         else:
             size = int(np.prod([int(s) for s in next(b["shape"] for b in manifest["bands"] if b["name"] == n)]))
             desc[field.key] = features.feature(field, shape=[size])
+    if schema.label_encoding == "mask":
+        for src in schema.mask_sources:  # absent from a record = empty = the next source
+            desc[src.key] = tf.io.FixedLenFeature([], tf.string, default_value="")
+        return desc
     field = schema.field(schema.label_key)
     if field.kind not in ("int64", "float"):
         raise ReaderError(f"label feature {field.key!r} has kind {field.kind!r}; int64 or float expected")
@@ -515,6 +520,38 @@ def jpeg_bands(parsed: Mapping[str, tf.Tensor], schema: Schema, stored: Sequence
         img = decoded[key]
         ch = channels[key].index(n)
         out[n] = tf.reshape(img[..., ch], [tf.shape(img)[0], -1])
+    return out
+
+
+def mask_targets(parsed: Mapping[str, tf.Tensor], sources: Sequence[MaskSource]) -> tf.Tensor:
+    """Per-pixel class ids of a batch from its mask layers (``Schema.mask_sources``).
+
+    Each record takes the first source whose bytes it holds in full (``prod(shape) * itemsize``
+    bytes); its stored codes go through the source's lookup table (codes beyond it, and records
+    holding none of the sources, give ``IGNORE_INDEX``).
+
+    Args:
+      parsed: feature key -> string [B] (``tf.io.parse_example`` output; "" where a record lacks it).
+      sources: the schema's mask sources, in order of preference; all of one shape (H, W).
+
+    Returns:
+      int32 [B, H, W]: class ids 0..C-1, ``IGNORE_INDEX`` (-1) for pixels without a class.
+    """
+    h, w = sources[0].shape
+    out = None
+    for src in reversed(sources):  # the first source present wins
+        dtype = np.dtype(src.dtype)
+        nbytes = h * w * dtype.itemsize
+        value = parsed[src.key]
+        present = tf.equal(tf.strings.length(value), nbytes)
+        value = tf.where(present, value, tf.constant(b"\0" * nbytes))  # decode_raw needs equal lengths
+        codes = tf.cast(tf.reshape(tf.io.decode_raw(value, tf.as_dtype(dtype.name), little_endian=True),
+                                   [-1, h, w]), tf.int32)
+        table = tf.constant(np.asarray(src.lookup, np.int32))
+        ids = tf.where(codes < len(src.lookup), tf.gather(table, tf.minimum(codes, len(src.lookup) - 1)),
+                       IGNORE_INDEX)
+        fallback = tf.fill(tf.shape(ids), IGNORE_INDEX) if out is None else out
+        out = tf.where(tf.reshape(present, [-1, 1, 1]), ids, fallback)
     return out
 
 
@@ -646,7 +683,9 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
 
     features: {"image": float32 [B, H, W, C]} with the bands in the selected order, or with
     ``per_resolution`` one float32 tensor per resolution group ({"10m": .., "20m": .., "60m": ..}).
-    targets: float32 multi-hot [B, num_classes] (multi-label) or int32 class index [B] (single-label).
+    targets: float32 multi-hot [B, num_classes] (multi-label), int32 class index [B] (single-label), or
+    for a mask schema (segmentation) int32 class ids [B, H, W] per pixel, ``IGNORE_INDEX`` (-1) where a
+    pixel has no class (``mask_targets``), flipped and rotated with the image when augmenting.
 
     Without ``training`` the batches keep the record order of the manifest's shards.
     ``training`` shuffles the shard order and the records (``shuffle_buffer``), interleaves the
@@ -721,8 +760,11 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     transform = make_transform(lay, stats, resample, jit_compile)
     raw = schema.band_encoding == "raw_bytes"
     label_key = schema.label_key
-    label_desc = {label_key: desc[label_key]}
-    band_desc = {k: v for k, v in desc.items() if k != label_key}
+    mask = schema.label_encoding == "mask"
+    label_keys = [src.key for src in schema.mask_sources] if mask else [label_key]
+    label_desc = {k: desc[k] for k in label_keys}
+    band_keys = {schema.band_keys[n] for n in lay.bands}
+    band_desc = {k: v for k, v in desc.items() if k in band_keys}
     dtypes = {n: tf.as_dtype(lay.dtypes[n]) for n in lay.bands}
     spec_bands = [b["name"] for b in manifest["bands"]]
     offsets = None
@@ -774,6 +816,11 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
             bits = u < 0.5
             if augment == "flips":
                 bits = tf.concat([bits[:, :2], tf.zeros_like(bits[:, 2:])], axis=1)
+        if mask:
+            y = mask_targets(p, schema.mask_sources)
+            if bits is not None:  # the same flips / rotation as the image
+                y = dihedral(y[..., None], bits, all(g.shape[0] == g.shape[1] for g in lay.groups))[..., 0]
+            return transform(flat, bits), y
         return transform(flat, bits), _targets(p[label_key], manifest, schema)
 
     ordered = bool(deterministic or not training)  # evaluation keeps the record order

@@ -43,3 +43,22 @@ def test_absent_classes_do_not_count_and_errors():
     with pytest.raises(ValueError, match="shapes differ"):
         acc.update(np.zeros(3), np.zeros(4))
     np.testing.assert_array_equal(igbp_to_dfc_mask(np.arange(18)), [0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 4, 5, 6, 7, 6, 8, 9, 10])
+
+
+def test_majority_baseline_is_the_best_constant_by_sklearn():
+    from evaluation.segmentation import majority_baseline
+
+    rng = np.random.default_rng(2)
+    t = rng.choice(6, size=5000, p=[0.4, 0.25, 0.2, 0.15, 0.0, 0.0])
+    p = rng.integers(0, 6, t.size)
+    b = majority_baseline(confusion_matrix(t, p, labels=range(6)), list("abcdef"))
+    scores = {}
+    for k in range(6):  # every constant answer, scored by sklearn over the classes it involves
+        const = np.full_like(t, k)
+        labels = sorted(set(t.tolist()) | {k})
+        scores[k] = (jaccard_score(t, const, labels=labels, average="macro", zero_division=0), (t == k).mean())
+    best = max(scores, key=lambda k: scores[k][0])
+    assert b["class"] == "abcdef"[best] == "a"
+    assert b["value"] == pytest.approx(scores[best][0]) and b["pixel_accuracy"] == pytest.approx(scores[best][1])
+    assert b["pixel_accuracy"] == max(v[1] for v in scores.values())
+    assert majority_baseline(np.zeros((3, 3)))["value"] == 0.0

@@ -32,10 +32,13 @@ class Task(enum.StrEnum):
 
     MULTI_LABEL = "multi_label"  # several classes per item: multi-hot targets, sigmoid
     SINGLE_LABEL = "single_label"  # one class per item: class-index targets, softmax
+    SEGMENTATION = "segmentation"  # one class per pixel: [H, W] class-index masks, per-pixel softmax
 
 
 MULTI_LABEL = Task.MULTI_LABEL
 SINGLE_LABEL = Task.SINGLE_LABEL
+SEGMENTATION = Task.SEGMENTATION
+IGNORE_INDEX = -1  # the class id of mask pixels without a class (no data, unmapped codes): left out of loss and metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +73,25 @@ class Field:
 
 
 @dataclasses.dataclass(frozen=True)
+class MaskSource:
+    """A per-pixel label layer of the records and how its stored codes map to 0-based class ids.
+
+    Attributes:
+      key: the bytes feature holding the layer: ``shape`` pixels, raw little-endian ``dtype``, row-major;
+        an empty value means the record has no such layer (the next source of the schema is used).
+      dtype: numpy dtype name of the stored codes ("uint8", "uint16").
+      shape: (rows, cols) of the layer in pixels.
+      lookup: stored code -> class id (0-based), ``IGNORE_INDEX`` for codes that name no class; codes
+        at or beyond ``len(lookup)`` are ignored too.
+    """
+
+    key: str
+    dtype: str
+    shape: tuple[int, int]
+    lookup: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Schema:
     """A named record layout. ``band_key`` maps a band name to the feature holding its pixels."""
 
@@ -80,8 +102,10 @@ class Schema:
     # feature key are the channels of one JPEG image stored there, in band order)
     band_encoding: str
     band_keys: Mapping[str, str]  # band name -> feature key
-    label_key: str  # feature holding the class-index targets (multi-hot or index)
-    label_encoding: str  # "multi_hot" | "index"
+    label_key: str  # feature holding the class-index targets (multi-hot or index; a mask: the first source's)
+    label_encoding: str  # "multi_hot" | "index" | "mask"
+    # label_encoding "mask": the per-pixel layers, in order of preference; per record the first one present
+    mask_sources: tuple[MaskSource, ...] = ()
 
     def field(self, key: str) -> Field:
         """Returns the field with feature key ``key``.

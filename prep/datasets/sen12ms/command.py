@@ -13,7 +13,9 @@ nomenclatures (17 IGBP and 10 simplified classes: fractions, single label, multi
 ``--label_threshold``), the season, scene and patch, and the s2 file's CRS and transform.
 
 ``--target`` says which label the reader delivers (the records hold all of them): ``dfc10_multi``
-(default), ``dfc10_single``, ``igbp17_multi`` or ``igbp17_single``.
+(default), ``dfc10_single``, ``igbp17_multi`` or ``igbp17_single``, or a per-pixel segmentation mask,
+``dfc10_mask`` or ``igbp17_mask`` (the IGBP layer mapped to 0-based class ids, no data ignored; in
+DFC2020's splits ``dfc10_mask`` is their high-resolution label mask).
 
 S1 NaNs: ``--s1_nan=zero`` (default) stores 0 dB in their place and lists every such patch with its
 count of replaced pixels in the manifest's ``notes``; ``--s1_nan=fail`` makes such a triplet bad

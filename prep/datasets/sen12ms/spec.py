@@ -15,8 +15,11 @@ bytes in its own dtype (S1 stays float32), and the scene labels derived from the
 - ``*/multi_hot``: every class holding at least ``threshold`` of the pixels (count >=
   threshold x pixels, exact integer arithmetic; the threshold is a preparation flag, 0.1 by default).
 
-Four record schemas share these fields and differ only in the target the reader delivers:
-``dfc10_multi`` (default), ``dfc10_single``, ``igbp17_multi``, ``igbp17_single``.
+Six record schemas share these fields and differ only in the target the reader delivers:
+``dfc10_multi`` (default), ``dfc10_single``, ``igbp17_multi``, ``igbp17_single`` (scene labels) and the
+segmentation masks ``dfc10_mask`` / ``igbp17_mask``: the IGBP layer mapped per pixel to 0-based class ids
+(``IGBP_TO_DFC`` for dfc10), code 0 (no data) -> ``IGNORE_INDEX``; in DFC2020's splits ``dfc10_mask`` is the
+high-resolution ``dfc/mask`` instead (classes 1..10 -> 0..9; 0 and 255 -> ``IGNORE_INDEX``).
 
 Source: Schmitt et al., SEN12MS (ISPRS Annals 2019); the simplified scheme of the IEEE GRSS
 Data Fusion Contest 2020.
@@ -25,7 +28,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from prep.datasets.spec import MULTI_LABEL, SINGLE_LABEL, Band, DatasetSpec, Field, Schema, Task
+from prep.datasets.spec import (
+    IGNORE_INDEX,
+    MULTI_LABEL,
+    SEGMENTATION,
+    SINGLE_LABEL,
+    Band,
+    DatasetSpec,
+    Field,
+    MaskSource,
+    Schema,
+    Task,
+)
 from prep.errors import InputError
 
 NAME = "sen12ms"
@@ -92,7 +106,9 @@ DFC_CLASSES = ("Forest", "Shrubland", "Savanna", "Grassland", "Wetlands", "Cropl
 # IGBP code (0..17; 0 = no data) -> DFC class (1..10; 0 = no data): our lookup table of the scheme.
 IGBP_TO_DFC = (0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 4, 5, 6, 7, 6, 8, 9, 10)
 NOMENCLATURES = {"igbp17": IGBP_CLASSES, "dfc10": DFC_CLASSES}
-TARGETS = ("dfc10_multi", "dfc10_single", "igbp17_multi", "igbp17_single")
+SCENE_TARGETS = ("dfc10_multi", "dfc10_single", "igbp17_multi", "igbp17_single")
+MASK_TARGETS = ("dfc10_mask", "igbp17_mask")  # per-pixel class ids (segmentation)
+TARGETS = SCENE_TARGETS + MASK_TARGETS
 DEFAULT_TARGET = "dfc10_multi"
 DEFAULT_THRESHOLD = 0.1
 
@@ -186,8 +202,35 @@ def _fields() -> tuple[Field, ...]:
 FIELDS = _fields()
 
 
+def mask_lookups() -> dict[str, tuple[int, ...]]:
+    """Stored code -> 0-based class id (``IGNORE_INDEX`` = no class) of each per-pixel label layer.
+
+    Returns:
+      ``igbp17``: IGBP code 0..17 -> 0..16 (0 = no data -> ignore); ``dfc10``: IGBP code 0..17 -> the
+      simplified class 0..9 via ``IGBP_TO_DFC``; ``dfc2020``: DFC2020 label 0..255 -> 0..9 for 1..10,
+      ignore for 0, 255 and anything else.
+    """
+    return {
+        "igbp17": (IGNORE_INDEX,) + tuple(range(len(IGBP_CLASSES))),
+        "dfc10": tuple(IGNORE_INDEX if d == 0 else d - 1 for d in IGBP_TO_DFC),
+        "dfc2020": tuple(v - 1 if 1 <= v <= len(DFC_CLASSES) else IGNORE_INDEX for v in range(256)),
+    }
+
+
+def _mask_sources(nom: str) -> tuple[MaskSource, ...]:
+    lookups = mask_lookups()
+    igbp = MaskSource(BAND_KEYS["IGBP"], "uint16", PATCH, lookups[nom])
+    if nom == "dfc10":  # DFC2020's records: their high-resolution labels first
+        return (MaskSource("dfc/mask", "uint8", PATCH, lookups["dfc2020"]), igbp)
+    return (igbp,)
+
+
 def _schema(target: str) -> Schema:
     nom, kind = target.split("_")
+    if kind == "mask":
+        sources = _mask_sources(nom)
+        return Schema(name=target, version="1", fields=FIELDS, band_encoding="raw_bytes", band_keys=dict(BAND_KEYS),
+                      label_key=sources[0].key, label_encoding="mask", mask_sources=sources)
     return Schema(name=target, version="1", fields=FIELDS, band_encoding="raw_bytes", band_keys=dict(BAND_KEYS),
                   label_key=f"{nom}/{'multi_hot' if kind == 'multi' else 'index'}",
                   label_encoding="multi_hot" if kind == "multi" else "index")
@@ -207,7 +250,8 @@ def spec_for_target(target: str = DEFAULT_TARGET) -> DatasetSpec:
     """The dataset definition whose task, classes and default schema are those of ``target``.
 
     Args:
-      target: one of ``TARGETS`` (``dfc10_multi``, ``dfc10_single``, ``igbp17_multi``, ``igbp17_single``).
+      target: one of ``TARGETS`` (``dfc10_multi``, ``dfc10_single``, ``igbp17_multi``, ``igbp17_single``,
+        ``dfc10_mask``, ``igbp17_mask``).
 
     Returns:
       A DatasetSpec named ``sen12ms`` (every target's records hold the same fields; the manifest's
@@ -219,7 +263,7 @@ def spec_for_target(target: str = DEFAULT_TARGET) -> DatasetSpec:
     if target not in TARGETS:
         raise ValueError(f"unknown SEN12MS target {target!r}; one of {', '.join(TARGETS)}")
     nom, kind = target.split("_")
-    task: Task = MULTI_LABEL if kind == "multi" else SINGLE_LABEL
+    task: Task = {"multi": MULTI_LABEL, "single": SINGLE_LABEL, "mask": SEGMENTATION}[kind]
     return DatasetSpec(
         name=NAME, version=VERSION, task=task, bands=_bands(), class_names=NOMENCLATURES[nom], schemas=SCHEMAS,
         default_schema=target, band_presets=BAND_PRESETS,
@@ -275,8 +319,13 @@ def patch_id(season: str, scene: int, patch: int) -> str:
 
 
 def labels_for_target(values: dict, target: str) -> list[int]:
-    """The class indices the shard writer counts for ``target`` from a record's feature values."""
+    """The class indices the shard writer counts for ``target`` from a record's feature values.
+
+    Scene targets: the record's labels; mask targets: every class holding a pixel of the IGBP layer.
+    """
     nom, kind = target.split("_")
+    if kind == "mask":
+        return [i for i, f in enumerate(values[f"{nom}/fractions"]) if f > 0]
     if kind == "multi":
         return [i for i, h in enumerate(values[f"{nom}/multi_hot"]) if h]
     return [int(values[f"{nom}/index"][0])]

@@ -57,7 +57,7 @@ class Sen12ms(tfds.core.GeneratorBasedBuilder):
     name = "sen12ms"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: presets x targets, hold-out test scenes, scene-grouped validation."}
-    BUILDER_CONFIGS = [_config(p, t) for p in PRESETS for t in sp.TARGETS]
+    BUILDER_CONFIGS = [_config(p, t) for p in PRESETS for t in sp.SCENE_TARGETS]
     DEFAULT_CONFIG_NAME = "s1s2_dfc10_multi"
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
@@ -106,7 +106,7 @@ def example(values: dict, bands: tuple[str, ...], target: str) -> dict:
     Args:
       values: ``spec.record_values``'s dict (bands as raw little-endian bytes; S1 without NaN).
       bands: the config's channels, in order.
-      target: the config's target (``spec.TARGETS``).
+      target: the config's target (``spec.SCENE_TARGETS``).
 
     Returns:
       ``image`` [256, 256, C] (``image_dtype``), ``label`` (multi-hot int64 [C] or class index),
