@@ -21,6 +21,7 @@ PACKAGES = {
     "so2sat_lcz42": "prep.datasets.so2sat",
     "sentinel2_global_lulc": "prep.datasets.sentinel2_global_lulc",
     "sen12ms": "prep.datasets.sen12ms",
+    "bigearthnet_s1_19": "prep.datasets.bigearthnet_s1",
 }
 
 
