@@ -22,6 +22,7 @@ PACKAGES = {
     "sentinel2_global_lulc": "prep.datasets.sentinel2_global_lulc",
     "sen12ms": "prep.datasets.sen12ms",
     "bigearthnet_s1_19": "prep.datasets.bigearthnet_s1",
+    "bigearthnet_mm_19": "prep.datasets.bigearthnet_mm",
 }
 
 

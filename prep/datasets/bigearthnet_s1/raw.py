@@ -90,7 +90,7 @@ def read_patch(root: str, name: str, s2_name: str = "") -> dict:
       s2_name: its S2 twin (recorded; the JSON's ``corresponding_s2_patch`` when empty).
 
     Returns:
-      ``name``, ``s2_name``, ``bands`` (VV, VH -> (120, 120) float32 dB), ``labels43``,
+      ``name``, ``s2_name``, ``corresponding_s2`` (the JSON's ``corresponding_s2_patch``), ``bands`` (VV, VH -> (120, 120) float32 dB), ``labels43``,
       ``acquisition_date`` (``YYYY-MM-DD HH:MM:SS``), ``tile_source`` (the JSON's
       ``scene_source``), ``coordinates`` (ulx, uly, lrx, lry, whole metres), ``epsg``.
 
@@ -122,6 +122,7 @@ def read_patch(root: str, name: str, s2_name: str = "") -> dict:
     return {
         "name": name,
         "s2_name": s2_name or str(meta.get("corresponding_s2_patch", "")),
+        "corresponding_s2": str(meta.get("corresponding_s2_patch", "")),
         "bands": bands,
         "labels43": meta["labels"],
         "acquisition_date": meta["acquisition_date"],
