@@ -90,7 +90,8 @@ def read_patch(root: str, name: str, s2_name: str = "") -> dict:
       s2_name: its S2 twin (recorded; the JSON's ``corresponding_s2_patch`` when empty).
 
     Returns:
-      ``name``, ``s2_name``, ``corresponding_s2`` (the JSON's ``corresponding_s2_patch``), ``bands`` (VV, VH -> (120, 120) float32 dB), ``labels43``,
+      ``name``, ``s2_name``, ``corresponding_s2`` (the JSON's ``corresponding_s2_patch``), ``bands``
+      (VV, VH -> (120, 120) float32 dB), ``labels43``,
       ``acquisition_date`` (``YYYY-MM-DD HH:MM:SS``), ``tile_source`` (the JSON's
       ``scene_source``), ``coordinates`` (ulx, uly, lrx, lry, whole metres), ``epsg``.
 
