@@ -66,8 +66,9 @@ def produce(items: Sequence[tuple[str, str]], s1_root: str, s2_root: str, schema
 
     Keyed by the S2 name. A pair that cannot be read or whose labels disagree gives a ``Skip``; one
     without a 19-class target an ``Exclude`` unless ``keep_excluded``. A ``Record`` holds the
-    feature values of ``schema_name`` (``spec.record_values``), the 14 bands (12 uint16 S2 bands at
-    native size, VV and VH float32 dB) for the band statistics, and the 19-class indices.
+    feature values of ``schema_name`` (``spec.record_values``), the 14 bands for the band statistics
+    (12 uint16 S2 bands at native size; VV and VH as ``band_states``,
+    ``prep.datasets.bigearthnet_s1.raw.s1_state``), and the 19-class indices.
 
     Args:
       items: (S1 name, S2 name) pairs.
@@ -87,4 +88,5 @@ def produce(items: Sequence[tuple[str, str]], s1_root: str, s2_root: str, schema
         if not idx19 and not keep_excluded:
             yield Exclude(s2_name, s1raw.NO_TARGET_REASON)
             continue
-        yield Record(s2_name, mmspec.record_values(s2, s1, schema), {**s2["bands"], **s1["bands"]}, idx19)
+        yield Record(s2_name, mmspec.record_values(s2, s1, schema), s2["bands"], idx19,
+                     band_states=s1raw.s1_band_states(s1["bands"]))
