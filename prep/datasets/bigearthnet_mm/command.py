@@ -37,6 +37,8 @@ def define_flags() -> None:
     flags.DEFINE_string("s2_root", None, "Folder holding the BigEarthNet-S2 patch folders (12 band GeoTIFFs + "
                         "JSON); split and exclusion lists in it are used as by python -m prep bigearthnet.")
     s1command.define_pairing_flags()
+    for name in s1command.PAIRING_FLAGS:  # listed by this command's --help too
+        flags.declare_key_flag(name)
     cli.define_prepare_flags(out_aliases=("out_folder",))
 
 

@@ -26,8 +26,15 @@ FLAGS = flags.FLAGS
 MULTI_VALUE_FLAGS = s2command.MULTI_VALUE_FLAGS
 
 
+PAIRING_FLAGS = ("splits", "pairing", "schema", "keep_excluded", "exclusion_lists")
+
+
 def define_pairing_flags() -> None:
-    """The flags the S1 and MM commands share: split and exclusion lists, pairing, schema."""
+    """The flags the S1 and MM commands share (``PAIRING_FLAGS``): split and exclusion lists, pairing, schema.
+
+    They are key flags of this module; a command of another module that declares them
+    (``bigearthnet_mm``) calls ``flags.declare_key_flag`` on each, so its ``--help`` lists them.
+    """
     flags.DEFINE_multi_string("splits", None, "Split files (one S2 or S1 patch name per line; plain, .bz2, .gz "
                               "or .xz); the split is named after the file (train.csv -> train). Default: "
                               "train.csv, val.csv, test.csv in the (S2) root folder if it holds any, else the "
