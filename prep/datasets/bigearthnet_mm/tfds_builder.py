@@ -16,6 +16,7 @@ from prep.datasets.bigearthnet import spec as ben
 from prep.datasets.bigearthnet_mm import DATASET, raw
 from prep.datasets.bigearthnet_mm import spec as mmspec
 from prep.datasets.bigearthnet_s1 import synthetic as layout
+from prep.datasets.bigearthnet_s1.tfds_builder import s1_band
 from prep.shards import Exclude, Skip
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -80,7 +81,7 @@ class BigearthnetMM19(tfds.core.GeneratorBasedBuilder):
             if isinstance(result, Exclude):
                 continue
             v = result.values
-            ex = {b: result.bands[b] for b in mmspec.BAND_NAMES}
+            ex = {b: result.bands[b] if b in result.bands else s1_band(v, b) for b in mmspec.BAND_NAMES}
             ex["labels"] = list(result.labels)
             ex["labels_multi_hot"] = np.asarray(v["labels19/multi_hot"], np.uint8)
             ex["patch_name_s1"] = v["patch_name_s1"][0].decode()

@@ -59,6 +59,14 @@ def plan(manual_dir: epath.PathLike) -> tuple[str, dict[str, list[tuple[str, str
     return root, {s: v for s, v in pp.items.items() if v}
 
 
+def s1_band(values: dict, band: str) -> np.ndarray:
+    """One S1 band (``VV`` or ``VH``) of a compact record's feature values as a (120, 120) float32 array (dB).
+
+    The records carry VV and VH as ``band_states`` for the statistics, not as ``Record.bands``.
+    """
+    return np.frombuffer(values[f"bands/{band}"][0], "<f4").reshape(120, 120)
+
+
 class BigearthnetS1_19(tfds.core.GeneratorBasedBuilder):
     """BigEarthNet-S1 v1.0 with the 19-class nomenclature, official splits and exclusions (via the S2 twins)."""
 
@@ -101,7 +109,7 @@ class BigearthnetS1_19(tfds.core.GeneratorBasedBuilder):
                 continue
             v = result.values
             yield result.key, {
-                "image": np.stack([result.bands[b] for b in self.builder_config.bands], axis=-1),
+                "image": np.stack([s1_band(v, b) for b in self.builder_config.bands], axis=-1),
                 "labels": list(result.labels),
                 "labels_multi_hot": np.asarray(v["labels19/multi_hot"], np.uint8),
                 "labels_43": list(v["labels43/index"]),
