@@ -307,3 +307,26 @@ def test_the_mm_configurations_build_and_their_flag_files_carry_the_upstream_val
         assert net.output_shape == (None, 19)
         first = next(w for w in net.weights if len(w.shape) == 4)
         assert tuple(first.shape)[2] == 12, (model, first.shape)
+
+
+def test_the_tfds_builders_deliver_the_geotiff_pixels(synthetic, tmp_path):
+    import tensorflow_datasets as tfds
+
+    from prep.datasets.bigearthnet_mm.tfds_builder import BigearthnetMM19
+    from prep.datasets.bigearthnet_s1.tfds_builder import BigearthnetS1_19
+
+    base, _ = synthetic
+    s1_root, s2_root = base / s1synth.S1_FOLDER, base / s1synth.S2_FOLDER
+    for cls, manual, config in ((BigearthnetS1_19, s1_root, "s1"), (BigearthnetMM19, base, "mm")):
+        builder = cls(config=config, data_dir=str(tmp_path / config))
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+        for ex in tfds.as_numpy(builder.as_dataset(split="test").take(2)):
+            if config == "s1":
+                s1 = ex["patch_name"].decode()
+                vv, vh = ex["image"][..., 0], ex["image"][..., 1]
+            else:
+                s1, s2 = ex["patch_name_s1"].decode(), ex["patch_name_s2"].decode()
+                vv, vh = ex["VV"], ex["VH"]
+                np.testing.assert_array_equal(ex["B05"], read_tif(s2_root / s2 / f"{s2}_B05.tif"))
+            np.testing.assert_array_equal(vv, read_tif(s1_root / s1 / f"{s1}_VV.tif"))
+            np.testing.assert_array_equal(vh, read_tif(s1_root / s1 / f"{s1}_VH.tif"))
