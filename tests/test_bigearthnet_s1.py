@@ -289,17 +289,35 @@ def cli_prepare_mm(s1_root: Path, s2_root: Path, out: Path, on_error: str) -> di
 # --- models --------------------------------------------------------------------------------------
 
 def test_the_mm_configurations_build_and_their_flag_files_carry_the_upstream_values():
+    from absl import flags
+
     import models
+    import train
     from models import training
     from prep import datasets
+    from tests.conftest import REFERENCE, command_flags
 
     mm = datasets.get("bigearthnet_mm_19")
-    expected = {"ResNet50": 500, "ResNet101": 500, "ResNet152": 256, "VGG16": 1000, "VGG19": 1000}
-    for model, batch in expected.items():
-        assert training.default_inputs(model, mm) == ("mm", False)
-        text = (REPO / "configs" / f"{model}_BigEarthNetMM-19.flags").read_text().split()
-        assert {f"--model={model}", f"--batch_size={batch}", "--bands=mm", "--normalize=upstream",
-                "--learning_rate=0.001", "--epochs=100", "--seed=42"} <= set(text)
+    expected = {"ResNet50": (500, 600), "ResNet101": (500, 600), "ResNet152": (256, 300), "VGG16": (1000, 300),
+                "VGG19": (1000, 300)}  # model: (batch size, checkpoint every n steps)
+    with command_flags(train):
+        for model, (batch, every) in expected.items():
+            assert training.default_inputs(model, mm) == ("mm", False)
+            path = REPO / "configs" / f"{model}_BigEarthNetMM-19.flags"
+            flags.FLAGS.unparse_flags()
+            try:
+                flags.FLAGS(["train.py", f"--flagfile={path}", "--data_dir=d", "--out_dir=r"])
+                cfg = train.config_from_flags()
+            finally:
+                flags.FLAGS.unparse_flags()
+            assert (cfg.model, cfg.batch_size, cfg.learning_rate, cfg.epochs, cfg.seed) == (model, batch, 1e-3, 100, 42)
+            assert cfg.bands == "mm" and not cfg.per_resolution and cfg.normalize == "upstream"
+            assert cfg.checkpoint_every_steps == every and cfg.shuffle_buffer == 130000
+            ref = REFERENCE / "bigearthnet" / "configs" / f"{model}_BigEarthNetMM-19_labels.json"
+            if ref.exists():  # the upstream MM configuration itself, when the reference folder is present
+                up = json.loads(ref.read_text())
+                assert up["modality"] == "MM" and (up["batch_size"], up["learning_rate"], up["nb_epoch"],
+                                                   up["save_checkpoint_per_iteration"]) == (batch, 1e-3, 100, every)
     assert mm.resolve_bands("mm") == ("B04", "B03", "B02", "B08", "B05", "B06", "B07", "B8A", "B11", "B12",
                                            "VV", "VH")
     for model in ("ResNet50", "VGG16"):  # a first conv taking the 12 channels, 19 logits
