@@ -23,6 +23,8 @@ PACKAGES = {
     "sen12ms": "prep.datasets.sen12ms",
     "eurosat_ms": "prep.datasets.eurosat",
     "reben": "prep.datasets.reben",
+    "bigearthnet_s1_19": "prep.datasets.bigearthnet_s1",
+    "bigearthnet_mm_19": "prep.datasets.bigearthnet_mm",
 }
 
 

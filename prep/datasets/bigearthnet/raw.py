@@ -15,6 +15,7 @@ from typing import Container, Iterator, NamedTuple, Sequence
 
 from prep import files
 from prep.datasets.bigearthnet import spec as ben
+from prep.datasets.spec import Band
 from prep.errors import InputError, PrepError, UsageError
 from prep.shards import Exclude, Record, Skip
 from prep.tiff import BandError, read_band, read_band_georef
@@ -90,7 +91,7 @@ def _box(values: Sequence[float]) -> str:
 
 
 def check_coordinates(name: str, path: str, coords: Sequence[float], epsg: int, georef: dict,
-                      band: str = GEOREF_BAND) -> None:
+                      band: str = GEOREF_BAND, band_spec: Band | None = None) -> None:
     """Check a patch's JSON box against the georeference of one of its band GeoTIFFs.
 
     Args:
@@ -100,7 +101,9 @@ def check_coordinates(name: str, path: str, coords: Sequence[float], epsg: int, 
       epsg: the EPSG code of the JSON ``projection`` (0 when it gives none: not compared).
       georef: ``prep.tiff.read_band_georef``'s georeference of ``band``: ``"bounds"`` (ulx, uly,
         lrx, lry), ``"epsg"`` (None when unknown: not compared), ``"transform"``.
-      band: the band name, one of ``ben.BANDS``.
+      band: the band name, one of ``ben.BANDS`` unless ``band_spec`` is given.
+      band_spec: the band's definition (its shape and resolution give the box's span), for a band
+        of another modality (BigEarthNet-S1 ``VV``); default ``ben.BANDS``' ``band``.
 
     The box must be north-up (ulx < lrx, uly > lry), span the band's width x height in pixels
     times its resolution (120 x 10 m = 1200 m each way for B02), and each coordinate must lie
@@ -110,7 +113,7 @@ def check_coordinates(name: str, path: str, coords: Sequence[float], epsg: int, 
       PatchError: on any mismatch (or a GeoTIFF without georeference), naming the patch, the
         JSON file and both boxes.
     """
-    spec = _BANDS[band]
+    spec = band_spec or _BANDS[band]
     want_w, want_h = spec.shape[1] * spec.resolution_m, spec.shape[0] * spec.resolution_m
     ulx, uly, lrx, lry = (float(v) for v in coords)
     tol = COORDINATE_TOLERANCE_M
