@@ -145,7 +145,11 @@ def test_command_line_starts_a_local_dask_cluster(archive, local, tmp_path):
     assert info["dask_cluster"] == "local, 2 worker processes"
     for f in shard_files(out_local) + ["manifest.json"]:
         assert (tmp_path / "out" / f).read_bytes() == (out_local / f).read_bytes(), f
-    # WriteToTFRecord is no DaskRunner transform: refused on one line before anything is written
-    r = run_cli(*flags, "-o", str(tmp_path / "sink"), "--beam_options=--shard_writer=writetotfrecord")
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "--shard_writer=planned only" in r.stderr and not (tmp_path / "sink").exists()
+
+
+def test_writetotfrecord_is_refused_before_anything_is_written(archive, tmp_path):
+    """Beam's DaskRunner translates no file sink (WriteToTFRecord): refused before a cluster starts."""
+    with pytest.raises(shards.PrepError, match="--shard_writer=planned only"):
+        cli.prepare(str(archive), str(tmp_path / "sink"), runner="DaskRunner",
+                    beam_options="--shard_writer=writetotfrecord", **args(archive))
+    assert not (tmp_path / "sink").exists()
