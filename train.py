@@ -450,6 +450,8 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.mixed_precision:
         policy = "mixed_bfloat16" if cfg.strategy == "tpu" else "mixed_float16"
     keras.mixed_precision.set_global_policy(policy or "float32")
+    # a non-chief worker of --strategy multi_worker saves its (identical) checkpoints into a scratch folder
+    # it removes at the end: saving is collective, so every worker must save; only the chief keeps
     work_dir = run_dir if chief else os.path.join(run_dir, "workers", str(strategy.cluster_resolver.task_id))
     info = training.run_info(os.path.join(cfg.data_dir, reader.MANIFEST), cfg.strategy, strategy, policy or "float32",
                              input_spec)
@@ -465,15 +467,18 @@ def train(cfg: TrainConfig) -> dict:
                                  shuffle_buffer=cfg.shuffle_buffer, seed=training.epoch_seed(cfg.seed, epoch),
                                  deterministic=cfg.deterministic, cache=cache, drop_remainder=True,
                                  augment=cfg.augment or False, skip_batches=skip, **common)
-        return strategy.experimental_distribute_dataset(ds)
+        return strategy.experimental_distribute_dataset(training.shard_by_data(ds))
 
     val_ds = None
     if val_split:
-        val_ds = reader.make_dataset(cfg.data_dir, val_split, batch_size=val_bs, training=False, **common)
+        val_ds = strategy.experimental_distribute_dataset(training.shard_by_data(
+            reader.make_dataset(cfg.data_dir, val_split, batch_size=val_bs, training=False, **common)))
 
     # Model, optimizer, loss.
     with strategy.scope():
         model = models.build(cfg.model, input_spec, len(classes), task, **build_options)
+        if strategy.num_replicas_in_sync > 1:  # batch statistics of the global batch, as on one replica
+            training.synchronize_batch_norm(model)
         names = sorted(i.name for i in model.inputs)
         if names != sorted(input_spec):
             raise InputError(f"the model takes inputs {', '.join(names)}, the data give {', '.join(input_spec)}",
@@ -503,7 +508,7 @@ def train(cfg: TrainConfig) -> dict:
     # The run folder: written only now. One this call creates is removed again if the start fails.
     created = not os.path.exists(run_dir)
     try:
-        if cfg.overwrite and has_ckpt and not cfg.resume:
+        if cfg.overwrite and has_ckpt and not cfg.resume and chief:
             import shutil
             shutil.rmtree(ckpt_dir)
             has_ckpt = False
@@ -521,9 +526,10 @@ def train(cfg: TrainConfig) -> dict:
             training.write_json(info_path, {**info, "previous": runs})
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(work_dir, "checkpoints"),
                                              max_to_keep=cfg.keep_checkpoints)
-        if cfg.resume and manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            logging.info("resumed from %s at epoch %d, batch %d, step %d", manager.latest_checkpoint,
+        latest = tf.train.latest_checkpoint(ckpt_dir)  # the chief's, on every worker
+        if cfg.resume and latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("resumed from %s at epoch %d, batch %d, step %d", latest,
                          int(progress_epoch.numpy()) + 1, int(progress_batch.numpy()),
                          int(optimizer.iterations.numpy()))
         elif cfg.resume:
@@ -558,7 +564,7 @@ def train(cfg: TrainConfig) -> dict:
 
     def eval_fn(x, y):
         logits = tf.cast(model(_features(x), training=False), tf.float32)
-        return (tf.reduce_sum(per_example_loss(y, logits)), *counts(y, logits))
+        return (tf.reduce_sum(per_example_loss(y, logits)), *counts(y, logits), tf.cast(tf.shape(logits)[0], tf.float32))
 
     step_inner = tf.function(step_fn, jit_compile=True) if cfg.jit_compile else step_fn
 
@@ -575,7 +581,8 @@ def train(cfg: TrainConfig) -> dict:
     history_path = os.path.join(run_dir, "history.csv")
     start_epoch = int(progress_epoch.numpy())
     history = _history_before(training.read_history(history_path), start_epoch) if cfg.resume else []
-    writers = {k: tf.summary.create_file_writer(os.path.join(work_dir, "logs", k)) for k in ("train", "val")}
+    writers = {k: tf.summary.create_file_writer(os.path.join(run_dir, "logs", k)) if chief
+               else tf.summary.create_noop_writer() for k in ("train", "val")}
     from tqdm import tqdm
 
     stopped = False
@@ -624,8 +631,8 @@ def train(cfg: TrainConfig) -> dict:
             vl, vtp, vfp, vfn, vn = 0.0, 0.0, 0.0, 0.0, 0
             for x, y in tqdm(val_ds, desc="validation", unit="batch", leave=False,
                              disable=not (cfg.progress and chief)):
-                loss, a, b, c = (float(v) for v in eval_step(x, y))
-                vl, vtp, vfp, vfn, vn = vl + loss, vtp + a, vfp + b, vfn + c, vn + int(y.shape[0])
+                loss, a, b, c, n = (float(v) for v in eval_step(x, y))
+                vl, vtp, vfp, vfn, vn = vl + loss, vtp + a, vfp + b, vfn + c, vn + int(n)
             row["val_loss"], row["val_micro_f1"] = vl / max(vn, 1), training.micro_f1(vtp, vfp, vfn)
         row["seconds"] = round(time.time() - t0, 3)
         training.epoch_summaries(writers, row)
@@ -655,17 +662,30 @@ def train(cfg: TrainConfig) -> dict:
                "best_val_micro_f1": best if best >= 0 else None,  # None: no epoch has ended yet
                "best_by": "validation" if val_ds is not None else "training",
                "steps": int(optimizer.iterations.numpy()), "test": None, "files": []}
-    if stopped or not chief:
-        return summary
-    final = os.path.join(run_dir, "final.keras")
-    model.save(final)
-    summary["files"].append(final)
-    if cfg.export_saved_model:
-        model.export(os.path.join(run_dir, "saved_model"), verbose=False)
-        summary["files"].append(os.path.join(run_dir, "saved_model"))
-    if cfg.evaluate_test:
-        summary["test"] = evaluate_best(cfg, manifest)
+    if chief and not stopped:
+        final = os.path.join(run_dir, "final.keras")
+        model.save(final)
+        summary["files"].append(final)
+        if cfg.export_saved_model:
+            model.export(os.path.join(run_dir, "saved_model"), verbose=False)
+            summary["files"].append(os.path.join(run_dir, "saved_model"))
+        if cfg.evaluate_test:
+            summary["test"] = evaluate_best(cfg, manifest)
+    if not chief:
+        _remove_scratch(work_dir)
+    training.barrier(strategy)  # no worker leaves (and stops its heartbeats) while the chief still writes
     return summary
+
+
+def _remove_scratch(work_dir: str) -> None:
+    """Remove a non-chief worker's scratch folder RUN/workers/<id>, and RUN/workers once empty."""
+    import shutil
+
+    shutil.rmtree(work_dir, ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(work_dir))
+    except OSError:  # another worker's scratch is still there
+        pass
 
 
 def evaluate_best(cfg: TrainConfig, manifest: Mapping) -> dict | None:

@@ -1,0 +1,201 @@
+"""train.py --strategy multi_worker: two worker processes on 127.0.0.1 against one worker.
+
+Each worker is ``python train.py ... --strategy multi_worker`` with its own ``TF_CONFIG`` (a
+cluster of two workers on free local ports, worker 0 the chief); MultiWorkerMirroredStrategy's
+collectives run over gRPC on 127.0.0.1. The data are a small synthetic So2Sat LCZ42 release
+prepared by the real command; the model a small Sen2LCZ-Net with batch norm (synchronized over the
+replicas by train.py) and no dropout (dropout masks are drawn per replica, so a run with dropout is
+equivalent in distribution only), trained with SGD, so the weights differ only by the order of
+float sums. Checked: both workers finish; only the chief writes checkpoints, summaries, models and
+the SavedModel, and no worker scratch is left; the weights equal those of a one-worker run with
+the same global batch; a run whose second worker is killed resumes with ``--resume`` and ends
+with the same weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from prep.datasets.so2sat import command as so2sat
+from prep.datasets.so2sat.synthetic import write_release
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS_PER_EPOCH = 4  # 64 training rows, global batch 16
+TIMEOUT = 600  # seconds per process: generous, the machine is shared
+FLAGS = ["--model", "Sen2LCZ-Net", "--model_option", "depth=5", "--model_option", "filters=4",
+         "--model_option", "dropout=0", "--batch_size", "16", "--optimizer", "sgd", "--learning_rate", "0.05",
+         "--deterministic", "--seed", "7", "--shuffle_buffer", "64", "--checkpoint_every_steps", "2",
+         "--keep_checkpoints", "10", "--noprogress", "--noevaluate_test"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("so2sat_mw")
+    paths = write_release(str(root / "raw"), 2, {"training": 64, "validation": 16, "testing": 16}, seed=1)
+    so2sat.prepare(list(paths.values()), str(root / "data"), shard_size_mb=0.3)  # several shards per split
+    return str(root / "data")
+
+
+def train_cmd(data_dir, out_dir, *extra):
+    return [sys.executable, str(REPO / "train.py"), "--data_dir", data_dir, "--out_dir", str(out_dir), *FLAGS, *extra]
+
+
+def env(tf_config=None):
+    e = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    if tf_config is not None:
+        e["TF_CONFIG"] = json.dumps(tf_config)
+    return e
+
+
+def start(cmd, log, tf_config=None):
+    return subprocess.Popen(cmd, env=env(tf_config), cwd=REPO, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def free_ports(n):
+    """n ports the operating system calls free now (bound to port 0, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def start_workers(data_dir, out_dir, logs, *extra):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    return [start(train_cmd(data_dir, out_dir, "--strategy", "multi_worker", *extra), log,
+                  {"cluster": cluster, "task": {"type": "worker", "index": i}}) for i, log in enumerate(logs)]
+
+
+def port_taken(log):
+    text = Path(log).read_text(errors="replace").lower()
+    return "address already in use" in text or "could not start grpc server" in text
+
+
+def run_workers(data_dir, out_dir, tmp_path, *extra, attempts=3):
+    """Two workers to the end; started again on fresh ports in the rare case a port was taken meanwhile."""
+    for attempt in range(attempts):
+        logs = [tmp_path / f"worker{i}-{attempt}.log" for i in range(2)]
+        procs = start_workers(data_dir, out_dir, logs, *extra)
+        codes = [p.wait(timeout=TIMEOUT) for p in procs]
+        if codes == [0, 0] or not any(port_taken(log) for log in logs):
+            break
+    for code, log in zip(codes, logs):
+        assert code == 0, Path(log).read_text(errors="replace")[-4000:]
+    return logs
+
+
+def model_weights(run_dir, step):
+    reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints", f"ckpt-{step}"))
+    names = [k for k in reader.get_variable_to_shape_map() if k.startswith("model_variables/")]
+    assert names
+    return {k: reader.get_tensor(k) for k in names}
+
+
+def assert_same_weights(run_a, step_a, run_b, step_b):
+    a, b = model_weights(run_a, step_a), model_weights(run_b, step_b)
+    assert a.keys() == b.keys()
+    for k in a:  # the same up to the order of float sums (observed: < 1e-6)
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=2e-5, err_msg=k)
+
+
+def history(run_dir):
+    lines = (Path(run_dir) / "history.csv").read_text().splitlines()
+    cols = lines[0].split(",")
+    return [dict(zip(cols, line.split(","))) for line in lines[1:]]
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+    """One worker (default strategy), 3 epochs, a checkpoint every 2 steps; started at once, awaited when used."""
+    out = tmp_path_factory.mktemp("one_worker") / "run"
+    log = out.parent / "train.log"
+    proc = start(train_cmd(data_dir, out, "--epochs", "3", "--noexport_saved_model"), log)
+
+    def wait():
+        assert proc.wait(timeout=TIMEOUT) == 0, log.read_text(errors="replace")[-4000:]
+        return out
+    yield wait
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_two_workers_train_as_one_and_only_the_chief_writes(data_dir, reference, tmp_path):
+    run = tmp_path / "run"
+    run_workers(data_dir, run, tmp_path, "--epochs", "2")
+    ref = reference()
+
+    steps = 2 * STEPS_PER_EPOCH
+    assert_same_weights(run, steps, ref, steps)
+    mine, theirs = history(run), history(ref)[:2]
+    assert [r["step"] for r in mine] == [r["step"] for r in theirs] == ["4", "8"]
+    for r, s in zip(mine, theirs):  # losses summed over both workers' halves of each batch
+        for col in ("loss", "val_loss", "micro_f1", "val_micro_f1"):
+            assert float(r[col]) == pytest.approx(float(s[col]), rel=1e-4, abs=1e-6), col
+
+    # the chief alone wrote: one event file per summary folder, its checkpoints, models, SavedModel
+    assert sorted(os.listdir(run)) == ["best.keras", "checkpoints", "curves.png", "final.keras", "flags.json",
+                                       "history.csv", "input_config.json", "logs", "run_info.json", "saved_model"]
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == \
+        [f"ckpt-{s}.index" for s in (2, 4, 6, 8)]
+    for kind in ("train", "val"):
+        assert len(os.listdir(run / "logs" / kind)) == 1
+    assert (run / "saved_model" / "saved_model.pb").is_file()
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["strategy"] == "multi_worker" and info["replicas"] == 2
+    assert json.loads((run / "flags.json").read_text())["strategy"] == "multi_worker"
+
+
+def wait_for_checkpoint(run, procs, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if tf.train.latest_checkpoint(str(run / "checkpoints")):  # the state file names a complete one
+            return
+        assert all(p.poll() is None for p in procs), "a worker ended before the first checkpoint"
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint after {timeout} s")
+
+
+def test_killed_worker_resumes_to_the_same_weights(data_dir, reference, tmp_path):
+    run = tmp_path / "run"
+    for attempt in range(3):
+        logs = [tmp_path / f"killed{i}-{attempt}.log" for i in range(2)]
+        procs = start_workers(data_dir, run, logs, "--epochs", "100")
+        try:
+            wait_for_checkpoint(run, procs)
+            break
+        except AssertionError:
+            if not any(port_taken(log) for log in logs) or attempt == 2:
+                raise
+        finally:
+            for p in procs:  # both frozen at once, then the second worker killed, then the chief
+                if p.poll() is None:
+                    p.send_signal(signal.SIGSTOP)
+            procs[1].kill()
+            procs[0].kill()
+            for p in procs:
+                p.wait(timeout=TIMEOUT)
+    killed_at = int(tf.train.latest_checkpoint(str(run / "checkpoints")).rsplit("-", 1)[1])
+    assert 2 <= killed_at < 3 * STEPS_PER_EPOCH  # two workers in lock step cannot run far in one poll
+
+    run_workers(data_dir, run, tmp_path, "--epochs", "3", "--resume")
+    ref = reference()
+    steps = 3 * STEPS_PER_EPOCH
+    assert_same_weights(run, steps, ref, steps)
+    assert [r["epoch"] for r in history(run)] == ["1", "2", "3"]
+    assert not (run / "workers").exists()  # the non-chief's scratch checkpoints are gone
+    assert (run / "final.keras").is_file()
