@@ -15,14 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed  # the dask extra, in dev
 import pytest
 
-distributed = pytest.importorskip("distributed", reason="the dask extra (pip install 'eorecords[dask]')")
-
-from prep import beam as pbeam  # noqa: E402
-from prep import shards  # noqa: E402
-from prep.datasets.bigearthnet import command as cli  # noqa: E402
-from prep.datasets.bigearthnet.synthetic import generate_bigearthnet  # noqa: E402
+from prep import beam as pbeam
+from prep import shards
+from prep.datasets.bigearthnet import command as cli
+from prep.datasets.bigearthnet.synthetic import generate_bigearthnet
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val", "test")
