@@ -249,6 +249,16 @@ class RunDirError(EORecordsError, RuntimeError):
     """
 
 
+class WorkerLostError(EORecordsError, RuntimeError):
+    """A worker of a ``--strategy multi_worker`` run stopped (its collectives failed or timed out).
+
+    The run cannot go on with fewer workers; all of them are started again with ``--resume``.
+    """
+
+
+# TensorFlow's errors of a collective whose peer is gone (its coordination service misses the heartbeats)
+_PEER_LOST = ("UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError")
+
 _MUST_MATCH = ("model", "bands", "per_resolution", "batch_size", "resample", "normalize", "data_dir")
 
 
@@ -791,6 +801,14 @@ def _train_and_report(cfg: TrainConfig) -> int:
         summary = train(cfg)
     except FileNotFoundError as e:  # a shard or file named in a flag that went missing
         raise InputError(str(e)) from None
+    except Exception as e:
+        if cfg.strategy != "multi_worker" or type(e).__name__ not in _PEER_LOST:
+            raise
+        lost = next((line.strip() for line in str(e).splitlines() if line.strip().startswith("/job:")), None)
+        problem = (f"worker {lost} stopped sending heartbeats; the run cannot go on without it" if lost else
+                   f"a worker stopped ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
+        raise WorkerLostError(problem, path=f"--out_dir {cfg.out_dir}",
+                              hint="start every worker again with the same flags and --resume") from None
     best = summary["best_val_micro_f1"]
     if best is None:
         result = "no epoch ended, so no validation ran and no best model was kept"
