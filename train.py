@@ -804,10 +804,14 @@ def _train_and_report(cfg: TrainConfig) -> int:
     except Exception as e:
         if cfg.strategy != "multi_worker" or type(e).__name__ not in _PEER_LOST:
             raise
-        lost = next((line.strip() for line in str(e).splitlines() if line.strip().startswith("/job:")), None)
-        problem = (f"worker {lost} stopped sending heartbeats; the run cannot go on without it" if lost else
-                   f"a worker stopped ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
-        raise WorkerLostError(problem, path=f"--out_dir {cfg.out_dir}",
+        import re
+
+        # the peer as TensorFlow names it: "remote target /job:..." (connection lost) or the line after
+        # "unhealthy (stopped sending heartbeats):" (coordination service)
+        peer = re.search(r"(?:remote target|heartbeats\):)\s*(/job:\w+/replica:\d+/task:\d+)", str(e))
+        who = f"worker {peer.group(1)}" if peer else "a worker"
+        raise WorkerLostError(f"{who} stopped or cannot be reached ({type(e).__name__}); the run cannot go on "
+                              "without it", path=f"--out_dir {cfg.out_dir}",
                               hint="start every worker again with the same flags and --resume") from None
     best = summary["best_val_micro_f1"]
     if best is None:
