@@ -6,10 +6,11 @@ collectives run over gRPC on 127.0.0.1. The data are a small synthetic So2Sat LC
 prepared by the real command; the model a small Sen2LCZ-Net with batch norm (synchronized over the
 replicas by train.py) and no dropout (dropout masks are drawn per replica, so a run with dropout is
 equivalent in distribution only), trained with SGD, so the weights differ only by the order of
-float sums. Checked: both workers finish; only the chief writes checkpoints, summaries, models and
-the SavedModel, and no worker scratch is left; the weights equal those of a one-worker run with
-the same global batch; a run whose second worker is killed stops with a one-line error, and resumes
-with ``--resume`` to the same weights.
+float sums. One test, to keep the processes few (each pays TensorFlow's start-up): two workers
+start; worker 1 is killed after the first checkpoint; the chief stops with a one-line error; both
+start again with ``--resume`` and finish. Checked: the weights at every checkpoint equal those of
+a one-worker run with the same global batch (run beside them), the history too; only the chief
+wrote checkpoints, summaries, models and the SavedModel, and no worker scratch is left.
 """
 from __future__ import annotations
 
@@ -85,7 +86,10 @@ def port_taken(log):
 
 
 def run_workers(data_dir, out_dir, tmp_path, *extra, attempts=3):
-    """Two workers to the end; started again on fresh ports in the rare case a port was taken meanwhile."""
+    """Two workers to the end; started again on fresh ports in the rare case a port was taken meanwhile.
+
+    Returns the workers' process ids, the chief's first.
+    """
     for attempt in range(attempts):
         logs = [tmp_path / f"worker{i}-{attempt}.log" for i in range(2)]
         procs = start_workers(data_dir, out_dir, logs, *extra)
@@ -94,7 +98,7 @@ def run_workers(data_dir, out_dir, tmp_path, *extra, attempts=3):
             break
     for code, log in zip(codes, logs):
         assert code == 0, Path(log).read_text(errors="replace")[-4000:]
-    return logs
+    return [p.pid for p in procs]
 
 
 def model_weights(run_dir, step):
@@ -117,46 +121,8 @@ def history(run_dir):
     return [dict(zip(cols, line.split(","))) for line in lines[1:]]
 
 
-@pytest.fixture(scope="module")
-def reference(data_dir, tmp_path_factory):
-    """One worker (default strategy), 3 epochs, a checkpoint every 2 steps; started at once, awaited when used."""
-    out = tmp_path_factory.mktemp("one_worker") / "run"
-    log = out.parent / "train.log"
-    proc = start(train_cmd(data_dir, out, "--epochs", "3", "--noexport_saved_model"), log)
-
-    def wait():
-        assert proc.wait(timeout=TIMEOUT) == 0, log.read_text(errors="replace")[-4000:]
-        return out
-    yield wait
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
-def test_two_workers_train_as_one_and_only_the_chief_writes(data_dir, reference, tmp_path):
-    run = tmp_path / "run"
-    run_workers(data_dir, run, tmp_path, "--epochs", "2")
-    ref = reference()
-
-    steps = 2 * STEPS_PER_EPOCH
-    assert_same_weights(run, steps, ref, steps)
-    mine, theirs = history(run), history(ref)[:2]
-    assert [r["step"] for r in mine] == [r["step"] for r in theirs] == ["4", "8"]
-    for r, s in zip(mine, theirs):  # losses summed over both workers' halves of each batch
-        for col in ("loss", "val_loss", "micro_f1", "val_micro_f1"):
-            assert float(r[col]) == pytest.approx(float(s[col]), rel=1e-4, abs=1e-6), col
-
-    # the chief alone wrote: one event file per summary folder, its checkpoints, models, SavedModel
-    assert sorted(os.listdir(run)) == ["best.keras", "checkpoints", "curves.png", "final.keras", "flags.json",
-                                       "history.csv", "input_config.json", "logs", "run_info.json", "saved_model"]
-    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == \
-        [f"ckpt-{s}.index" for s in (2, 4, 6, 8)]
-    for kind in ("train", "val"):
-        assert len(os.listdir(run / "logs" / kind)) == 1
-    assert (run / "saved_model" / "saved_model.pb").is_file()
-    info = json.loads((run / "run_info.json").read_text())
-    assert info["strategy"] == "multi_worker" and info["replicas"] == 2
-    assert json.loads((run / "flags.json").read_text())["strategy"] == "multi_worker"
+def checkpoint_steps(run_dir):
+    return sorted(int(p.name[5:-6]) for p in (Path(run_dir) / "checkpoints").glob("ckpt-*.index"))
 
 
 def wait_for_checkpoint(run, procs, timeout=TIMEOUT):
@@ -169,11 +135,11 @@ def wait_for_checkpoint(run, procs, timeout=TIMEOUT):
     raise AssertionError(f"no checkpoint after {timeout} s")
 
 
-def test_killed_worker_stops_the_run_which_resumes_to_the_same_weights(data_dir, reference, tmp_path):
-    run = tmp_path / "run"
+def start_and_kill_worker_1(data_dir, run, tmp_path):
+    """Two workers on a long run; worker 1 killed once the chief has a checkpoint. Returns the chief's log and pid."""
     for attempt in range(3):
         logs = [tmp_path / f"killed{i}-{attempt}.log" for i in range(2)]
-        procs = start_workers(data_dir, run, logs, "--epochs", "100", "--noexport_saved_model")
+        procs = start_workers(data_dir, run, logs, "--epochs", "100")
         try:
             wait_for_checkpoint(run, procs)
             break
@@ -185,23 +151,53 @@ def test_killed_worker_stops_the_run_which_resumes_to_the_same_weights(data_dir,
                 raise
     procs[1].kill()  # worker 1 dies mid-epoch
     procs[1].wait(timeout=TIMEOUT)
-    try:  # the chief notices at its next collective (missed heartbeats) and stops with one line
-        assert procs[0].wait(timeout=TIMEOUT) == 1
+    try:  # the chief notices at its next collective (connection lost or heartbeats missed)
+        assert procs[0].wait(timeout=TIMEOUT) == 1, logs[0].read_text(errors="replace")[-4000:]
     finally:
         if procs[0].poll() is None:
             procs[0].kill()
-    out = logs[0].read_text(errors="replace")
-    assert "Traceback" not in out, out[-4000:]
-    last = out.strip().splitlines()[-1]
-    assert last.startswith(f"error: --out_dir {run}: ") and "stopped or cannot be reached" in last, last
-    assert last.endswith("start every worker again with the same flags and --resume"), last
-    killed_at = int(tf.train.latest_checkpoint(str(run / "checkpoints")).rsplit("-", 1)[1])
-    assert 2 <= killed_at < 3 * STEPS_PER_EPOCH  # a worker cannot run ahead of a dead one
+    return logs[0], procs[0].pid
 
-    run_workers(data_dir, run, tmp_path, "--epochs", "3", "--resume", "--noexport_saved_model")
-    ref = reference()
-    steps = 3 * STEPS_PER_EPOCH
-    assert_same_weights(run, steps, ref, steps)
-    assert [r["epoch"] for r in history(run)] == ["1", "2", "3"]
-    assert not (run / "workers").exists()  # the non-chief's scratch checkpoints are gone
-    assert (run / "final.keras").is_file()
+
+def test_two_workers_train_as_one_resume_after_a_kill_and_only_the_chief_writes(data_dir, tmp_path):
+    ref = tmp_path / "one_worker"
+    ref_log = tmp_path / "one_worker.log"
+    ref_proc = start(train_cmd(data_dir, ref, "--epochs", "3", "--noexport_saved_model"), ref_log)
+    try:
+        run = tmp_path / "run"
+        chief_log, first_chief = start_and_kill_worker_1(data_dir, run, tmp_path)
+        out = chief_log.read_text(errors="replace")
+        assert "Traceback" not in out, out[-4000:]
+        last = out.strip().splitlines()[-1]  # one line: what happened and what to do
+        assert last.startswith(f"error: --out_dir {run}: ") and "stopped or cannot be reached" in last, last
+        assert last.endswith("start every worker again with the same flags and --resume"), last
+        killed_at = checkpoint_steps(run)[-1]
+        assert 2 <= killed_at < 3 * STEPS_PER_EPOCH  # no worker runs ahead of a dead one
+
+        pids = run_workers(data_dir, run, tmp_path, "--epochs", "3", "--resume")
+        assert ref_proc.wait(timeout=TIMEOUT) == 0, ref_log.read_text(errors="replace")[-4000:]
+    finally:
+        if ref_proc.poll() is None:
+            ref_proc.kill()
+            ref_proc.wait()
+
+    # the weights of one worker with the same global batch, at every checkpoint of both runs
+    steps = checkpoint_steps(run)
+    assert steps == list(range(2, 3 * STEPS_PER_EPOCH + 1, 2)) == checkpoint_steps(ref)
+    for step in steps:
+        assert_same_weights(run, step, ref, step)
+    mine, theirs = history(run), history(ref)
+    assert [r["step"] for r in mine] == [r["step"] for r in theirs] == ["4", "8", "12"]
+    for r, s in zip(mine, theirs):  # losses and counts summed over both workers' halves of each batch
+        for col in ("loss", "val_loss", "micro_f1", "val_micro_f1"):
+            assert float(r[col]) == pytest.approx(float(s[col]), rel=1e-4, abs=1e-6), col
+
+    # the chief alone wrote: checkpoints, summaries (event files named with the writer's pid), models,
+    # SavedModel; the non-chief's scratch checkpoints (RUN/workers/1) are gone
+    assert sorted(os.listdir(run)) == ["best.keras", "checkpoints", "curves.png", "final.keras", "flags.json",
+                                       "history.csv", "input_config.json", "logs", "run_info.json", "saved_model"]
+    events = [p.name for kind in ("train", "val") for p in (run / "logs" / kind).iterdir()]
+    assert {int(name.split(".")[-3]) for name in events} == {first_chief, pids[0]}, events  # .<pid>.<n>.v2
+    assert (run / "saved_model" / "saved_model.pb").is_file()
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["strategy"] == "multi_worker" and info["replicas"] == 2
