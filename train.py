@@ -24,6 +24,11 @@ The run folder RUN (--out_dir, or -o; --run_dir is an alias kept for old command
   final.keras           the model after the last epoch, and saved_model/ (SavedModel for serving)
   eval_test/            the best model evaluated on the test split (evaluate.py), when asked
 
+With ``--strategy multi_worker`` (one process per worker, each with its ``TF_CONFIG``) only the
+chief writes RUN; the other workers keep their part of each (collective) checkpoint save in
+RUN/workers/<index>/ and remove it at the end. Each global batch is split over the workers, batch
+norm is synchronized over the replicas, and a lost worker stops the run with one line.
+
 ``--resume`` continues from the latest checkpoint with the same step count, optimizer state,
 random-number state and data order: the data of epoch e come from a seed derived from (--seed, e),
 and a mid-epoch checkpoint skips the batches already seen, so with --deterministic a killed and
@@ -177,7 +182,9 @@ def define_flags() -> None:
                          "exact resume); slower.")
     flags.DEFINE_boolean("mixed_precision", d.mixed_precision, "Mixed precision (float16 with loss scaling; "
                          "bfloat16 on TPU).")
-    flags.DEFINE_enum("strategy", d.strategy, STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_enum("strategy", d.strategy, STRATEGIES, "tf.distribute strategy: default (one device), "
+                      "mirrored (this machine's GPUs), multi_worker (one process per worker, each with its "
+                      "TF_CONFIG; worker 0 writes the run folder), tpu.")
     flags.DEFINE_string("tpu", d.tpu, "TPU name or address for --strategy tpu ('' = local / from environment).")
     flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
     flags.DEFINE_integer("steps_per_epoch", d.steps_per_epoch, "Cap on training steps per epoch (0 = whole split).",
@@ -786,6 +793,8 @@ def main(argv: list[str]) -> int:
       InputError: a bad data folder, model or bands, or a file that went missing during the run
         (see ``train``).
       RunDirError: the run folder does not fit the request (see ``train``).
+      WorkerLostError: with ``--strategy multi_worker``, another worker stopped or became
+        unreachable during the run.
     """
     cli.no_arguments(argv)
     cli.required("data_dir", "out_dir")

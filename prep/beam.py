@@ -653,27 +653,27 @@ def _run(options, tasks_path, todo, splits, produce, spec, schema, compression, 
     fn = _ShardFn(produce, spec, schema, compression, on_error, emit)
     try:
         p = beam.Pipeline(runner=_runner(options), options=options)
-        if dask:  # the DaskRunner translates Create but no file source
-            source = p | "Plan" >> beam.Create([_task_to_json(t) for t in todo])
-        else:
-            source = p | "ReadPlan" >> beam.io.ReadFromText(tasks_path)
-        tasks = source | "ParseTask" >> beam.Map(_task_from_json) | "Spread" >> beam.Reshuffle()
-        if not emit:
-            tasks | "WriteShards" >> beam.ParDo(fn)
-        else:
-            names = sorted({t.split for t in todo})
-            records = tasks | "EncodeShards" >> beam.ParDo(fn).with_outputs(*names)
-            for split in names:
-                n = next(t.num_shards for t in todo if t.split == split)
-                records[split] | f"Write_{split}" >> beam.io.WriteToTFRecord(
-                    join(out_dir, split), file_name_suffix=".tfrecord.gz" if compression == "GZIP" else ".tfrecord",
-                    num_shards=n, shard_name_template="-SSSSS-of-NNNNN",
-                    compression_type=CompressionTypes.GZIP if compression == "GZIP" else _RAW)
-        result = p.run()
         try:
-            result.wait_until_finish()
+            with p:  # runs the pipeline and waits for it at the end of the block
+                if dask:  # the DaskRunner translates Create but no file source
+                    source = p | "Plan" >> beam.Create([_task_to_json(t) for t in todo])
+                else:
+                    source = p | "ReadPlan" >> beam.io.ReadFromText(tasks_path)
+                tasks = source | "ParseTask" >> beam.Map(_task_from_json) | "Spread" >> beam.Reshuffle()
+                if not emit:
+                    tasks | "WriteShards" >> beam.ParDo(fn)
+                else:
+                    names = sorted({t.split for t in todo})
+                    records = tasks | "EncodeShards" >> beam.ParDo(fn).with_outputs(*names)
+                    for split in names:
+                        n = next(t.num_shards for t in todo if t.split == split)
+                        records[split] | f"Write_{split}" >> beam.io.WriteToTFRecord(
+                            join(out_dir, split),
+                            file_name_suffix=".tfrecord.gz" if compression == "GZIP" else ".tfrecord",
+                            num_shards=n, shard_name_template="-SSSSS-of-NNNNN",
+                            compression_type=CompressionTypes.GZIP if compression == "GZIP" else _RAW)
         finally:
-            client = getattr(result, "client", None)  # the DaskRunner's connection to the cluster
+            client = getattr(getattr(p, "result", None), "client", None)  # the DaskRunner's, to its cluster
             if client is not None:
                 client.close()
     except Exception as e:  # the runner wraps or annotates worker errors: surface the preparation's message
