@@ -180,9 +180,17 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
     the coordination service on the chief reports as a crashed task while the chief still writes.
     Returns at once with one replica.
     """
-    if strategy.num_replicas_in_sync > 1:
-        tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.ones([])),
-                                            axis=None))()
+    if strategy.num_replicas_in_sync <= 1:
+        return
+
+    def one():
+        return tf.ones([])
+
+    @tf.function(autograph=False)
+    def all_reduce():
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(one), axis=None)
+
+    all_reduce()
 
 
 def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
