@@ -27,6 +27,11 @@ The run folder RUN (--out_dir, or -o; --run_dir is an alias kept for old command
   final.keras           the model after the last epoch, and saved_model/ (SavedModel for serving)
   eval_test/            the best model evaluated on the test split (evaluate.py), when asked
 
+With ``--strategy multi_worker`` (one process per worker, each with its ``TF_CONFIG``) only the
+chief writes RUN; the other workers keep their part of each (collective) checkpoint save in
+RUN/workers/<index>/ and remove it at the end. Each global batch is split over the workers, batch
+norm is synchronized over the replicas, and a lost worker stops the run with one line.
+
 ``--resume`` continues from the latest checkpoint with the same step count, optimizer state,
 random-number state and data order: the data of epoch e come from a seed derived from (--seed, e),
 and a mid-epoch checkpoint skips the batches already seen, so with --deterministic a killed and
@@ -180,7 +185,9 @@ def define_flags() -> None:
                          "exact resume); slower.")
     flags.DEFINE_boolean("mixed_precision", d.mixed_precision, "Mixed precision (float16 with loss scaling; "
                          "bfloat16 on TPU).")
-    flags.DEFINE_enum("strategy", d.strategy, STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_enum("strategy", d.strategy, STRATEGIES, "tf.distribute strategy: default (one device), "
+                      "mirrored (this machine's GPUs), multi_worker (one process per worker, each with its "
+                      "TF_CONFIG; worker 0 writes the run folder), tpu.")
     flags.DEFINE_string("tpu", d.tpu, "TPU name or address for --strategy tpu ('' = local / from environment).")
     flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
     flags.DEFINE_integer("steps_per_epoch", d.steps_per_epoch, "Cap on training steps per epoch (0 = whole split).",
@@ -252,6 +259,16 @@ class RunDirError(EORecordsError, RuntimeError):
     flags that differ from the run's flags.json in a setting the checkpoints depend on.
     """
 
+
+class WorkerLostError(EORecordsError, RuntimeError):
+    """A worker of a ``--strategy multi_worker`` run stopped (its collectives failed or timed out).
+
+    The run cannot go on with fewer workers; all of them are started again with ``--resume``.
+    """
+
+
+# TensorFlow's errors of a collective whose peer is gone (its coordination service misses the heartbeats)
+_PEER_LOST = ("UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError")
 
 _MUST_MATCH = ("model", "bands", "per_resolution", "batch_size", "resample", "normalize", "data_dir")
 
@@ -472,6 +489,8 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.mixed_precision:
         policy = "mixed_bfloat16" if cfg.strategy == "tpu" else "mixed_float16"
     keras.mixed_precision.set_global_policy(policy or "float32")
+    # a non-chief worker of --strategy multi_worker saves its (identical) checkpoints into a scratch folder
+    # it removes at the end: saving is collective, so every worker must save; only the chief keeps
     work_dir = run_dir if chief else os.path.join(run_dir, "workers", str(strategy.cluster_resolver.task_id))
     info = training.run_info(os.path.join(cfg.data_dir, reader.MANIFEST), cfg.strategy, strategy, policy or "float32",
                              input_spec)
@@ -487,16 +506,19 @@ def train(cfg: TrainConfig) -> dict:
                                  shuffle_buffer=cfg.shuffle_buffer, seed=training.epoch_seed(cfg.seed, epoch),
                                  deterministic=cfg.deterministic, cache=cache, drop_remainder=True,
                                  augment=cfg.augment or False, skip_batches=skip, **common)
-        return strategy.experimental_distribute_dataset(ds)
+        return strategy.experimental_distribute_dataset(training.shard_by_data(ds))
 
     val_ds = None
     if val_split:
-        val_ds = reader.make_dataset(cfg.data_dir, val_split, batch_size=val_bs, training=False, **common)
+        val_ds = strategy.experimental_distribute_dataset(training.shard_by_data(
+            reader.make_dataset(cfg.data_dir, val_split, batch_size=val_bs, training=False, **common)))
 
     # Model, optimizer, loss.
     with strategy.scope():
         model = models.build(cfg.model, input_spec, len(classes), task, **build_options)
         _check_output(model, task, cfg.model)
+        if strategy.num_replicas_in_sync > 1:  # batch statistics of the global batch, as on one replica
+            training.synchronize_batch_norm(model)
         names = sorted(i.name for i in model.inputs)
         if names != sorted(input_spec):
             raise InputError(f"the model takes inputs {', '.join(names)}, the data give {', '.join(input_spec)}",
@@ -526,7 +548,7 @@ def train(cfg: TrainConfig) -> dict:
     # The run folder: written only now. One this call creates is removed again if the start fails.
     created = not os.path.exists(run_dir)
     try:
-        if cfg.overwrite and has_ckpt and not cfg.resume:
+        if cfg.overwrite and has_ckpt and not cfg.resume and chief:
             import shutil
             shutil.rmtree(ckpt_dir)
             has_ckpt = False
@@ -544,9 +566,10 @@ def train(cfg: TrainConfig) -> dict:
             training.write_json(info_path, {**info, "previous": runs})
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(work_dir, "checkpoints"),
                                              max_to_keep=cfg.keep_checkpoints)
-        if cfg.resume and manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            logging.info("resumed from %s at epoch %d, batch %d, step %d", manager.latest_checkpoint,
+        latest = tf.train.latest_checkpoint(ckpt_dir)  # the chief's, on every worker
+        if cfg.resume and latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("resumed from %s at epoch %d, batch %d, step %d", latest,
                          int(progress_epoch.numpy()) + 1, int(progress_batch.numpy()),
                          int(optimizer.iterations.numpy()))
         elif cfg.resume:
@@ -582,7 +605,7 @@ def train(cfg: TrainConfig) -> dict:
 
     def eval_fn(x, y):
         logits = tf.cast(model(_features(x), training=False), tf.float32)
-        out = (tf.reduce_sum(per_example_loss(y, logits)), *counts(y, logits))
+        out = (tf.reduce_sum(per_example_loss(y, logits)), *counts(y, logits), tf.cast(tf.shape(logits)[0], tf.float32))
         return out + (confusion(y, logits),) if segmentation else out
 
     step_inner = tf.function(step_fn, jit_compile=True) if cfg.jit_compile else step_fn
@@ -600,7 +623,8 @@ def train(cfg: TrainConfig) -> dict:
     history_path = os.path.join(run_dir, "history.csv")
     start_epoch = int(progress_epoch.numpy())
     history = _history_before(training.read_history(history_path), start_epoch) if cfg.resume else []
-    writers = {k: tf.summary.create_file_writer(os.path.join(work_dir, "logs", k)) for k in ("train", "val")}
+    writers = {k: tf.summary.create_file_writer(os.path.join(run_dir, "logs", k)) if chief
+               else tf.summary.create_noop_writer() for k in ("train", "val")}
     from tqdm import tqdm
 
     stopped = False
@@ -650,9 +674,9 @@ def train(cfg: TrainConfig) -> dict:
             cm = np.zeros((len(classes), len(classes)))
             for x, y in tqdm(val_ds, desc="validation", unit="batch", leave=False,
                              disable=not (cfg.progress and chief)):
-                loss, a, b, c, *rest = eval_step(x, y)
+                loss, a, b, c, n, *rest = eval_step(x, y)
                 loss, a, b, c = float(loss), float(a), float(b), float(c)
-                vl, vtp, vfp, vfn, vn = vl + loss, vtp + a, vfp + b, vfn + c, vn + int(y.shape[0])
+                vl, vtp, vfp, vfn, vn = vl + loss, vtp + a, vfp + b, vfn + c, vn + int(float(n))
                 if rest:
                     cm += rest[0].numpy()
             row["val_loss"], row["val_micro_f1"] = vl / max(vn, 1), training.micro_f1(vtp, vfp, vfn)
@@ -694,17 +718,30 @@ def train(cfg: TrainConfig) -> dict:
                "best_val_micro_f1": None if by_miou else best, "best_val_miou": best if by_miou else None,
                "best_by": "validation" if val_ds is not None else "training",
                "steps": int(optimizer.iterations.numpy()), "test": None, "files": []}
-    if stopped or not chief:
-        return summary
-    final = os.path.join(run_dir, "final.keras")
-    model.save(final)
-    summary["files"].append(final)
-    if cfg.export_saved_model:
-        model.export(os.path.join(run_dir, "saved_model"), verbose=False)
-        summary["files"].append(os.path.join(run_dir, "saved_model"))
-    if cfg.evaluate_test:
-        summary["test"] = evaluate_best(cfg, manifest)
+    if chief and not stopped:
+        final = os.path.join(run_dir, "final.keras")
+        model.save(final)
+        summary["files"].append(final)
+        if cfg.export_saved_model:
+            model.export(os.path.join(run_dir, "saved_model"), verbose=False)
+            summary["files"].append(os.path.join(run_dir, "saved_model"))
+        if cfg.evaluate_test:
+            summary["test"] = evaluate_best(cfg, manifest)
+    if not chief:
+        _remove_scratch(work_dir)
+    training.barrier(strategy)  # no worker leaves (and stops its heartbeats) while the chief still writes
     return summary
+
+
+def _remove_scratch(work_dir: str) -> None:
+    """Remove a non-chief worker's scratch folder RUN/workers/<id>, and RUN/workers once empty."""
+    import shutil
+
+    shutil.rmtree(work_dir, ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(work_dir))
+    except OSError:  # another worker's scratch is still there
+        pass
 
 
 def evaluate_best(cfg: TrainConfig, manifest: Mapping) -> dict | None:
@@ -795,6 +832,8 @@ def main(argv: list[str]) -> int:
       InputError: a bad data folder, model or bands, or a file that went missing during the run
         (see ``train``).
       RunDirError: the run folder does not fit the request (see ``train``).
+      WorkerLostError: with ``--strategy multi_worker``, another worker stopped or became
+        unreachable during the run.
     """
     cli.no_arguments(argv)
     cli.required("data_dir", "out_dir")
@@ -810,6 +849,18 @@ def _train_and_report(cfg: TrainConfig) -> int:
         summary = train(cfg)
     except FileNotFoundError as e:  # a shard or file named in a flag that went missing
         raise InputError(str(e)) from None
+    except Exception as e:
+        if cfg.strategy != "multi_worker" or type(e).__name__ not in _PEER_LOST:
+            raise
+        import re
+
+        # the peer as TensorFlow names it: "remote target /job:..." (connection lost) or the line after
+        # "unhealthy (stopped sending heartbeats):" (coordination service)
+        peer = re.search(r"(?:remote target|heartbeats\):)\s*(/job:\w+/replica:\d+/task:\d+)", str(e))
+        who = f"worker {peer.group(1)}" if peer else "a worker"
+        raise WorkerLostError(f"{who} stopped or cannot be reached ({type(e).__name__}); the run cannot go on "
+                              "without it", path=f"--out_dir {cfg.out_dir}",
+                              hint="start every worker again with the same flags and --resume") from None
     best = summary["best_score"]
     if best is None:
         result = "no epoch ended, so no validation ran and no best model was kept"

@@ -174,6 +174,70 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
                                              and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Wait until every worker of ``strategy`` has reached this call (an all-reduce of one number).
+
+    A multi-worker run ends with it: a worker whose process exits stops sending heartbeats, which
+    the coordination service on the chief reports as a crashed task while the chief still writes.
+    Returns at once with one replica.
+    """
+    if strategy.num_replicas_in_sync <= 1:
+        return
+
+    def one():
+        return tf.ones([])
+
+    @tf.function(autograph=False)
+    def all_reduce():
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(one), axis=None)
+
+    all_reduce()
+
+
+def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` with the DATA auto-shard policy, for ``strategy.experimental_distribute_dataset``.
+
+    Every worker of a multi-worker strategy then reads the whole pipeline (same files, same seeded
+    order) and takes its replicas' slices of each global batch, so step k of a run of N workers sees
+    the examples of step k of a one-worker run with the same global batch. The default (AUTO) would
+    give each worker different shard files. No effect on one worker.
+
+    Args:
+      ds: a dataset batched with the global batch size.
+
+    Returns:
+      The same dataset with the option set.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def synchronize_batch_norm(model: keras.Model) -> int:
+    """Make every BatchNormalization layer of ``model`` compute its statistics over all replicas.
+
+    With several replicas each one sees a slice of the global batch; synchronized batch norm
+    all-reduces the batch mean and variance (Keras's ``synchronized=True``, TensorFlow backend), so
+    the forward pass, the gradients and the moving statistics are those of one replica on the whole
+    global batch. To be called inside ``strategy.scope()`` before the model is first called; the
+    saved model carries ``synchronized: true``, which one replica ignores.
+
+    Args:
+      model: a built Keras model (nested models included).
+
+    Returns:
+      The number of BatchNormalization layers changed.
+    """
+    n = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
+            layer.synchronized = True
+            n += 1
+        elif hasattr(layer, "layers"):  # a nested model
+            n += synchronize_batch_norm(layer)
+    return n
+
+
 # --- learning rate and optimizer ------------------------------------------------------------------
 
 def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:

@@ -7,9 +7,10 @@ statistics, every skipped and excluded item with its reason), byte for byte on t
 Runs on the DirectRunner (one machine; the Python runner is selected explicitly, so nothing is
 downloaded; its worker processes start through ``prep.beam_worker``, and Beam's INFO lines, its
 import-time notes about missing Google Cloud libraries and its tracebacks of bad input, which the
-command reports as one line, are left out of the output), Dataflow, Flink or Spark; ``--beam_options`` passes pipeline options
-(``--project=... --region=...``). The runner and its options are recorded in
-``OUT/.parts/beam-run.json``, not in the manifest, which stays the local path's.
+command reports as one line, are left out of the output), Dask (``DaskRunner``, below), Dataflow,
+Flink or Spark; ``--beam_options`` passes pipeline options (``--project=... --region=...``). The
+runner and its options are recorded in ``OUT/.parts/beam-run.json``, not in the manifest, which
+stays the local path's.
 
 Two shard writers, chosen with the pipeline option ``--shard_writer``:
 
@@ -36,6 +37,16 @@ filesystem (``gs://...``, ``s3://...``, ``hdfs://...``): remote shards are writt
 uploaded. So may the raw input, where the dataset's plan supports it (BigEarthNet's patch folders
 are copied one at a time to the worker's temporary folder: ``prep.datasets.bigearthnet.remote``).
 The driver keeps its books (plan, sidecars) in ``OUT/.parts`` as the local path does.
+
+Dask (``DaskRunner``, needs ``pip install 'eorecords[dask]'``): Beam's DaskRunner translates a
+pipeline into a ``dask.bag`` graph run on a ``dask.distributed`` cluster. Without
+``--dask_client_address`` (or ``--dask_scheduler_file``) the preparation starts a local cluster of
+``workers`` processes (one thread each) for the run and stops it afterwards; with it, the shards are
+written by the workers of that cluster (a filesystem they all mount, or a Beam filesystem). The
+DaskRunner translates only Create, ParDo, GroupByKey and Flatten, so the planned shards enter the
+pipeline through ``beam.Create`` (not a text file) and only the ``planned`` writer runs on it; each
+planned shard is one Dask partition (``--dask_npartitions`` overrides). Shards and manifest are the
+local path's, byte for byte.
 """
 from __future__ import annotations
 
@@ -137,10 +148,11 @@ with _quiet_beam_import():
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.runners.dask.dask_runner import DaskOptions
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.transforms import environments
 
-RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
+RUNNERS = ("DirectRunner", "DaskRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 SHARD_WRITERS = ("planned", "writetotfrecord")
 TASKS = "beam-tasks.jsonl"
 RUN_INFO = "beam-run.json"  # in OUT/.parts: the runner and its worker options of the last run
@@ -458,13 +470,15 @@ def write_dataset(out_dir: str, spec: DatasetSpec, schema_name: str, splits: Map
     Raises:
       ValueError: ``on_error`` is neither "fail" nor "skip".
       PrepError: a skipped item under ``on_error="fail"`` (in the plan or from a worker), an output
-        folder holding a different preparation's output (unless ``overwrite``), or a
-        ``writetotfrecord`` sink that wrote another number of records than planned.
+        folder holding a different preparation's output (unless ``overwrite``), a
+        ``writetotfrecord`` sink that wrote another number of records than planned, or the
+        DaskRunner without dask installed or with ``writetotfrecord``.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
     compression = None if compression in (None, "", "NONE") else compression
     schema = spec.schema(schema_name)
+    _check_runner(options)
     writer = options.view_as(PrepOptions).shard_writer
     flags = dict(flags or {})
     if writer != "planned":
@@ -549,14 +563,68 @@ class _FnApiRunner(fn_runner.FnApiRunner):
 
 
 def _runner(options: PipelineOptions):
-    """The DirectRunner's Python FnApiRunner, chosen explicitly; None for other runners.
+    """The DirectRunner's Python FnApiRunner or the DaskRunner, chosen explicitly; None for other runners.
 
     Beam's DirectRunner would first try to download and start its Prism runner (no network here,
     ~80 lines of fallback logs). Other runners: None (Beam picks the ``--runner``).
     """
-    if options.view_as(StandardOptions).runner not in ("DirectRunner", None):
+    name = options.view_as(StandardOptions).runner
+    if name == "DaskRunner":
+        from apache_beam.runners.dask.dask_runner import DaskRunner
+
+        return DaskRunner()
+    if name not in ("DirectRunner", None):
         return None
     return _FnApiRunner()
+
+
+def _check_runner(options: PipelineOptions) -> None:
+    """PrepError for what the chosen runner cannot do: the DaskRunner without dask, or with ``writetotfrecord``.
+
+    Beam's DaskRunner translates no file sink (``WriteToTFRecord`` needs one), so it runs the
+    ``planned`` writer only.
+    """
+    if options.view_as(StandardOptions).runner != "DaskRunner":
+        return
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as e:
+        raise shards.PrepError(f"the DaskRunner needs dask and distributed ({e}): "
+                               "pip install 'eorecords[dask]'") from None
+    if options.view_as(PrepOptions).shard_writer != "planned":
+        raise shards.PrepError("the DaskRunner runs --shard_writer=planned only (Beam's DaskRunner "
+                               "translates no file sink such as WriteToTFRecord)")
+
+
+@contextlib.contextmanager
+def _dask_cluster(options: PipelineOptions, workers: int):
+    """For the DaskRunner: a local ``dask.distributed`` cluster unless the options name one.
+
+    Sets ``--dask_client_address`` to a ``LocalCluster`` of ``workers`` processes (one thread each,
+    its dashboard off) started here and closed at the end of the block, unless the options give
+    ``--dask_client_address`` or ``--dask_scheduler_file``. Yields what ``beam-run.json`` records
+    of the cluster (no address); other runners: nothing is done, an empty dict.
+    """
+    if options.view_as(StandardOptions).runner != "DaskRunner":
+        yield {}
+        return
+    dask = options.view_as(DaskOptions)
+    if dask.address or dask.scheduler_file:
+        yield {"dask_cluster": "given"}
+        return
+    from distributed import LocalCluster
+
+    n = max(1, workers)
+    # no dashboard, its HTTP server (metrics) on a free port; the workers start through prep.beam_worker
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, silence_logs=logging.ERROR,
+                      preload=["prep.beam_worker"]) as cluster:
+        dask.address = cluster.scheduler_address
+        try:
+            yield {"dask_cluster": f"local, {n} worker processes"}
+        finally:
+            dask.address = None
 
 
 def _log_levels(runner: str) -> dict[str, int]:
@@ -564,33 +632,50 @@ def _log_levels(runner: str) -> dict[str, int]:
 
     Any runner: Beam's notes that it reads our functions' string type hints as Any. DirectRunner:
     Beam's INFO lines (gRPC servers started, worker set-up), and the workers' INFO lines relayed by
-    the local job service; their warnings and errors stay.
+    the local job service; their warnings and errors stay. DaskRunner: the INFO lines of Dask's
+    scheduler and nannies (workers registered, connections opened and closed).
     """
     levels = {"apache_beam.typehints.native_type_compatibility": logging.WARNING}
     if runner == "DirectRunner":
         levels["apache_beam"] = logging.WARNING
+    if runner == "DaskRunner":  # the scheduler of a local cluster runs in this process
+        levels["distributed"] = logging.WARNING
     return levels
 
 
 def _run(options, tasks_path, todo, splits, produce, spec, schema, compression, on_error, writer, out_dir):
     emit = writer == "writetotfrecord"
+    dask = options.view_as(StandardOptions).runner == "DaskRunner"
+    if dask:
+        partitioning = options.view_as(DaskOptions)
+        if not partitioning.npartitions and not partitioning.partition_size:
+            partitioning.npartitions = len(todo)  # one planned shard per partition: every worker gets some
     fn = _ShardFn(produce, spec, schema, compression, on_error, emit)
     try:
-        with beam.Pipeline(runner=_runner(options), options=options) as p:
-            tasks = (p | "ReadPlan" >> beam.io.ReadFromText(tasks_path)
-                     | "ParseTask" >> beam.Map(_task_from_json)
-                     | "Spread" >> beam.Reshuffle())
-            if not emit:
-                tasks | "WriteShards" >> beam.ParDo(fn)
-                return
-            names = sorted({t.split for t in todo})
-            records = tasks | "EncodeShards" >> beam.ParDo(fn).with_outputs(*names)
-            for split in names:
-                n = next(t.num_shards for t in todo if t.split == split)
-                records[split] | f"Write_{split}" >> beam.io.WriteToTFRecord(
-                    join(out_dir, split), file_name_suffix=".tfrecord.gz" if compression == "GZIP" else ".tfrecord",
-                    num_shards=n, shard_name_template="-SSSSS-of-NNNNN",
-                    compression_type=CompressionTypes.GZIP if compression == "GZIP" else _RAW)
+        p = beam.Pipeline(runner=_runner(options), options=options)
+        try:
+            with p:  # runs the pipeline and waits for it at the end of the block
+                if dask:  # the DaskRunner translates Create but no file source
+                    source = p | "Plan" >> beam.Create([_task_to_json(t) for t in todo])
+                else:
+                    source = p | "ReadPlan" >> beam.io.ReadFromText(tasks_path)
+                tasks = source | "ParseTask" >> beam.Map(_task_from_json) | "Spread" >> beam.Reshuffle()
+                if not emit:
+                    tasks | "WriteShards" >> beam.ParDo(fn)
+                else:
+                    names = sorted({t.split for t in todo})
+                    records = tasks | "EncodeShards" >> beam.ParDo(fn).with_outputs(*names)
+                    for split in names:
+                        n = next(t.num_shards for t in todo if t.split == split)
+                        records[split] | f"Write_{split}" >> beam.io.WriteToTFRecord(
+                            join(out_dir, split),
+                            file_name_suffix=".tfrecord.gz" if compression == "GZIP" else ".tfrecord",
+                            num_shards=n, shard_name_template="-SSSSS-of-NNNNN",
+                            compression_type=CompressionTypes.GZIP if compression == "GZIP" else _RAW)
+        finally:
+            client = getattr(getattr(p, "result", None), "client", None)  # the DaskRunner's, to its cluster
+            if client is not None:
+                client.close()
     except Exception as e:  # the runner wraps or annotates worker errors: surface the preparation's message
         msg = str(e)
         marker = "PrepError: "
@@ -612,17 +697,21 @@ def write_plan(out_dir: str, plan: PreparePlan, runner: str = "DirectRunner", be
       plan: the dataset's plan (``Dataset.command_module().plan(...)``).
       runner: one of ``RUNNERS``.
       beam_options: further pipeline options as one shell-quoted string.
-      workers: DirectRunner worker processes (unless ``beam_options`` sets them).
+      workers: DirectRunner worker processes (unless ``beam_options`` sets them); DaskRunner: the
+        processes of the local cluster started for the run (unless ``beam_options`` names a
+        cluster with ``--dask_client_address`` or ``--dask_scheduler_file``).
       overwrite: discard the output of a different earlier preparation in ``out_dir``.
       progress: show a progress bar (local output only).
 
     Raises:
-      PrepError: an unknown runner, bad input under ``on_error="fail"``, or an output folder
-        holding another preparation.
+      PrepError: an unknown runner, bad input under ``on_error="fail"``, an output folder
+        holding another preparation, or the DaskRunner without dask installed or with the
+        ``writetotfrecord`` writer.
     """
     if runner not in RUNNERS:
         raise shards.PrepError(f"unknown runner {runner!r}; runners: {', '.join(RUNNERS)}")
     options = pipeline_options(runner, beam_options, workers)
+    _check_runner(options)
     run_info = {"runner": runner, "shard_writer": options.view_as(PrepOptions).shard_writer}
     if runner == "DirectRunner":  # only these: other options may hold account or project names
         opts = options.get_all_options()
@@ -630,8 +719,9 @@ def write_plan(out_dir: str, plan: PreparePlan, runner: str = "DirectRunner", be
     drop = _DropPrepErrorReports()
     stderr = contextlib.redirect_stderr(WithoutPrepErrorTracebacks(sys.stderr)) if runner == "DirectRunner" \
         else contextlib.nullcontext()
-    with _logger_levels(_log_levels(runner), {name: drop for name in _ERROR_REPORTERS}), stderr:
+    with _logger_levels(_log_levels(runner), {name: drop for name in _ERROR_REPORTERS}), stderr, \
+            _dask_cluster(options, workers) as cluster:
         return write_dataset(out_dir, plan.spec, plan.schema, plan.items, plan.produce, plan.records_per_shard,
                              options, compression=plan.compression, flags=plan.flags, excluded=plan.excluded,
                              skipped=plan.skipped, extra=plan.extra, on_error=plan.on_error, overwrite=overwrite,
-                             progress=progress, run_info=run_info, missing=plan.missing)
+                             progress=progress, run_info={**run_info, **cluster}, missing=plan.missing)

@@ -12,6 +12,11 @@ adds, which sends them to the runner; ``prep.beam`` shows the workers' warnings 
 the reports of a ``PrepError`` (bad input), which the command prints as one line; so the worker
 also leaves out the traceback the harness prints to stderr for such a bundle. Anything else a
 worker writes to stderr (other tracebacks included) goes through.
+
+For the DaskRunner the module is a Dask worker preload (``dask worker --preload prep.beam_worker``;
+``prep.beam`` passes it to the local cluster it starts): ``dask_setup`` gives the worker's root
+logger the same do-nothing handler and imports Beam through ``prep.beam``, whose import leaves out
+those notes, before the first task unpickles Beam's functions.
 """
 from __future__ import annotations
 
@@ -53,6 +58,16 @@ class WithoutPrepErrorTracebacks:
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+def dask_setup(worker: object | None = None) -> None:
+    """Dask worker preload hook: quiet logging set-up and Beam imported through ``prep.beam``.
+
+    Args:
+      worker: the ``distributed.Worker`` starting (unused; Dask passes it).
+    """
+    logging.getLogger().addHandler(logging.NullHandler())
+    import prep.beam  # noqa: F401  (imports Beam without its notes about Google Cloud libraries)
 
 
 def main(argv: list[str] | None = None) -> None:

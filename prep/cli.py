@@ -163,7 +163,7 @@ def no_arguments(argv: Sequence[str]) -> None:
 
 # --- the preparation commands' shared flags and main -------------------------------------------
 
-RUNNERS = ("local", "DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
+RUNNERS = ("local", "DirectRunner", "DaskRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 
 
 def define_prepare_flags(out_aliases: Sequence[str] = ()) -> None:
@@ -191,7 +191,9 @@ def define_prepare_flags(out_aliases: Sequence[str] = ()) -> None:
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     flags.DEFINE_enum("runner", "local", list(RUNNERS), "'local': this machine's worker processes. A Beam runner "
                       "name runs the same preparation as an Apache Beam pipeline (prep.beam); with the "
-                      "DirectRunner the shards and manifest are byte-identical to 'local'.")
+                      "DirectRunner and the DaskRunner (a local Dask cluster of --workers processes, or "
+                      "--beam_options=--dask_client_address=HOST:8786) the shards and manifest are "
+                      "byte-identical to 'local'.")
     flags.DEFINE_string("beam_options", "", "Beam pipeline options as one shell-quoted string, e.g. "
                         "--beam_options='--project=P --region=R --temp_location=gs://B/tmp'; "
                         "'--shard_writer=writetotfrecord' writes through beam.io.WriteToTFRecord (see prep/beam.py).")
@@ -210,7 +212,8 @@ def write_plan(plan: PreparePlan, out_dir: str, runner: str = "local", beam_opti
       out_dir: the output folder (local, or on a Beam filesystem for a Beam runner).
       runner: ``"local"`` or a Beam runner name.
       beam_options: further Beam pipeline options as one shell-quoted string (Beam only).
-      workers: parallel worker processes (DirectRunner: unless ``beam_options`` sets them).
+      workers: parallel worker processes (DirectRunner: unless ``beam_options`` sets them;
+        DaskRunner: the local cluster's, unless ``beam_options`` names a cluster).
       overwrite: discard the output of a different earlier preparation in ``out_dir``.
       progress: show a progress bar.
 
