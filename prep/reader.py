@@ -53,6 +53,9 @@ RESAMPLE_METHODS = ("bicubic", "bilinear", "nearest", "area", "lanczos3", "lancz
                     "gaussian")
 AUGMENTATIONS = ("dihedral", "flips")
 NORMALIZATIONS = ("manifest", "upstream")
+OUTPUT_DTYPES = ("float32", "bfloat16", "float16")
+AUGMENT_KEY = "dihedral_bits"
+"""Raw delivery's feature of the augmentation draws: bool [B, 3] (``dihedral``'s ``bits``)."""
 _READ_BUFFER = 4 << 20
 
 log = logging.getLogger(__name__)
@@ -133,11 +136,29 @@ class Layout:
             return {g.name: (*g.shape, len(g.bands)) for g in self.groups}
         return {"image": (*self.target, len(self.bands))}
 
+    def raw_input_spec(self) -> dict[str, tuple[tuple[int, int, int], str]]:
+        """{input name: ((H, W, C), stored dtype)} of raw delivery (``make_dataset(raw=True)``).
+
+        One entry per grid group (``raw_input_name``), at the group's native grid, with the bands
+        of the group in their stored dtype (e.g. uint16 BOA reflectance, float32 S1 backscatter).
+        """
+        return {raw_input_name(g): ((*g.shape, len(g.bands)), self.dtypes[g.bands[0]]) for g in self.groups}
+
     @property
     def order(self) -> list[int]:
         """Channel permutation from the grouped concatenation to the selected band order."""
         grouped = [b for g in self.groups for b in g.bands]
         return [grouped.index(b) for b in self.bands]
+
+
+def raw_input_name(group: Group | str) -> str:
+    """The feature name of a grid group in raw delivery: "raw_" + its name, non-alphanumerics as "_".
+
+    E.g. "raw_120x120" and "raw_60x60" for BigEarthNet's 10m20m selection, "raw_10m" per
+    resolution group; valid as a Keras input and a SavedModel signature argument name.
+    """
+    name = group if isinstance(group, str) else group.name
+    return "raw_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
 def layout(manifest: Mapping, bands: str | Sequence[str] = "10m20m", per_resolution: bool = False) -> Layout:
@@ -539,7 +560,7 @@ _TRANSFORMS: dict = {}
 
 
 def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None, resample: str,
-                   jit_compile: bool = True,
+                   jit_compile: bool = True, dtype: str = "float32",
                    ) -> Callable[[Mapping[str, tf.Tensor], tf.Tensor | None], dict[str, tf.Tensor]]:
     """The per-batch function ({band: [B, h*w]}, bits [B, 3] or None) -> features dict.
 
@@ -554,22 +575,57 @@ def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None,
       resample: a ``tf.image.resize`` method (``RESAMPLE_METHODS``) for the lower-resolution grids.
       jit_compile: run the groups as XLA-compiled ``tf.function``s with gather-based resampling;
         False runs plain TensorFlow ops (``tf.image.resize``), with the same numbers.
+      dtype: the output dtype (``OUTPUT_DTYPES``): computed in float32, cast at the end of each
+        cluster (bfloat16 / float16 halve the bytes written per sample, for mixed precision).
 
     Returns:
       ``transform(flat, bits)``: ``flat`` maps each band name to its pixels, [B, h*w] row-major on
       its native grid (raw-bytes bands in their stored dtype, list bands as int64 / float32);
       ``bits`` is [B, 3] bool (see ``dihedral``) or None (no augmentation). It returns
-      {"image": float32 [B, H, W, C]} on the target grid in the selected band order, or with
-      ``per_resolution`` {group name: float32 [B, h, w, c]}.
+      {"image": [B, H, W, C]} on the target grid in the selected band order, or with
+      ``per_resolution`` {group name: [B, h, w, c]}, in ``dtype``.
     """
     key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())), lay.clips,
-           None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile))
+           None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile), dtype)
     if key not in _TRANSFORMS:
-        _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile)
+        _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile, tf.as_dtype(dtype))
     return _TRANSFORMS[key]
 
 
-def _make_transform(lay, stats, resample, jit_compile):
+def make_raw_transform(lay: Layout, jit_compile: bool = True,
+                       ) -> Callable[[Mapping[str, tf.Tensor], tf.Tensor | None], dict[str, tf.Tensor]]:
+    """The per-batch function of raw delivery: ({band: [B, h*w]}, bits [B, 3] or None) -> features.
+
+    Args:
+      lay: the band layout (``layout``).
+      jit_compile: stack each group in an XLA-compiled ``tf.function`` (same values either way).
+
+    Returns:
+      ``transform(flat, bits)`` -> {``raw_input_name(group)``: [B, h, w, c] in the stored dtype,
+      the group's bands in the selected order, on its native grid}, plus {``AUGMENT_KEY``: bits}
+      when ``bits`` is given (the draws ``models.preprocess.Preprocess`` applies, so that host and
+      device augmentation are the same transform).
+    """
+    key = ("raw", lay.groups, bool(jit_compile))
+    if key not in _TRANSFORMS:
+        def stack(values, g):
+            h, w = g.shape
+            return tf.stack([tf.reshape(v, [-1, h, w]) for v in values], axis=-1)
+
+        fns = {g.name: (tf.function(functools.partial(stack, g=g), jit_compile=True) if jit_compile
+                        else functools.partial(stack, g=g)) for g in lay.groups}
+
+        def transform(flat, bits):
+            out = {raw_input_name(g): fns[g.name]([flat[b] for b in g.bands]) for g in lay.groups}
+            if bits is not None:
+                out[AUGMENT_KEY] = bits
+            return out
+
+        _TRANSFORMS[key] = transform
+    return _TRANSFORMS[key]
+
+
+def _make_transform(lay, stats, resample, jit_compile, dtype=tf.float32):
     rotations = all(g.shape[0] == g.shape[1] for g in lay.groups)
     clips = {b: (lo, hi) for b, lo, hi in lay.clips}
     order = lay.order
@@ -598,8 +654,8 @@ def _make_transform(lay, stats, resample, jit_compile):
         return tf.function(fn, jit_compile=True) if jit_compile else fn
 
     if lay.per_resolution:
-        fns = {g.name: compiled(functools.partial(lambda g, values, bits: group(g, values, bits, True), g))
-               for g in lay.groups}
+        fns = {g.name: compiled(functools.partial(
+            lambda g, values, bits: tf.cast(group(g, values, bits, True), dtype), g)) for g in lay.groups}
 
         def transform(flat, bits):
             return {g.name: fns[g.name]([flat[b] for b in g.bands], bits) for g in lay.groups}
@@ -609,16 +665,17 @@ def _make_transform(lay, stats, resample, jit_compile):
     # Resampled groups are materialized by their own cluster (the resampling gathers would otherwise
     # recompute their producers); the native-grid groups are computed inside the concatenation.
     rfns = {g.name: compiled(functools.partial(
-        lambda g, values, bits: resize(group(g, values, bits, False), lay.target, resample, taps=jit_compile), g))
+        lambda g, values, bits: tf.cast(resize(group(g, values, bits, False), lay.target, resample, taps=jit_compile),
+                                        dtype), g))
         for g in resized}
 
     def assemble(native_values, resized_parts, bits):
-        parts = {g.name: group(g, native_values[g.name], bits, True) for g in native}
+        parts = {g.name: tf.cast(group(g, native_values[g.name], bits, True), dtype) for g in native}
         parts.update(resized_parts)
         x = tf.concat([parts[g.name] for g in lay.groups], axis=-1) if len(parts) > 1 else parts[lay.groups[0].name]
         if order != list(range(len(order))):
             x = tf.gather(x, order, axis=-1)
-        return x
+        return tf.cast(x, dtype)
 
     final = compiled(assemble)
 
@@ -641,12 +698,20 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
                  seed: int | None = None, deterministic: bool = False, cache: bool | str = False,
                  drop_remainder: bool = False, augment: str | bool | None = None, skip_batches: int = 0,
                  cycle_length: int = 8, jit_compile: bool | None = None, fixed_offsets: bool = True,
+                 raw: bool = False, output_dtype: str = "float32",
                  manifest: Mapping | None = None) -> tf.data.Dataset:
     """Batches of (features, targets) from ``split`` of the prepared directory ``data_dir``.
 
     features: {"image": float32 [B, H, W, C]} with the bands in the selected order, or with
-    ``per_resolution`` one float32 tensor per resolution group ({"10m": .., "20m": .., "60m": ..}).
+    ``per_resolution`` one float32 tensor per resolution group ({"10m": .., "20m": .., "60m": ..});
+    ``output_dtype`` "bfloat16" / "float16" delivers them in that dtype (computed in float32).
     targets: float32 multi-hot [B, num_classes] (multi-label) or int32 class index [B] (single-label).
+
+    ``raw`` (raw delivery, for preprocessing inside the model: ``models.preprocess``): the stored
+    band values of each grid group, {``raw_input_name(group)``: [B, h, w, c] in the stored dtype}
+    (``Layout.raw_input_spec``), not resampled, normalized nor augmented; when augmenting, the
+    per-sample draws are delivered as {``AUGMENT_KEY``: bool [B, 3]} instead of applied, the
+    same draws (same seed, same records) as the host pipeline applies.
 
     Without ``training`` the batches keep the record order of the manifest's shards.
     ``training`` shuffles the shard order and the records (``shuffle_buffer``), interleaves the
@@ -667,7 +732,7 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
 
     Raises:
       InputError: ``data_dir`` holds no readable manifest (``load_manifest``).
-      ReaderError: an unknown ``resample`` or ``augment``, a ``batch_size`` below 1, a split the
+      ReaderError: an unknown ``resample``, ``augment`` or ``output_dtype``, a ``batch_size`` below 1, a split the
         manifest lacks, bands the records do not hold, statistics ``normalize`` cannot provide
         (see ``layout`` and ``band_statistics``), or a label feature neither int64 nor float.
       FileNotFoundError: a shard listed in the manifest is missing.
@@ -688,12 +753,14 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         raise ReaderError(f"augment must be one of {', '.join(AUGMENTATIONS)} or False; got {augment!r}")
     if batch_size < 1:
         raise ReaderError(f"batch_size must be positive, got {batch_size}")
+    if output_dtype not in OUTPUT_DTYPES:
+        raise ReaderError(f"output_dtype must be one of {', '.join(OUTPUT_DTYPES)}; got {output_dtype!r}")
     if jit_compile is None:
         jit_compile = _jit_default()
     if deterministic and seed is None:
         seed = 0
     lay = layout(manifest, bands, per_resolution)
-    stats = band_statistics(manifest, normalize, lay.bands)
+    stats = None if raw else band_statistics(manifest, normalize, lay.bands)
     files = shard_files(data_dir, manifest, split)
     compression = "GZIP" if manifest.get("compression") == "GZIP" else ""
     seeds = (None, None, None) if seed is None else (int(seed), int(seed) + 1, int(seed) + 2)
@@ -718,15 +785,18 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         ds = ds.skip(int(skip_batches))
 
     desc = _feature_spec(schema, lay, manifest)
-    transform = make_transform(lay, stats, resample, jit_compile)
-    raw = schema.band_encoding == "raw_bytes"
+    if raw:
+        transform = make_raw_transform(lay, jit_compile)
+    else:
+        transform = make_transform(lay, stats, resample, jit_compile, output_dtype)
+    raw_bytes = schema.band_encoding == "raw_bytes"
     label_key = schema.label_key
     label_desc = {label_key: desc[label_key]}
     band_desc = {k: v for k, v in desc.items() if k != label_key}
     dtypes = {n: tf.as_dtype(lay.dtypes[n]) for n in lay.bands}
     spec_bands = [b["name"] for b in manifest["bands"]]
     offsets = None
-    if raw and fixed_offsets:
+    if raw_bytes and fixed_offsets:
         sizes = {schema.band_keys[n]: _band_nbytes(manifest, n, lay.dtypes[n]) for n in lay.bands}
         first = _first_record(files)
         offsets = band_layout(first, sizes) if first is not None else None
@@ -735,8 +805,9 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         p = tf.io.parse_example(serialized, band_desc)
         if schema.band_encoding == "jpeg":
             return jpeg_bands(p, schema, spec_bands, lay.bands)
-        return {n: tf.io.decode_raw(p[schema.band_keys[n]], dtypes[n], little_endian=True) if raw
-                else p[schema.band_keys[n]] for n in lay.bands}
+        return {n: tf.io.decode_raw(p[schema.band_keys[n]], dtypes[n], little_endian=True) if raw_bytes
+                else tf.cast(p[schema.band_keys[n]], dtypes[n]) if raw else p[schema.band_keys[n]]
+                for n in lay.bands}
 
     def sliced_bands(serialized):
         out = {}
