@@ -6,7 +6,7 @@ bands whose definition gives a value range (``Band.clip``), normalizes each band
 std), resamples lower-resolution grids to the target grid with the exact per-axis weights of
 ``tf.image.resize``, and concatenates in the selected band order (or keeps one tensor per
 resolution group). Its input is what ``prep.reader.make_dataset(raw=True)`` delivers:
-{"raw_<group>": [B, h, w, c] stored dtype (e.g. uint16 BOA reflectance)} and, when augmenting,
+{"raw_<group>": [B, c, h, w] stored dtype (band-sequential, e.g. uint16 BOA reflectance)} and, when augmenting,
 {"dihedral_bits": bool [B, 3]}, the draws the host pipeline would have applied. Same seed, same
 records: the two paths give the same tensors up to float rounding (tests/test_preprocess.py).
 
@@ -87,8 +87,8 @@ class Preprocess(keras.layers.Layer):
                    None if statistics is None else dict(statistics), lay.clips, **kwargs)
 
     def raw_input_spec(self) -> dict[str, tuple[tuple[int, int, int], str]]:
-        """{input name: ((h, w, c), stored dtype)} the layer takes (``prep.reader.Layout.raw_input_spec``)."""
-        return {reader.raw_input_name(g["name"]): ((*g["shape"], len(g["bands"])), g["dtype"]) for g in self.groups}
+        """{input name: ((c, h, w), stored dtype)} the layer takes (``prep.reader.Layout.raw_input_spec``)."""
+        return {reader.raw_input_name(g["name"]): ((len(g["bands"]), *g["shape"]), g["dtype"]) for g in self.groups}
 
     def output_spec(self) -> dict[str, tuple[int, int, int]]:
         """{output name: (H, W, C)}: {"image": ...}, or one entry per group with ``per_resolution``."""
@@ -98,6 +98,7 @@ class Preprocess(keras.layers.Layer):
 
     def _group(self, g: Mapping[str, Any], x: tf.Tensor, bits: tf.Tensor | None) -> tf.Tensor:
         rotations = all(gr["shape"][0] == gr["shape"][1] for gr in self.groups)
+        x = tf.transpose(x, [0, 2, 3, 1])  # band-sequential -> channels last
         if bits is not None:
             x = reader.dihedral(x, tf.cast(bits, tf.bool), rotations)
         x = tf.cast(x, tf.float32)
@@ -116,7 +117,7 @@ class Preprocess(keras.layers.Layer):
         """Preprocesses one batch.
 
         Args:
-          inputs: {"raw_<group>": [B, h, w, c] stored dtype} for every group, and optionally
+          inputs: {"raw_<group>": [B, c, h, w] stored dtype} for every group, and optionally
             {"dihedral_bits": bool [B, 3]} (flip left-right, up-down, transpose per sample).
 
         Returns:
@@ -180,10 +181,10 @@ def with_preprocess(model: keras.Model, preprocess: Preprocess, augment: bool = 
       name: the model's name (default: "<model name>_raw").
 
     Returns:
-      A ``keras.Model`` with inputs ``preprocess.raw_input_spec()`` (+ the draws) and the outputs
+      A ``keras.Model`` with inputs ``preprocess.raw_input_spec()`` ([B, c, h, w] each) (+ the draws) and the outputs
       of ``model``; it shares ``model``'s weights.
     """
-    inputs = {k: keras.Input(shape=hwc, dtype=dtype, name=k) for k, (hwc, dtype) in preprocess.raw_input_spec().items()}
+    inputs = {k: keras.Input(shape=chw, dtype=dtype, name=k) for k, (chw, dtype) in preprocess.raw_input_spec().items()}
     if augment:
         inputs[AUGMENT_KEY] = keras.Input(shape=(3,), dtype="bool", name=AUGMENT_KEY)
     features = preprocess(inputs)

@@ -32,6 +32,7 @@ import functools
 import json
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
@@ -137,12 +138,13 @@ class Layout:
         return {"image": (*self.target, len(self.bands))}
 
     def raw_input_spec(self) -> dict[str, tuple[tuple[int, int, int], str]]:
-        """{input name: ((H, W, C), stored dtype)} of raw delivery (``make_dataset(raw=True)``).
+        """{input name: ((C, H, W), stored dtype)} of raw delivery (``make_dataset(raw=True)``).
 
-        One entry per grid group (``raw_input_name``), at the group's native grid, with the bands
-        of the group in their stored dtype (e.g. uint16 BOA reflectance, float32 S1 backscatter).
+        One entry per grid group (``raw_input_name``), band-sequential (C bands of H x W pixels)
+        at the group's native grid, in the stored dtype (e.g. uint16 BOA reflectance, float32 S1
+        backscatter).
         """
-        return {raw_input_name(g): ((*g.shape, len(g.bands)), self.dtypes[g.bands[0]]) for g in self.groups}
+        return {raw_input_name(g): ((len(g.bands), *g.shape), self.dtypes[g.bands[0]]) for g in self.groups}
 
     @property
     def order(self) -> list[int]:
@@ -560,8 +562,8 @@ _TRANSFORMS: dict = {}
 
 
 def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None, resample: str,
-                   jit_compile: bool = True, dtype: str = "float32",
-                   ) -> Callable[[Mapping[str, tf.Tensor], tf.Tensor | None], dict[str, tf.Tensor]]:
+                   jit_compile: bool = True, dtype: str = "float32", packed: PackedBands | None = None,
+                   ) -> Callable[[Mapping[str, tf.Tensor] | tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]:
     """The per-batch function ({band: [B, h*w]}, bits [B, 3] or None) -> features dict.
 
     Each grid group (stack, dihedral transform, normalization, resampling) is one XLA cluster;
@@ -577,46 +579,77 @@ def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None,
         False runs plain TensorFlow ops (``tf.image.resize``), with the same numbers.
       dtype: the output dtype (``OUTPUT_DTYPES``): computed in float32, cast at the end of each
         cluster (bfloat16 / float16 halve the bytes written per sample, for mixed precision).
+      packed: where the bands sit in the records (``PackedBands``); ``transform`` then also takes
+        the records' bytes as uint8 [B, packed.end] and slices the bands out inside its clusters.
 
     Returns:
       ``transform(flat, bits)``: ``flat`` maps each band name to its pixels, [B, h*w] row-major on
-      its native grid (raw-bytes bands in their stored dtype, list bands as int64 / float32);
+      its native grid (raw-bytes bands in their stored dtype, list bands as int64 / float32), or
+      (with ``packed``) is the uint8 [B, end] record bytes;
       ``bits`` is [B, 3] bool (see ``dihedral``) or None (no augmentation). It returns
       {"image": [B, H, W, C]} on the target grid in the selected band order, or with
       ``per_resolution`` {group name: [B, h, w, c]}, in ``dtype``.
     """
     key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())), lay.clips,
-           None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile), dtype)
+           None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile), dtype, packed)
     if key not in _TRANSFORMS:
-        _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile, tf.as_dtype(dtype))
+        _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile, tf.as_dtype(dtype), packed)
     return _TRANSFORMS[key]
 
 
-def make_raw_transform(lay: Layout, jit_compile: bool = True,
-                       ) -> Callable[[Mapping[str, tf.Tensor], tf.Tensor | None], dict[str, tf.Tensor]]:
+@dataclasses.dataclass(frozen=True)
+class PackedBands:
+    """Where raw-bytes bands sit in records that share one layout (``band_layout``).
+
+    ``end`` is the byte offset where the last selected band ends; ``bands`` holds per band
+    (name, payload offset in bytes, pixel count, stored dtype). The bands are read from the
+    records' bytes decoded once as uint8 [B, end] (``tf.io.decode_raw(..., fixed_length=end)``):
+    one copy of each record instead of a copy per band and another per decode.
+    """
+
+    end: int
+    bands: tuple[tuple[str, int, int, str], ...]
+
+    def unpack(self, u8: tf.Tensor, band: str) -> tf.Tensor:
+        """The pixels [B, n] of ``band`` in its stored dtype, from uint8 [B, >= end] record bytes (little-endian host)."""
+        _, start, n, dtype = next(b for b in self.bands if b[0] == band)
+        dt = tf.as_dtype(dtype)
+        x = u8[:, start:start + n * dt.size]
+        if dt.size == 1:
+            return x if dt == tf.uint8 else tf.bitcast(x, dt)
+        return tf.bitcast(tf.reshape(x, [-1, n, dt.size]), dt)
+
+
+def make_raw_transform(lay: Layout, jit_compile: bool = True, packed: PackedBands | None = None,
+                       ) -> Callable[[Mapping[str, tf.Tensor] | tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]:
     """The per-batch function of raw delivery: ({band: [B, h*w]}, bits [B, 3] or None) -> features.
 
     Args:
       lay: the band layout (``layout``).
       jit_compile: stack each group in an XLA-compiled ``tf.function`` (same values either way).
+      packed: as ``make_transform``: ``flat`` may then be the uint8 [B, end] record bytes.
 
     Returns:
-      ``transform(flat, bits)`` -> {``raw_input_name(group)``: [B, h, w, c] in the stored dtype,
-      the group's bands in the selected order, on its native grid}, plus {``AUGMENT_KEY``: bits}
-      when ``bits`` is given (the draws ``models.preprocess.Preprocess`` applies, so that host and
-      device augmentation are the same transform).
+      ``transform(flat, bits)`` -> {``raw_input_name(group)``: [B, c, h, w] in the stored dtype,
+      band-sequential (each band's pixels contiguous, as stored; channels last would cost one more
+      interleaving pass over every byte on the host), the group's bands in the selected order, on
+      its native grid}, plus {``AUGMENT_KEY``: bits} when ``bits`` is given (the draws
+      ``models.preprocess.Preprocess`` applies, so host and device augmentation are the same).
     """
-    key = ("raw", lay.groups, bool(jit_compile))
+    key = ("raw", lay.groups, bool(jit_compile), packed)
     if key not in _TRANSFORMS:
         def stack(values, g):
+            if not isinstance(values, (list, tuple)):
+                values = [packed.unpack(values, b) for b in g.bands]
             h, w = g.shape
-            return tf.stack([tf.reshape(v, [-1, h, w]) for v in values], axis=-1)
+            return tf.stack([tf.reshape(v, [-1, h, w]) for v in values], axis=1)
 
         fns = {g.name: (tf.function(functools.partial(stack, g=g), jit_compile=True) if jit_compile
                         else functools.partial(stack, g=g)) for g in lay.groups}
 
         def transform(flat, bits):
-            out = {raw_input_name(g): fns[g.name]([flat[b] for b in g.bands]) for g in lay.groups}
+            out = {raw_input_name(g): fns[g.name](flat if isinstance(flat, tf.Tensor) else [flat[b] for b in g.bands])
+                   for g in lay.groups}
             if bits is not None:
                 out[AUGMENT_KEY] = bits
             return out
@@ -625,7 +658,7 @@ def make_raw_transform(lay: Layout, jit_compile: bool = True,
     return _TRANSFORMS[key]
 
 
-def _make_transform(lay, stats, resample, jit_compile, dtype=tf.float32):
+def _make_transform(lay, stats, resample, jit_compile, dtype=tf.float32, packed=None):
     rotations = all(g.shape[0] == g.shape[1] for g in lay.groups)
     clips = {b: (lo, hi) for b, lo, hi in lay.clips}
     order = lay.order
@@ -637,6 +670,8 @@ def _make_transform(lay, stats, resample, jit_compile, dtype=tf.float32):
 
     def group(g: Group, values, bits, pack: bool):
         """Stack (stored dtype), transform, cast and normalize one grid group."""
+        if not isinstance(values, (list, tuple)):  # the records' bytes (packed)
+            values = [packed.unpack(values, b) for b in g.bands]
         h, w = g.shape
         x = tf.stack([tf.reshape(v, [-1, h, w]) for v in values], axis=-1)
         if bits is not None:
@@ -658,7 +693,8 @@ def _make_transform(lay, stats, resample, jit_compile, dtype=tf.float32):
             lambda g, values, bits: tf.cast(group(g, values, bits, True), dtype), g)) for g in lay.groups}
 
         def transform(flat, bits):
-            return {g.name: fns[g.name]([flat[b] for b in g.bands], bits) for g in lay.groups}
+            return {g.name: fns[g.name](flat if isinstance(flat, tf.Tensor) else [flat[b] for b in g.bands], bits)
+                    for g in lay.groups}
 
         return transform
 
@@ -680,8 +716,11 @@ def _make_transform(lay, stats, resample, jit_compile, dtype=tf.float32):
     final = compiled(assemble)
 
     def transform(flat, bits):
-        resized_parts = {g.name: rfns[g.name]([flat[b] for b in g.bands], bits) for g in resized}
-        native_values = {g.name: [flat[b] for b in g.bands] for g in native}
+        def src(g):
+            return flat if isinstance(flat, tf.Tensor) else [flat[b] for b in g.bands]
+
+        resized_parts = {g.name: rfns[g.name](src(g), bits) for g in resized}
+        native_values = {g.name: src(g) for g in native}
         return {"image": final(native_values, resized_parts, bits)}
 
     return transform
@@ -708,7 +747,7 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     targets: float32 multi-hot [B, num_classes] (multi-label) or int32 class index [B] (single-label).
 
     ``raw`` (raw delivery, for preprocessing inside the model: ``models.preprocess``): the stored
-    band values of each grid group, {``raw_input_name(group)``: [B, h, w, c] in the stored dtype}
+    band values of each grid group, {``raw_input_name(group)``: [B, c, h, w] in the stored dtype}
     (``Layout.raw_input_spec``), not resampled, normalized nor augmented; when augmenting, the
     per-sample draws are delivered as {``AUGMENT_KEY``: bool [B, 3]} instead of applied, the
     same draws (same seed, same records) as the host pipeline applies.
@@ -785,10 +824,6 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         ds = ds.skip(int(skip_batches))
 
     desc = _feature_spec(schema, lay, manifest)
-    if raw:
-        transform = make_raw_transform(lay, jit_compile)
-    else:
-        transform = make_transform(lay, stats, resample, jit_compile, output_dtype)
     raw_bytes = schema.band_encoding == "raw_bytes"
     label_key = schema.label_key
     label_desc = {label_key: desc[label_key]}
@@ -800,6 +835,15 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         sizes = {schema.band_keys[n]: _band_nbytes(manifest, n, lay.dtypes[n]) for n in lay.bands}
         first = _first_record(files)
         offsets = band_layout(first, sizes) if first is not None else None
+    packed = None
+    if offsets is not None and sys.byteorder == "little":
+        packed = PackedBands(max(start + sizes[k] for k, (_, _, start) in offsets.items()),
+                             tuple((n, offsets[schema.band_keys[n]][2], sizes[schema.band_keys[n]]
+                                    // np.dtype(lay.dtypes[n]).itemsize, lay.dtypes[n]) for n in lay.bands))
+    if raw:
+        transform = make_raw_transform(lay, jit_compile, packed)
+    else:
+        transform = make_transform(lay, stats, resample, jit_compile, output_dtype, packed)
 
     def parse_bands(serialized):
         p = tf.io.parse_example(serialized, band_desc)
@@ -836,16 +880,25 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         ok = tf.cond(long_enough, same_layout, lambda: tf.constant(False))
         return tf.cond(ok, lambda: sliced_bands(serialized), lambda: parse_bands(serialized))
 
+    def packed_features(serialized, bits):
+        """Bands sliced out of the records' bytes, decoded once, when every record has the layout of the first."""
+        u8 = tf.io.decode_raw(serialized, tf.uint8, fixed_length=packed.end)
+        ok = [tf.reduce_all(tf.equal(u8[:, at:at + len(prefix)], np.frombuffer(prefix, np.uint8)))
+              for at, prefix, _ in offsets.values()]
+        ok = tf.logical_and(tf.reduce_all(tf.strings.length(serialized) >= packed.end), tf.reduce_all(tf.stack(ok)))
+        return tf.cond(ok, lambda: transform(u8, bits), lambda: transform(parse_bands(serialized), bits))
+
     def parse(serialized, rnd=None):
         p = tf.io.parse_example(serialized, label_desc)
-        flat = bands_of(serialized)
         bits = None
         if rnd is not None:
             u = tf.random.stateless_uniform([tf.shape(serialized)[0], 3], tf.stack([rnd, tf.constant(7, tf.int64)]))
             bits = u < 0.5
             if augment == "flips":
                 bits = tf.concat([bits[:, :2], tf.zeros_like(bits[:, 2:])], axis=1)
-        return transform(flat, bits), _targets(p[label_key], manifest, schema)
+        if packed is not None:
+            return packed_features(serialized, bits), _targets(p[label_key], manifest, schema)
+        return transform(bands_of(serialized), bits), _targets(p[label_key], manifest, schema)
 
     ordered = bool(deterministic or not training)  # evaluation keeps the record order
     ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=ordered)
