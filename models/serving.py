@@ -7,7 +7,8 @@ signatures:
                    with a ``Preprocess`` layer, the raw band-sequential groups ("raw_120x120":
                    uint16 [B, c, h, w] at native resolution); outputs "logits" (float32 [B, K])
                    and "probabilities" (sigmoid for multi-label, softmax for single-label)
-  serve            the same inputs; the logits alone (what ``keras.Model.export`` gives)
+  serve            the logits alone, as ``keras.Model.export`` gives them (the one input tensor
+                   of a single-input model, else the dict of inputs)
   metadata         no inputs; "class_names" (string [K], index order) and "task"
 
 and ``assets.extra/eorecords.json`` beside them: classes, task, inputs ({name: {shape, dtype}}),
@@ -87,7 +88,11 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, classes: Seq
     archive = keras.export.ExportArchive()
     archive.track(served)
     archive.add_endpoint("serving_default", predict, input_signature=[specs])
-    archive.add_endpoint("serve", logits_of, input_signature=[specs])
+    if single:  # as keras.Model.export: one tensor in
+        archive.add_endpoint("serve", lambda x: tf.cast(served(x, training=False), tf.float32),
+                             input_signature=[next(iter(specs.values()))])
+    else:
+        archive.add_endpoint("serve", logits_of, input_signature=[specs])
     archive.add_endpoint("metadata", lambda: {"class_names": names, "task": kind}, input_signature=[])
     path = os.fspath(path)
     archive.write_out(path, verbose=False)
