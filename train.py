@@ -469,8 +469,12 @@ def train(cfg: TrainConfig) -> dict:
     # Data.
     val_bs = cfg.val_batch_size or cfg.batch_size
     device_prep = cfg.preprocess == "device"
+    # with mixed precision the host delivers the layers' compute dtype (the same numbers as the
+    # first layer's cast, half the bytes)
+    half = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(policy or "", "float32")
     common = dict(bands=cfg.bands, per_resolution=cfg.per_resolution, resample=cfg.resample,
-                  normalize=cfg.normalize, manifest=manifest, raw=device_prep)
+                  normalize=cfg.normalize, manifest=manifest, raw=device_prep,
+                  output_dtype="float32" if device_prep else half)
     cache = False
 
     def train_dataset(epoch: int, skip: int):

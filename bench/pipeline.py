@@ -12,12 +12,17 @@ Measured per prepared directory:
 
   read ceiling  tf.data.TFRecordDataset over the split's shards with 2 parallel reads, batched,
                 nothing parsed: no reader of these files can be faster (records/s)
+  shuffled      where raw delivery's time goes: its front alone (the shards interleaved, 2 parallel
+  batches       reads, shuffle buffer, batch), nothing parsed ...
+  + one copy    ... and then each batch's bytes copied once (tf.io.decode_raw to uint8): the least
+                that delivering tensors adds (--no_breakdown skips both rows)
   raw delivery  make_dataset(training=True, raw=True): interleaved shards, shuffle buffer, batch,
                 the stored bands sliced out and stacked per grid (uint16), the augmentation draws
                 delivered, not applied; its ratio to the read ceiling is printed
   eorecords     make_dataset(training=True): as raw delivery, then XLA-compiled selection /
                 resampling / normalization / flips and rotations on the host, float32
-  ... bfloat16  the same, delivered as bfloat16 (for mixed-precision models; --no_bf16 skips it)
+  ... bfloat16  the same, delivered as bfloat16 / float16 (for mixed-precision models; --no_half
+  ... float16   skips them)
   device prep.  raw delivery, then models.preprocess.Preprocess on each batch in an XLA-compiled
                 function on this process's default device (the CPU here: it then measures the
                 work moved off the input pipeline, not an accelerator; --no_device skips it)
@@ -187,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per pipeline (median reported)")
     parser.add_argument("--no_plain", action="store_true", help="skip the plain tf.data baseline")
     parser.add_argument("--no_jit", action="store_true", help="run the reader's transforms without XLA")
-    parser.add_argument("--no_bf16", action="store_true", help="skip the bfloat16 host pipeline")
+    parser.add_argument("--no_half", action="store_true", help="skip the bfloat16 / float16 host pipelines")
+    parser.add_argument("--no_breakdown", action="store_true", help="skip the rows that break raw delivery down")
     parser.add_argument("--no_device", action="store_true", help="skip raw delivery + Preprocess layer")
     parser.add_argument("--parallel_reads", type=int, default=2, help="parallel reads of the read ceiling")
     parser.add_argument("--work_dir", default="bench_out/pipeline", help="where the synthetic pair is written")
@@ -212,13 +218,22 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = tf.data.TFRecordDataset(files, num_parallel_reads=args.parallel_reads).batch(
             args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).repeat()
         pipelines.append(("read ceiling", m["schema"], d, ceiling, None))
+        if not args.no_breakdown:
+            front = tf.data.Dataset.from_tensor_slices(files).interleave(
+                tf.data.TFRecordDataset, cycle_length=args.parallel_reads, num_parallel_calls=args.parallel_reads,
+                deterministic=False).shuffle(args.shuffle_buffer).batch(args.batch_size, drop_remainder=True)
+            pipelines.append(("shuffled batches", m["schema"], d, front.prefetch(tf.data.AUTOTUNE).repeat(), None))
+            length = len(next(iter(tf.data.TFRecordDataset(files[:1]))).numpy())
+            copied = front.map(lambda s, n=length: tf.io.decode_raw(s, tf.uint8, fixed_length=n),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            pipelines.append(("+ one copy", m["schema"], d, copied.prefetch(tf.data.AUTOTUNE).repeat(), None))
         raw = reader.make_dataset(d, args.split, raw=True, **common).repeat()
         pipelines.append(("raw delivery", m["schema"], d, raw, None))
         ds = reader.make_dataset(d, args.split, **common).repeat()
         pipelines.append(("eorecords", m["schema"], d, ds, None))
-        if not args.no_bf16:
-            bf = reader.make_dataset(d, args.split, output_dtype="bfloat16", **common).repeat()
-            pipelines.append(("... bfloat16", m["schema"], d, bf, None))
+        for half in () if args.no_half else ("bfloat16", "float16"):
+            pipelines.append((f"... {half}", m["schema"], d,
+                              reader.make_dataset(d, args.split, output_dtype=half, **common).repeat(), None))
         if not args.no_device:
             from models import preprocess
 
@@ -247,12 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((label, schema, d, wall, cpu))
     plain = next((r for r in rows if r[0] == "plain tf.data"), None)
     ceilings = {r[2]: r for r in rows if r[0] == "read ceiling"}
-    print(f"\n{'pipeline':15s} {'schema':9s} {'samples/s':>10s} {'per CPU-s':>10s} {'x ceiling':>9s} {'x plain':>8s}  "
+    print(f"\n{'pipeline':16s} {'schema':9s} {'samples/s':>10s} {'per CPU-s':>10s} {'x ceiling':>9s} {'x plain':>8s}  "
           "directory")
     for label, schema, d, wall, cpu in rows:
         ratio = f"{wall / plain[3]:.2f}x" if plain else "-"
         of_ceiling = f"{wall / ceilings[d][3]:.0%}" if d in ceilings else "-"
-        print(f"{label:15s} {schema:9s} {wall:10,.0f} {cpu:10,.0f} {of_ceiling:>9s} {ratio:>8s}  {d}")
+        print(f"{label:16s} {schema:9s} {wall:10,.0f} {cpu:10,.0f} {of_ceiling:>9s} {ratio:>8s}  {d}")
     print(f"load average {load1[0]:.1f} at the end (other processes share the {os.cpu_count()} CPUs; "
           "samples per CPU-second is the steadier figure)")
     for label, schema, d, wall, _ in rows:

@@ -706,8 +706,9 @@ def _make_transform(lay, stats, resample, jit_compile, dtype=tf.float32, packed=
         for g in resized}
 
     def assemble(native_values, resized_parts, bits):
-        parts = {g.name: tf.cast(group(g, native_values[g.name], bits, True), dtype) for g in native}
-        parts.update(resized_parts)
+        # concatenated in float32, cast once at the end
+        parts = {g.name: group(g, native_values[g.name], bits, True) for g in native}
+        parts.update({k: tf.cast(v, tf.float32) for k, v in resized_parts.items()})
         x = tf.concat([parts[g.name] for g in lay.groups], axis=-1) if len(parts) > 1 else parts[lay.groups[0].name]
         if order != list(range(len(order))):
             x = tf.gather(x, order, axis=-1)
