@@ -21,6 +21,14 @@ per-axis weights of ``tf.image.resize`` (taken by resizing an identity matrix), 
 gathers that XLA fuses with the casts, flips and normalization. ``jit_compile=False`` runs the
 same steps as plain TensorFlow ops (``tf.image.resize``); both give the same numbers.
 
+Raw-bytes bands are not parsed one by one: each batch's records are decoded once as uint8 up to
+the end of the last selected band, and the bands are sliced out inside the XLA clusters at the
+offsets of the split's first record (checked on every record; a batch that differs is parsed).
+
+Raw delivery (``raw=True``) stops after step 1: one band-sequential tensor per grid group in the
+stored dtype, plus the augmentation draws, for ``models.preprocess.Preprocess`` to finish on the
+accelerator with the same numbers.
+
 Band selections are a preset name ("10m20m", "all", ...), a comma list of band names, or
 presets joined by "+" ("10m+20m+60m" = the K-BranchCNN order B04 B03 B02 B08, B05 ... B12,
 B01 B09).
