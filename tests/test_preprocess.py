@@ -133,3 +133,25 @@ def test_half_precision_delivery_is_the_float32_delivery_rounded(mini_dir):
         np.testing.assert_array_equal(xh["image"].numpy(), tf.cast(x32["image"], dtype).numpy())
     with pytest.raises(reader.ReaderError, match="output_dtype"):
         reader.make_dataset(mini_dir, "train", output_dtype="int8")
+
+
+def test_sen12ms_float32_s1_with_clip_beside_uint16_s2(tmp_path):
+    """Two stacks on one grid (float32 S1 clipped to [-25, 0] dB, uint16 S2): raw groups and device equivalence."""
+    from prep import cli
+    from prep.datasets.sen12ms import command, synthetic
+
+    root = tmp_path / "raw"
+    synthetic.write_archive(str(root), {("ROIs1158_spring", 63): 4, ("ROIs1868_summer", 5): 4}, seed=3)
+    out = tmp_path / "out"
+    cli.write_plan(command.plan(str(root), shard_size_mb=10.0), str(out), workers=1)
+    m = reader.load_manifest(out)
+    split = next(s for s in m["splits"] if reader.num_examples(m, s) >= 2)
+    kw = dict(bands="s1s2", batch_size=2, training=True, seed=1, deterministic=True, shuffle_buffer=8)
+    (xh, _), = list(reader.make_dataset(out, split, manifest=m, **kw).take(1))
+    (xr, _), = list(reader.make_dataset(out, split, manifest=m, raw=True, **kw).take(1))
+    dtypes = {k: v.dtype.name for k, v in xr.items() if k != preprocess.AUGMENT_KEY}
+    assert sorted(dtypes.values()) == ["float32", "uint16"], dtypes
+    s1 = next(v for v in xr.values() if v.dtype == tf.float32).numpy()
+    assert np.nanmin(s1) < -25 or np.nanmax(s1) > 0  # the synthetic S1 leaves the clip range
+    out_dev = preprocess.build_preprocess(m, "s1s2")(xr)["image"].numpy()
+    np.testing.assert_allclose(out_dev, xh["image"].numpy(), rtol=1e-5, atol=1e-4)
