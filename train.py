@@ -24,7 +24,11 @@ The run folder RUN (--out_dir, or -o; --run_dir is an alias kept for old command
                         (segmentation: pixel accuracy as micro-F1, and the validation mIoU)
   curves.png            training curves
   best.keras            the model with the best validation micro-F1 (segmentation: the best validation mIoU)
-  final.keras           the model after the last epoch, and saved_model/ (SavedModel for serving)
+  final.keras           the model after the last epoch, and saved_model/ (SavedModel for serving:
+                        serving_default gives "logits" and "probabilities", the signature "metadata"
+                        the class names; models/serving.py)
+  serving.keras         with --preprocess=device or --export_preprocess: the final model behind its
+                        preprocessing (raw bands at native resolution in), as saved_model/ then is
   eval_test/            the best model evaluated on the test split (evaluate.py), when asked
 
 With ``--strategy multi_worker`` (one process per worker, each with its ``TF_CONFIG``) only the
@@ -124,6 +128,8 @@ class TrainConfig:
     init_from: str | None = None
     evaluate_test: bool = True
     export_saved_model: bool = True
+    preprocess: str = "host"
+    export_preprocess: bool = False
     progress: bool = True
 
 
@@ -209,6 +215,12 @@ def define_flags() -> None:
                         "(pretrained.load_into), e.g. K-BranchCNN or a run directory.")
     flags.DEFINE_boolean("evaluate_test", d.evaluate_test, "Evaluate the best model on --test_split at the end.")
     flags.DEFINE_boolean("export_saved_model", d.export_saved_model, "Export RUN/saved_model for serving.")
+    flags.DEFINE_enum("preprocess", d.preprocess, ["host", "device"], "Where resampling, normalization and "
+                      "augmentation run: host (the input pipeline, on the CPU) or device (a Preprocess layer in the "
+                      "training step; the pipeline delivers raw bands). Same tensors for the same --seed.")
+    flags.DEFINE_boolean("export_preprocess", d.export_preprocess, "Include the preprocessing in the exports "
+                         "(saved_model/ and serving.keras take raw bands at native resolution); always with "
+                         "--preprocess=device.")
     flags.DEFINE_boolean("progress", d.progress, "Show progress bars.")
     flags.DEFINE_integer("fold", None, "k-fold runs: train fold K, '{fold}' in --data_dir and --out_dir replaced by K "
                          "(one prepared folder per fold, e.g. python -m prep lulc --test_fold K).", lower_bound=0)
@@ -497,8 +509,13 @@ def train(cfg: TrainConfig) -> dict:
 
     # Data.
     val_bs = cfg.val_batch_size or cfg.batch_size
+    device_prep = cfg.preprocess == "device"
+    # with mixed precision the host delivers the layers' compute dtype (the same numbers as the
+    # first layer's cast, half the bytes)
+    half = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(policy or "", "float32")
     common = dict(bands=cfg.bands, per_resolution=cfg.per_resolution, resample=cfg.resample,
-                  normalize=cfg.normalize, manifest=manifest)
+                  normalize=cfg.normalize, manifest=manifest, raw=device_prep,
+                  output_dtype="float32" if device_prep else half)
     cache = False
 
     def train_dataset(epoch: int, skip: int):
@@ -529,6 +546,13 @@ def train(cfg: TrainConfig) -> dict:
             skipped = report.get("skipped") or [] if isinstance(report, dict) else []
             logging.info("initial weights from %s: %s tensors loaded, %d layers skipped %s", cfg.init_from,
                          report.get("loaded") if isinstance(report, dict) else "?", len(skipped), skipped[:5])
+        pre = None
+        if device_prep or cfg.export_preprocess:
+            from models import preprocess
+            pre = preprocess.build_preprocess(manifest, cfg.bands, cfg.per_resolution, cfg.resample, cfg.normalize)
+        # the model the steps call: with --preprocess=device, behind its preprocessing (same weights)
+        train_model = preprocess.with_preprocess(model, pre, augment=bool(cfg.augment)) if device_prep else model
+        eval_model = preprocess.with_preprocess(model, pre) if device_prep else model
         optimizer = training.make_optimizer(cfg, training.make_schedule(cfg, steps))
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -587,14 +611,14 @@ def train(cfg: TrainConfig) -> dict:
     counts = training.make_counts(task)
     confusion = training.make_confusion(len(classes)) if segmentation else None
 
-    dict_inputs = isinstance(model.input, dict)
+    dict_inputs = isinstance(model.input, dict) or device_prep
 
     def _features(x):
         return x if dict_inputs or len(x) > 1 else next(iter(x.values()))
 
     def step_fn(x, y):
         with tf.GradientTape() as tape:
-            logits = tf.cast(model(_features(x), training=True), tf.float32)
+            logits = tf.cast(train_model(_features(x), training=True), tf.float32)
             loss = tf.nn.compute_average_loss(per_example_loss(y, logits), global_batch_size=cfg.batch_size)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
@@ -604,7 +628,7 @@ def train(cfg: TrainConfig) -> dict:
         return (loss, *counts(y, logits))
 
     def eval_fn(x, y):
-        logits = tf.cast(model(_features(x), training=False), tf.float32)
+        logits = tf.cast(eval_model(_features(x), training=False), tf.float32)
         out = (tf.reduce_sum(per_example_loss(y, logits)), *counts(y, logits), tf.cast(tf.shape(logits)[0], tf.float32))
         return out + (confusion(y, logits),) if segmentation else out
 
@@ -722,8 +746,14 @@ def train(cfg: TrainConfig) -> dict:
         final = os.path.join(run_dir, "final.keras")
         model.save(final)
         summary["files"].append(final)
+        if pre is not None:
+            serving_keras = os.path.join(run_dir, "serving.keras")
+            from models import serving
+            serving.serving_model(model, pre).save(serving_keras)
+            summary["files"].append(serving_keras)
         if cfg.export_saved_model:
-            model.export(os.path.join(run_dir, "saved_model"), verbose=False)
+            from models import serving
+            serving.export_saved_model(model, os.path.join(run_dir, "saved_model"), classes, task, pre)
             summary["files"].append(os.path.join(run_dir, "saved_model"))
         if cfg.evaluate_test:
             summary["test"] = evaluate_best(cfg, manifest)

@@ -1,6 +1,8 @@
-"""Benchmark: samples/s of the whole training input pipeline for prepared records, against plain tf.data.
+"""Benchmark: samples/s of the training input pipelines for prepared records, beside the plain read ceiling.
 
-The pipeline reads, shuffles, batches, parses, selects, resamples, normalizes and augments.
+The host pipeline reads, shuffles, batches, parses, selects, resamples, normalizes and augments;
+raw delivery stops after slicing out and stacking the stored bands (for preprocessing on the
+accelerator, ``models.preprocess``).
 
     python bench/pipeline.py --data_dir OUT --bands 10m20m --batch_size 256
     python bench/pipeline.py --data_dir OUT_COMPACT --data_dir OUT_UPSTREAM      # side by side
@@ -8,9 +10,22 @@ The pipeline reads, shuffles, batches, parses, selects, resamples, normalizes an
 
 Measured per prepared directory:
 
-  eorecords   prep.reader.make_dataset(training=True): interleaved shards, shuffle buffer, batch,
-              batch-parsed records, XLA-compiled selection / resampling / normalization / flips
-              and rotations
+  read ceiling  tf.data.TFRecordDataset over the split's shards with 2 parallel reads, batched,
+                nothing parsed: no reader of these files can be faster (records/s)
+  shuffled      where raw delivery's time goes: its front alone (the shards interleaved, 2 parallel
+  batches       reads, shuffle buffer, batch), nothing parsed ...
+  + one copy    ... and then each batch's bytes copied once (tf.io.decode_raw to uint8): the least
+                that delivering tensors adds (--no_breakdown skips both rows)
+  raw delivery  make_dataset(training=True, raw=True): interleaved shards, shuffle buffer, batch,
+                the stored bands sliced out and stacked per grid (uint16), the augmentation draws
+                delivered, not applied; its ratio to the read ceiling is printed
+  eorecords     make_dataset(training=True): as raw delivery, then XLA-compiled selection /
+                resampling / normalization / flips and rotations on the host, float32
+  ... bfloat16  the same, delivered as bfloat16 / float16 (for mixed-precision models; --no_half
+  ... float16   skips them)
+  device prep.  raw delivery, then models.preprocess.Preprocess on each batch in an XLA-compiled
+                function on this process's default device (the CPU here: it then measures the
+                work moved off the input pipeline, not an accelerator; --no_device skips it)
   plain       over upstream-schema directories only: the straightforward tf.data pipeline the
               upstream code suggests -- TFRecordDataset, shuffle, batch, tf.io.parse_example of the
               Int64List bands, cast and stack per grid, one tf.image.resize (bicubic) of the stacked
@@ -30,7 +45,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -119,20 +134,37 @@ def plain_pipeline(data_dir: str, split: str, bands: str | Sequence[str], batch_
         tf.data.AUTOTUNE)
 
 
-def time_round(ds: tf.data.Dataset, warmup: int, batches: int) -> tuple[float, float, int]:
+def time_round(ds: tf.data.Dataset, warmup: int, batches: int,
+               post: Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]] | None = None,
+               ) -> tuple[float, float, int]:
     """Times ``batches`` batches of a fresh iterator over ``ds``, after ``warmup`` untimed ones.
+
+    Args:
+        ds: batches of (features, targets), or of serialized records (a [B] string tensor).
+        warmup: batches read and discarded first.
+        batches: batches timed.
+        post: applied to each batch's features (device-side preprocessing), its outputs fetched.
 
     Returns:
         (wall seconds, CPU seconds of this process, samples).
     """
+    def one(it):
+        b = next(it)
+        if isinstance(b, tuple):
+            x, y = b
+            if post is not None:
+                for v in post(x).values():
+                    v.numpy()
+            return int(y.shape[0])
+        return int(b.shape[0])
+
     it = iter(ds)
     for _ in range(warmup):
-        next(it)
+        one(it)
     n = 0
     w0, c0 = time.perf_counter(), time.process_time()
     for _ in range(batches):
-        _, y = next(it)
-        n += int(y.shape[0])
+        n += one(it)
     w, c = time.perf_counter() - w0, time.process_time() - c0
     del it
     return w, c, n
@@ -160,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per pipeline (median reported)")
     parser.add_argument("--no_plain", action="store_true", help="skip the plain tf.data baseline")
     parser.add_argument("--no_jit", action="store_true", help="run the reader's transforms without XLA")
+    parser.add_argument("--no_half", action="store_true", help="skip the bfloat16 / float16 host pipelines")
+    parser.add_argument("--no_breakdown", action="store_true", help="skip the rows that break raw delivery down")
+    parser.add_argument("--no_device", action="store_true", help="skip raw delivery + Preprocess layer")
+    parser.add_argument("--parallel_reads", type=int, default=2, help="parallel reads of the read ceiling")
     parser.add_argument("--work_dir", default="bench_out/pipeline", help="where the synthetic pair is written")
     parser.add_argument("--num_patches", type=int, default=1500, help="patches of the synthetic archive")
     parser.add_argument("--workers", type=int, default=2, help="processes for writing the synthetic pair")
@@ -168,45 +204,76 @@ def main(argv: list[str] | None = None) -> int:
     dirs = args.data_dir or synthetic_dirs(args.work_dir, args.num_patches, args.workers)
     normalize = None if args.normalize.lower() == "none" else args.normalize
     augment = None if args.augment.lower() == "none" else args.augment
-    pipelines = []  # (label, schema, dataset)
+    pipelines = []  # (label, schema, directory, dataset, per-batch function or None)
     for d in dirs:
         m = reader.load_manifest(d)
         n = reader.num_examples(m, args.split)
         if n < args.batch_size:
             raise SystemExit(f"{d}: split {args.split} has {n} records, fewer than one batch of {args.batch_size}")
-        ds = reader.make_dataset(d, args.split, bands=args.bands, per_resolution=args.per_resolution,
-                                 resample=args.resample, normalize=normalize, batch_size=args.batch_size,
-                                 training=True, shuffle_buffer=args.shuffle_buffer, augment=augment or False,
-                                 drop_remainder=True, jit_compile=not args.no_jit, manifest=m).repeat()
-        pipelines.append(("eorecords", m["schema"], d, ds))
+        common = dict(bands=args.bands, per_resolution=args.per_resolution, resample=args.resample,
+                      normalize=normalize, batch_size=args.batch_size, training=True,
+                      shuffle_buffer=args.shuffle_buffer, augment=augment or False, drop_remainder=True,
+                      jit_compile=not args.no_jit, manifest=m)
+        files = reader.shard_files(d, m, args.split)
+        ceiling = tf.data.TFRecordDataset(files, num_parallel_reads=args.parallel_reads).batch(
+            args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).repeat()
+        pipelines.append(("read ceiling", m["schema"], d, ceiling, None))
+        if not args.no_breakdown:
+            front = tf.data.Dataset.from_tensor_slices(files).interleave(
+                tf.data.TFRecordDataset, cycle_length=args.parallel_reads, num_parallel_calls=args.parallel_reads,
+                deterministic=False).shuffle(args.shuffle_buffer).batch(args.batch_size, drop_remainder=True)
+            pipelines.append(("shuffled batches", m["schema"], d, front.prefetch(tf.data.AUTOTUNE).repeat(), None))
+            length = len(next(iter(tf.data.TFRecordDataset(files[:1]))).numpy())
+            copied = front.map(lambda s, n=length: tf.io.decode_raw(s, tf.uint8, fixed_length=n),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            pipelines.append(("+ one copy", m["schema"], d, copied.prefetch(tf.data.AUTOTUNE).repeat(), None))
+        raw = reader.make_dataset(d, args.split, raw=True, **common).repeat()
+        pipelines.append(("raw delivery", m["schema"], d, raw, None))
+        ds = reader.make_dataset(d, args.split, **common).repeat()
+        pipelines.append(("eorecords", m["schema"], d, ds, None))
+        for half in () if args.no_half else ("bfloat16", "float16"):
+            pipelines.append((f"... {half}", m["schema"], d,
+                              reader.make_dataset(d, args.split, output_dtype=half, **common).repeat(), None))
+        if not args.no_device:
+            from models import preprocess
+
+            layer = preprocess.build_preprocess(m, args.bands, args.per_resolution, args.resample, normalize)
+            pipelines.append(("device prep.", m["schema"], d, raw, tf.function(layer, jit_compile=not args.no_jit)))
         if m["schema"] == "upstream" and not args.no_plain and not args.per_resolution:
             plain = plain_pipeline(d, args.split, args.bands, args.batch_size, args.shuffle_buffer, normalize)
-            pipelines.append(("plain tf.data", "upstream", d, plain.repeat()))
+            pipelines.append(("plain tf.data", "upstream", d, plain.repeat(), None))
 
     spec = reader.input_spec(reader.load_manifest(dirs[0]), args.bands, args.per_resolution)
     load0 = os.getloadavg()
     print(f"input {spec}, batch {args.batch_size}, augment {augment}, resample {args.resample}, "
           f"normalize {normalize}; {os.cpu_count()} CPUs, load average {load0[0]:.1f} at start")
-    for *_, ds in pipelines:  # compile / fill caches once
-        time_round(ds, 1, 1)
+    for *_, ds, post in pipelines:  # compile / fill caches once
+        time_round(ds, 1, 1, post)
     results = {i: [] for i in range(len(pipelines))}
     for _ in range(args.rounds):
-        for i, (*_, ds) in enumerate(pipelines):
-            results[i].append(time_round(ds, args.warmup, args.batches))
+        for i, (*_, ds, post) in enumerate(pipelines):
+            results[i].append(time_round(ds, args.warmup, args.batches, post))
     load1 = os.getloadavg()
 
     rows = []
-    for i, (label, schema, d, _) in enumerate(pipelines):
+    for i, (label, schema, d, *_) in enumerate(pipelines):
         wall = statistics.median(n / w for w, c, n in results[i])
         cpu = statistics.median(n / c for w, c, n in results[i])
         rows.append((label, schema, d, wall, cpu))
     plain = next((r for r in rows if r[0] == "plain tf.data"), None)
-    print(f"\n{'pipeline':15s} {'schema':9s} {'samples/s':>10s} {'per CPU-s':>10s} {'x plain':>8s}  directory")
+    ceilings = {r[2]: r for r in rows if r[0] == "read ceiling"}
+    print(f"\n{'pipeline':16s} {'schema':9s} {'samples/s':>10s} {'per CPU-s':>10s} {'x ceiling':>9s} {'x plain':>8s}  "
+          "directory")
     for label, schema, d, wall, cpu in rows:
         ratio = f"{wall / plain[3]:.2f}x" if plain else "-"
-        print(f"{label:15s} {schema:9s} {wall:10,.0f} {cpu:10,.0f} {ratio:>8s}  {d}")
+        of_ceiling = f"{wall / ceilings[d][3]:.0%}" if d in ceilings else "-"
+        print(f"{label:16s} {schema:9s} {wall:10,.0f} {cpu:10,.0f} {of_ceiling:>9s} {ratio:>8s}  {d}")
     print(f"load average {load1[0]:.1f} at the end (other processes share the {os.cpu_count()} CPUs; "
           "samples per CPU-second is the steadier figure)")
+    for label, schema, d, wall, _ in rows:
+        if label == "raw delivery":
+            print(f"raw delivery {schema}: {wall:,.0f} samples/s = {wall / ceilings[d][3]:.0%} of the plain read ceiling "
+                  f"({ceilings[d][3]:,.0f} records/s, {args.parallel_reads} parallel reads, same run)")
     head = next((r for r in rows if r[0] == "eorecords" and r[1] == "compact"), rows[0])
     shape = "x".join(str(v) for v in next(iter(spec.values()))) if len(spec) == 1 else "+".join(spec)
     extra = (f", {head[3] / plain[3]:.2f}x the plain tf.data pipeline over the upstream schema "

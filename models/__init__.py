@@ -32,6 +32,7 @@ from prep.quiet import import_tensorflow
 
 import_tensorflow()  # before Keras imports it: without TensorFlow's start-up banner
 
+from models import preprocess  # noqa: E402,F401  registers the Preprocess layer for .keras files
 from models.registry import (  # noqa: E402
     KERAS_LISTED,
     LOGITS_LAYER,

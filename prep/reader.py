@@ -22,6 +22,14 @@ per-axis weights of ``tf.image.resize`` (taken by resizing an identity matrix), 
 gathers that XLA fuses with the casts, flips and normalization. ``jit_compile=False`` runs the
 same steps as plain TensorFlow ops (``tf.image.resize``); both give the same numbers.
 
+Raw-bytes bands are not parsed one by one: each batch's records are decoded once as uint8 up to
+the end of the last selected band, and the bands are sliced out inside the XLA clusters at the
+offsets of the split's first record (checked on every record; a batch that differs is parsed).
+
+Raw delivery (``raw=True``) stops after step 1: one band-sequential tensor per grid group in the
+stored dtype, plus the augmentation draws, for ``models.preprocess.Preprocess`` to finish on the
+accelerator with the same numbers.
+
 Band selections are a preset name ("10m20m", "all", ...), a comma list of band names, or
 presets joined by "+" ("10m+20m+60m" = the K-BranchCNN order B04 B03 B02 B08, B05 ... B12,
 B01 B09).
@@ -33,6 +41,7 @@ import functools
 import json
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
@@ -54,6 +63,9 @@ RESAMPLE_METHODS = ("bicubic", "bilinear", "nearest", "area", "lanczos3", "lancz
                     "gaussian")
 AUGMENTATIONS = ("dihedral", "flips")
 NORMALIZATIONS = ("manifest", "upstream")
+OUTPUT_DTYPES = ("float32", "bfloat16", "float16")
+AUGMENT_KEY = "dihedral_bits"
+"""Raw delivery's feature of the augmentation draws: bool [B, 3] (``dihedral``'s ``bits``)."""
 _READ_BUFFER = 4 << 20
 
 log = logging.getLogger(__name__)
@@ -134,11 +146,30 @@ class Layout:
             return {g.name: (*g.shape, len(g.bands)) for g in self.groups}
         return {"image": (*self.target, len(self.bands))}
 
+    def raw_input_spec(self) -> dict[str, tuple[tuple[int, int, int], str]]:
+        """{input name: ((C, H, W), stored dtype)} of raw delivery (``make_dataset(raw=True)``).
+
+        One entry per grid group (``raw_input_name``), band-sequential (C bands of H x W pixels)
+        at the group's native grid, in the stored dtype (e.g. uint16 BOA reflectance, float32 S1
+        backscatter).
+        """
+        return {raw_input_name(g): ((len(g.bands), *g.shape), self.dtypes[g.bands[0]]) for g in self.groups}
+
     @property
     def order(self) -> list[int]:
         """Channel permutation from the grouped concatenation to the selected band order."""
         grouped = [b for g in self.groups for b in g.bands]
         return [grouped.index(b) for b in self.bands]
+
+
+def raw_input_name(group: Group | str) -> str:
+    """The feature name of a grid group in raw delivery: "raw_" + its name, non-alphanumerics as "_".
+
+    E.g. "raw_120x120" and "raw_60x60" for BigEarthNet's 10m20m selection, "raw_10m" per
+    resolution group; valid as a Keras input and a SavedModel signature argument name.
+    """
+    name = group if isinstance(group, str) else group.name
+    return "raw_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
 def layout(manifest: Mapping, bands: str | Sequence[str] = "10m20m", per_resolution: bool = False) -> Layout:
@@ -576,8 +607,8 @@ _TRANSFORMS: dict = {}
 
 
 def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None, resample: str,
-                   jit_compile: bool = True,
-                   ) -> Callable[[Mapping[str, tf.Tensor], tf.Tensor | None], dict[str, tf.Tensor]]:
+                   jit_compile: bool = True, dtype: str = "float32", packed: PackedBands | None = None,
+                   ) -> Callable[[Mapping[str, tf.Tensor] | tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]:
     """The per-batch function ({band: [B, h*w]}, bits [B, 3] or None) -> features dict.
 
     Each grid group (stack, dihedral transform, normalization, resampling) is one XLA cluster;
@@ -591,22 +622,88 @@ def make_transform(lay: Layout, stats: Mapping[str, tuple[float, float]] | None,
       resample: a ``tf.image.resize`` method (``RESAMPLE_METHODS``) for the lower-resolution grids.
       jit_compile: run the groups as XLA-compiled ``tf.function``s with gather-based resampling;
         False runs plain TensorFlow ops (``tf.image.resize``), with the same numbers.
+      dtype: the output dtype (``OUTPUT_DTYPES``): computed in float32, cast at the end of each
+        cluster (bfloat16 / float16 halve the bytes written per sample, for mixed precision).
+      packed: where the bands sit in the records (``PackedBands``); ``transform`` then also takes
+        the records' bytes as uint8 [B, packed.end] and slices the bands out inside its clusters.
 
     Returns:
       ``transform(flat, bits)``: ``flat`` maps each band name to its pixels, [B, h*w] row-major on
-      its native grid (raw-bytes bands in their stored dtype, list bands as int64 / float32);
+      its native grid (raw-bytes bands in their stored dtype, list bands as int64 / float32), or
+      (with ``packed``) is the uint8 [B, end] record bytes;
       ``bits`` is [B, 3] bool (see ``dihedral``) or None (no augmentation). It returns
-      {"image": float32 [B, H, W, C]} on the target grid in the selected band order, or with
-      ``per_resolution`` {group name: float32 [B, h, w, c]}.
+      {"image": [B, H, W, C]} on the target grid in the selected band order, or with
+      ``per_resolution`` {group name: [B, h, w, c]}, in ``dtype``.
     """
     key = (lay.bands, lay.groups, lay.per_resolution, lay.target, tuple(sorted(lay.dtypes.items())), lay.clips,
-           None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile))
+           None if stats is None else tuple(sorted(stats.items())), resample, bool(jit_compile), dtype, packed)
     if key not in _TRANSFORMS:
-        _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile)
+        _TRANSFORMS[key] = _make_transform(lay, stats, resample, jit_compile, tf.as_dtype(dtype), packed)
     return _TRANSFORMS[key]
 
 
-def _make_transform(lay, stats, resample, jit_compile):
+@dataclasses.dataclass(frozen=True)
+class PackedBands:
+    """Where raw-bytes bands sit in records that share one layout (``band_layout``).
+
+    ``end`` is the byte offset where the last selected band ends; ``bands`` holds per band
+    (name, payload offset in bytes, pixel count, stored dtype). The bands are read from the
+    records' bytes decoded once as uint8 [B, end] (``tf.io.decode_raw(..., fixed_length=end)``):
+    one copy of each record instead of a copy per band and another per decode.
+    """
+
+    end: int
+    bands: tuple[tuple[str, int, int, str], ...]
+
+    def unpack(self, u8: tf.Tensor, band: str) -> tf.Tensor:
+        """The pixels [B, n] of ``band`` in its stored dtype, from uint8 [B, >= end] record bytes (little-endian host)."""
+        _, start, n, dtype = next(b for b in self.bands if b[0] == band)
+        dt = tf.as_dtype(dtype)
+        x = u8[:, start:start + n * dt.size]
+        if dt.size == 1:
+            return x if dt == tf.uint8 else tf.bitcast(x, dt)
+        return tf.bitcast(tf.reshape(x, [-1, n, dt.size]), dt)
+
+
+def make_raw_transform(lay: Layout, jit_compile: bool = True, packed: PackedBands | None = None,
+                       ) -> Callable[[Mapping[str, tf.Tensor] | tf.Tensor, tf.Tensor | None], dict[str, tf.Tensor]]:
+    """The per-batch function of raw delivery: ({band: [B, h*w]}, bits [B, 3] or None) -> features.
+
+    Args:
+      lay: the band layout (``layout``).
+      jit_compile: stack each group in an XLA-compiled ``tf.function`` (same values either way).
+      packed: as ``make_transform``: ``flat`` may then be the uint8 [B, end] record bytes.
+
+    Returns:
+      ``transform(flat, bits)`` -> {``raw_input_name(group)``: [B, c, h, w] in the stored dtype,
+      band-sequential (each band's pixels contiguous, as stored; channels last would cost one more
+      interleaving pass over every byte on the host), the group's bands in the selected order, on
+      its native grid}, plus {``AUGMENT_KEY``: bits} when ``bits`` is given (the draws
+      ``models.preprocess.Preprocess`` applies, so host and device augmentation are the same).
+    """
+    key = ("raw", lay.groups, bool(jit_compile), packed)
+    if key not in _TRANSFORMS:
+        def stack(values, g):
+            if not isinstance(values, (list, tuple)):
+                values = [packed.unpack(values, b) for b in g.bands]
+            h, w = g.shape
+            return tf.stack([tf.reshape(v, [-1, h, w]) for v in values], axis=1)
+
+        fns = {g.name: (tf.function(functools.partial(stack, g=g), jit_compile=True) if jit_compile
+                        else functools.partial(stack, g=g)) for g in lay.groups}
+
+        def transform(flat, bits):
+            out = {raw_input_name(g): fns[g.name](flat if isinstance(flat, tf.Tensor) else [flat[b] for b in g.bands])
+                   for g in lay.groups}
+            if bits is not None:
+                out[AUGMENT_KEY] = bits
+            return out
+
+        _TRANSFORMS[key] = transform
+    return _TRANSFORMS[key]
+
+
+def _make_transform(lay, stats, resample, jit_compile, dtype=tf.float32, packed=None):
     rotations = all(g.shape[0] == g.shape[1] for g in lay.groups)
     clips = {b: (lo, hi) for b, lo, hi in lay.clips}
     order = lay.order
@@ -618,6 +715,8 @@ def _make_transform(lay, stats, resample, jit_compile):
 
     def group(g: Group, values, bits, pack: bool):
         """Stack (stored dtype), transform, cast and normalize one grid group."""
+        if not isinstance(values, (list, tuple)):  # the records' bytes (packed)
+            values = [packed.unpack(values, b) for b in g.bands]
         h, w = g.shape
         x = tf.stack([tf.reshape(v, [-1, h, w]) for v in values], axis=-1)
         if bits is not None:
@@ -635,33 +734,39 @@ def _make_transform(lay, stats, resample, jit_compile):
         return tf.function(fn, jit_compile=True) if jit_compile else fn
 
     if lay.per_resolution:
-        fns = {g.name: compiled(functools.partial(lambda g, values, bits: group(g, values, bits, True), g))
-               for g in lay.groups}
+        fns = {g.name: compiled(functools.partial(
+            lambda g, values, bits: tf.cast(group(g, values, bits, True), dtype), g)) for g in lay.groups}
 
         def transform(flat, bits):
-            return {g.name: fns[g.name]([flat[b] for b in g.bands], bits) for g in lay.groups}
+            return {g.name: fns[g.name](flat if isinstance(flat, tf.Tensor) else [flat[b] for b in g.bands], bits)
+                    for g in lay.groups}
 
         return transform
 
     # Resampled groups are materialized by their own cluster (the resampling gathers would otherwise
     # recompute their producers); the native-grid groups are computed inside the concatenation.
     rfns = {g.name: compiled(functools.partial(
-        lambda g, values, bits: resize(group(g, values, bits, False), lay.target, resample, taps=jit_compile), g))
+        lambda g, values, bits: tf.cast(resize(group(g, values, bits, False), lay.target, resample, taps=jit_compile),
+                                        dtype), g))
         for g in resized}
 
     def assemble(native_values, resized_parts, bits):
+        # concatenated in float32, cast once at the end
         parts = {g.name: group(g, native_values[g.name], bits, True) for g in native}
-        parts.update(resized_parts)
+        parts.update({k: tf.cast(v, tf.float32) for k, v in resized_parts.items()})
         x = tf.concat([parts[g.name] for g in lay.groups], axis=-1) if len(parts) > 1 else parts[lay.groups[0].name]
         if order != list(range(len(order))):
             x = tf.gather(x, order, axis=-1)
-        return x
+        return tf.cast(x, dtype)
 
     final = compiled(assemble)
 
     def transform(flat, bits):
-        resized_parts = {g.name: rfns[g.name]([flat[b] for b in g.bands], bits) for g in resized}
-        native_values = {g.name: [flat[b] for b in g.bands] for g in native}
+        def src(g):
+            return flat if isinstance(flat, tf.Tensor) else [flat[b] for b in g.bands]
+
+        resized_parts = {g.name: rfns[g.name](src(g), bits) for g in resized}
+        native_values = {g.name: src(g) for g in native}
         return {"image": final(native_values, resized_parts, bits)}
 
     return transform
@@ -678,14 +783,22 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
                  seed: int | None = None, deterministic: bool = False, cache: bool | str = False,
                  drop_remainder: bool = False, augment: str | bool | None = None, skip_batches: int = 0,
                  cycle_length: int = 8, jit_compile: bool | None = None, fixed_offsets: bool = True,
+                 raw: bool = False, output_dtype: str = "float32",
                  manifest: Mapping | None = None) -> tf.data.Dataset:
     """Batches of (features, targets) from ``split`` of the prepared directory ``data_dir``.
 
     features: {"image": float32 [B, H, W, C]} with the bands in the selected order, or with
-    ``per_resolution`` one float32 tensor per resolution group ({"10m": .., "20m": .., "60m": ..}).
+    ``per_resolution`` one float32 tensor per resolution group ({"10m": .., "20m": .., "60m": ..});
+    ``output_dtype`` "bfloat16" / "float16" delivers them in that dtype (computed in float32).
     targets: float32 multi-hot [B, num_classes] (multi-label), int32 class index [B] (single-label), or
     for a mask schema (segmentation) int32 class ids [B, H, W] per pixel, ``IGNORE_INDEX`` (-1) where a
     pixel has no class (``mask_targets``), flipped and rotated with the image when augmenting.
+
+    ``raw`` (raw delivery, for preprocessing inside the model: ``models.preprocess``): the stored
+    band values of each grid group, {``raw_input_name(group)``: [B, c, h, w] in the stored dtype}
+    (``Layout.raw_input_spec``), not resampled, normalized nor augmented; when augmenting, the
+    per-sample draws are delivered as {``AUGMENT_KEY``: bool [B, 3]} instead of applied, the
+    same draws (same seed, same records) as the host pipeline applies.
 
     Without ``training`` the batches keep the record order of the manifest's shards.
     ``training`` shuffles the shard order and the records (``shuffle_buffer``), interleaves the
@@ -706,7 +819,7 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
 
     Raises:
       InputError: ``data_dir`` holds no readable manifest (``load_manifest``).
-      ReaderError: an unknown ``resample`` or ``augment``, a ``batch_size`` below 1, a split the
+      ReaderError: an unknown ``resample``, ``augment`` or ``output_dtype``, a ``batch_size`` below 1, a split the
         manifest lacks, bands the records do not hold, statistics ``normalize`` cannot provide
         (see ``layout`` and ``band_statistics``), or a label feature neither int64 nor float.
       FileNotFoundError: a shard listed in the manifest is missing.
@@ -727,12 +840,14 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         raise ReaderError(f"augment must be one of {', '.join(AUGMENTATIONS)} or False; got {augment!r}")
     if batch_size < 1:
         raise ReaderError(f"batch_size must be positive, got {batch_size}")
+    if output_dtype not in OUTPUT_DTYPES:
+        raise ReaderError(f"output_dtype must be one of {', '.join(OUTPUT_DTYPES)}; got {output_dtype!r}")
     if jit_compile is None:
         jit_compile = _jit_default()
     if deterministic and seed is None:
         seed = 0
     lay = layout(manifest, bands, per_resolution)
-    stats = band_statistics(manifest, normalize, lay.bands)
+    stats = None if raw else band_statistics(manifest, normalize, lay.bands)
     files = shard_files(data_dir, manifest, split)
     compression = "GZIP" if manifest.get("compression") == "GZIP" else ""
     seeds = (None, None, None) if seed is None else (int(seed), int(seed) + 1, int(seed) + 2)
@@ -757,8 +872,7 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         ds = ds.skip(int(skip_batches))
 
     desc = _feature_spec(schema, lay, manifest)
-    transform = make_transform(lay, stats, resample, jit_compile)
-    raw = schema.band_encoding == "raw_bytes"
+    raw_bytes = schema.band_encoding == "raw_bytes"
     label_key = schema.label_key
     mask = schema.label_encoding == "mask"
     label_keys = [src.key for src in schema.mask_sources] if mask else [label_key]
@@ -768,17 +882,27 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
     dtypes = {n: tf.as_dtype(lay.dtypes[n]) for n in lay.bands}
     spec_bands = [b["name"] for b in manifest["bands"]]
     offsets = None
-    if raw and fixed_offsets:
+    if raw_bytes and fixed_offsets:
         sizes = {schema.band_keys[n]: _band_nbytes(manifest, n, lay.dtypes[n]) for n in lay.bands}
         first = _first_record(files)
         offsets = band_layout(first, sizes) if first is not None else None
+    packed = None
+    if offsets is not None and sys.byteorder == "little":
+        packed = PackedBands(max(start + sizes[k] for k, (_, _, start) in offsets.items()),
+                             tuple((n, offsets[schema.band_keys[n]][2], sizes[schema.band_keys[n]]
+                                    // np.dtype(lay.dtypes[n]).itemsize, lay.dtypes[n]) for n in lay.bands))
+    if raw:
+        transform = make_raw_transform(lay, jit_compile, packed)
+    else:
+        transform = make_transform(lay, stats, resample, jit_compile, output_dtype, packed)
 
     def parse_bands(serialized):
         p = tf.io.parse_example(serialized, band_desc)
         if schema.band_encoding == "jpeg":
             return jpeg_bands(p, schema, spec_bands, lay.bands)
-        return {n: tf.io.decode_raw(p[schema.band_keys[n]], dtypes[n], little_endian=True) if raw
-                else p[schema.band_keys[n]] for n in lay.bands}
+        return {n: tf.io.decode_raw(p[schema.band_keys[n]], dtypes[n], little_endian=True) if raw_bytes
+                else tf.cast(p[schema.band_keys[n]], dtypes[n]) if raw else p[schema.band_keys[n]]
+                for n in lay.bands}
 
     def sliced_bands(serialized):
         out = {}
@@ -807,21 +931,29 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, bands: str | Sequen
         ok = tf.cond(long_enough, same_layout, lambda: tf.constant(False))
         return tf.cond(ok, lambda: sliced_bands(serialized), lambda: parse_bands(serialized))
 
+    def packed_features(serialized, bits):
+        """Bands sliced out of the records' bytes, decoded once, when every record has the layout of the first."""
+        u8 = tf.io.decode_raw(serialized, tf.uint8, fixed_length=packed.end)
+        ok = [tf.reduce_all(tf.equal(u8[:, at:at + len(prefix)], np.frombuffer(prefix, np.uint8)))
+              for at, prefix, _ in offsets.values()]
+        ok = tf.logical_and(tf.reduce_all(tf.strings.length(serialized) >= packed.end), tf.reduce_all(tf.stack(ok)))
+        return tf.cond(ok, lambda: transform(u8, bits), lambda: transform(parse_bands(serialized), bits))
+
     def parse(serialized, rnd=None):
         p = tf.io.parse_example(serialized, label_desc)
-        flat = bands_of(serialized)
         bits = None
         if rnd is not None:
             u = tf.random.stateless_uniform([tf.shape(serialized)[0], 3], tf.stack([rnd, tf.constant(7, tf.int64)]))
             bits = u < 0.5
             if augment == "flips":
                 bits = tf.concat([bits[:, :2], tf.zeros_like(bits[:, 2:])], axis=1)
+        x = packed_features(serialized, bits) if packed is not None else transform(bands_of(serialized), bits)
         if mask:
             y = mask_targets(p, schema.mask_sources)
-            if bits is not None:  # the same flips / rotation as the image
+            if bits is not None:  # the same flips / rotation as the image (raw delivery: as the model will)
                 y = dihedral(y[..., None], bits, all(g.shape[0] == g.shape[1] for g in lay.groups))[..., 0]
-            return transform(flat, bits), y
-        return transform(flat, bits), _targets(p[label_key], manifest, schema)
+            return x, y
+        return x, _targets(p[label_key], manifest, schema)
 
     ordered = bool(deterministic or not training)  # evaluation keeps the record order
     ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=ordered)
