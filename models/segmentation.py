@@ -3,7 +3,10 @@
 Model: input [B, H, W, C] -> encoder (features at strides 2, 4, 8, 16 and 32) -> decoder: five times
 (bilinear x2 upsampling, concatenation with the encoder's features of that stride, two 3x3 conv +
 batch norm + ReLU) -> 1x1 conv to ``num_classes`` -> the float32 ``logits`` layer: per-pixel logits
-[B, H, W, num_classes] at the input resolution. H and W must be multiples of 32 (the deepest stride).
+[B, H, W, num_classes] at the input resolution. H and W must be multiples of 32 (the deepest stride),
+unless ``pad_to_stride=True``: then a fixed H x W (e.g. BigEarthNet's 120 x 120) is zero-padded on
+every side to the next multiple of 32 (128 x 128) before the encoder and the logits are cropped back
+to H x W (zero = the band mean after z-score normalisation).
 
 Encoders (``backbone``):
 
@@ -64,7 +67,7 @@ def encoder_features(x: keras.KerasTensor, backbone: str) -> list[keras.KerasTen
 
 def build_unet(input_spec: Mapping[str, tuple], num_classes: int, task: str = SEGMENTATION, *,
                backbone: str = "resnet50", decoder_filters: Sequence[int] = (256, 128, 64, 32, 16),
-               dropout: float = 0.0) -> keras.Model:
+               dropout: float = 0.0, pad_to_stride: bool = False) -> keras.Model:
     """Builds a U-Net: ``backbone`` encoder, five upsampling decoder stages, per-pixel logits.
 
     Args:
@@ -75,13 +78,16 @@ def build_unet(input_spec: Mapping[str, tuple], num_classes: int, task: str = SE
       backbone: the encoder, one of ``BACKBONES``.
       decoder_filters: the filters of the five decoder stages, deepest first.
       dropout: dropout rate before the 1x1 logits conv (0 = none).
+      pad_to_stride: zero-pad a fixed H and W that are not multiples of 32 to the next multiple
+        (half on each side, the odd pixel at the bottom/right) and crop the logits back to H x W.
 
     Returns:
       The functional model: input [B, H, W, C] -> float32 logits [B, H, W, num_classes].
 
     Raises:
       ValueError: a task other than segmentation, more or fewer than one input, a size that is not a
-        multiple of 32, an unknown backbone, or not five decoder filter counts.
+        multiple of 32 (without ``pad_to_stride``, or a run-time size with it), an unknown backbone,
+        or not five decoder filter counts.
     """
     if task != SEGMENTATION:
         raise ValueError(f"the U-Net models predict per-pixel classes: task must be {SEGMENTATION!r}, got {task!r}")
@@ -90,9 +96,21 @@ def build_unet(input_spec: Mapping[str, tuple], num_classes: int, task: str = SE
     name = f"UNet-{backbone}"
     inputs, x = common.single_input(input_spec, name, min_size=STRIDE)
     (input_name, (h, w, _)), = common.normalize_input_spec(input_spec).items()
+    pads = []
     for what, v in (("height", h), ("width", w)):
-        if v is not None and v % STRIDE:
-            raise ValueError(f"{name}: input {input_name!r} {what} {v} is not a multiple of {STRIDE}")
+        if v is None:
+            if pad_to_stride:
+                raise ValueError(f"{name}: pad_to_stride needs a fixed input {what}, got None")
+            pads.append((0, 0))
+        elif v % STRIDE and not pad_to_stride:
+            raise ValueError(f"{name}: input {input_name!r} {what} {v} is not a multiple of {STRIDE} "
+                             "(or build with pad_to_stride=True: --model_option pad_to_stride=true)")
+        else:
+            extra = -v % STRIDE
+            pads.append((extra // 2, extra - extra // 2))
+    padded = any(sum(p) for p in pads)
+    if padded:
+        x = keras.layers.ZeroPadding2D(tuple(pads), name="pad_to_stride")(x)
     skips = encoder_features(x, backbone)
     y = skips[-1]
     for k, (skip, f) in enumerate(zip([*reversed(skips[:-1]), None], decoder_filters), 1):
@@ -104,4 +122,6 @@ def build_unet(input_spec: Mapping[str, tuple], num_classes: int, task: str = SE
     if dropout:
         y = keras.layers.Dropout(dropout, name="dropout")(y)
     y = keras.layers.Conv2D(num_classes, 1, name="classifier")(y)
+    if padded:
+        y = keras.layers.Cropping2D(tuple(pads), name="crop_to_input")(y)
     return common.finish(inputs, y, name)

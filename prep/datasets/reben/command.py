@@ -3,6 +3,7 @@
     python -m prep reben -r BigEarthNetv2 -o records                            # S2 only, 19 classes
     python -m prep reben -r BigEarthNetv2 -o records --with_s1 --reference_maps  # + VV, VH, the pixel labels
     python -m prep reben -r BigEarthNetv2 -o records --class_order alphabetical  # a peer's class order
+    python -m prep reben -r BigEarthNetv2 -o records --reference_maps --target mask  # segmentation targets
 
 Input: ``--root_folder`` holding ``metadata.parquet``, ``BigEarthNet-S2/`` and, as asked,
 ``BigEarthNet-S1/`` and ``Reference_Maps/`` (the published layout, ``raw``). The splits are the
@@ -11,6 +12,9 @@ names; records hold the multi-hot, the indices and the names in the class order 
 ``--class_order`` (the nomenclature's by default; the manifest's ``reben`` block records the order
 and each class's nomenclature index). ``--reference_maps`` adds ``reference_map``: 120 x 120 uint8
 per-pixel class indices from the CLC codes, 255 where a code has no 19-class target.
+``--target mask`` (with ``--reference_maps``; without, a usage error) makes that map the reader's
+target: task segmentation, per-pixel class ids in the manifest's class order, 255 -> ignored
+(``IGNORE_INDEX``); the records are the same as ``--target multi_label``'s (the default).
 
 Snow, cloud and shadow: the patches of
 ``metadata_for_patches_with_snow_cloud_or_shadow.parquet`` (and any row whose
@@ -37,7 +41,7 @@ from prep import cli, shards
 from prep.datasets.contract import PreparePlan
 from prep.datasets.reben import raw
 from prep.datasets.reben import spec as sp
-from prep.errors import PrepError
+from prep.errors import PrepError, UsageError
 
 FLAGS = flags.FLAGS
 
@@ -57,6 +61,9 @@ def define_flags() -> None:
     flags.DEFINE_enum("class_order", sp.DEFAULT_CLASS_ORDER, list(sp.CLASS_ORDERS), "Class order of the multi-hot, "
                       "the indices and the reference map: 'nomenclature' (the 19-class nomenclature's order, as "
                       "BigEarthNet v1) or 'alphabetical' (names sorted, the order of a peer loader).")
+    flags.DEFINE_enum("target", sp.DEFAULT_TARGET, list(sp.TARGETS), "What the reader delivers: 'multi_label' (the "
+                      "19-class multi-hot) or 'mask' (segmentation: the reference map's per-pixel class ids, 255 "
+                      "ignored; needs --reference_maps).")
     flags.DEFINE_bool("keep_excluded", False, "Write the snow/cloud/shadow patches too (left out by default and "
                       "reported as excluded).")
     cli.define_prepare_flags(out_aliases=("out_folder",))
@@ -80,7 +87,8 @@ def metadata_files(root: str, metadata: str | None = None, snow_cloud_metadata: 
 
 def plan(root: str, metadata: str | None = None, snow_cloud_metadata: str | None = None, with_s1: bool = False,
          reference_maps: bool = False, class_order: str = sp.DEFAULT_CLASS_ORDER, keep_excluded: bool = False,
-         shard_size_mb: float = 150.0, compression: str = "NONE", on_error: str = "fail") -> PreparePlan:
+         shard_size_mb: float = 150.0, compression: str = "NONE", on_error: str = "fail",
+         target: str = sp.DEFAULT_TARGET) -> PreparePlan:
     """The metadata -> the plan shared by the local and the Beam paths (one item per patch).
 
     Args:
@@ -94,6 +102,7 @@ def plan(root: str, metadata: str | None = None, snow_cloud_metadata: str | None
       shard_size_mb: largest shard size in MB.
       compression: "NONE" or "GZIP".
       on_error: "fail" or "skip".
+      target: "multi_label" or "mask" (segmentation on the reference map; needs ``reference_maps``).
 
     Returns:
       The PreparePlan; its ``reben`` block records the class order, each class's nomenclature
@@ -103,12 +112,15 @@ def plan(root: str, metadata: str | None = None, snow_cloud_metadata: str | None
       RebenInputError: no root folder or S2 folder, a malformed metadata file, or (``on_error="fail"``)
         a row with an unknown label.
       PrepError: (``on_error="fail"``) listed patches without an S2 folder.
-      ValueError: an unknown class order.
+      UsageError: target "mask" without ``reference_maps``.
+      ValueError: an unknown class order or target.
     """
+    if target == "mask" and not reference_maps:
+        raise UsageError("--target mask needs --reference_maps (the per-pixel targets are the reference maps)")
     if not os.path.isdir(root):
         raise sp.RebenInputError("not a folder", path=root)
-    spec = sp.spec_for(with_s1, class_order, reference_maps)
-    schema = sp.schema_name(with_s1, reference_maps)
+    spec = sp.spec_for(with_s1, class_order, reference_maps, target)
+    schema = sp.schema_name(with_s1, reference_maps, target)
     paths = metadata_files(root, metadata, snow_cloud_metadata)
     sources = []
     for i, path in enumerate(paths):
@@ -126,7 +138,7 @@ def plan(root: str, metadata: str | None = None, snow_cloud_metadata: str | None
                         hint="pass --on_error=skip to prepare the patches present (the missing ones are then "
                              "listed in OUT/missing.csv)")
     per_shard = shards.records_per_shard(spec, spec.schema(schema), shard_size_mb)
-    run_flags = {"with_s1": with_s1, "reference_maps": reference_maps, "class_order": class_order,
+    run_flags = {"with_s1": with_s1, "reference_maps": reference_maps, "target": target, "class_order": class_order,
                  "keep_excluded": keep_excluded, "metadata": [os.path.basename(f) for f in paths],
                  "shard_size_mb": shard_size_mb, "records_per_shard": per_shard, "compression": compression,
                  "on_error": on_error}
@@ -157,7 +169,7 @@ def plan_from_flags() -> PreparePlan:
     f = FLAGS
     cli.required("root_folder")
     return plan(f.root_folder, f.metadata, f.snow_cloud_metadata, f.with_s1, f.reference_maps, f.class_order,
-                f.keep_excluded, f.shard_size_mb, f.compression, f.on_error)
+                f.keep_excluded, f.shard_size_mb, f.compression, f.on_error, f.target)
 
 
 summary = cli.summary  # the end-of-run table, shared by every preparation command

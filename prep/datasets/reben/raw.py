@@ -22,6 +22,7 @@ import numpy as np
 from prep.datasets.bigearthnet import spec as ben
 from prep.datasets.reben import spec as sp
 from prep.datasets.reben.spec import RebenInputError
+from prep.datasets.spec import Schema
 from prep.shards import Record, Skip
 from prep.tiff import BandError, read_band, read_band_georef
 from splits import reben as rules
@@ -332,7 +333,8 @@ def produce(items: Sequence[Patch], root: str, schema_name: str, class_order: st
 
     The worker side of the sharded writer. A patch whose files cannot be read gives a ``Skip`` whose
     reason names the file and the problem; a ``Record`` holds the feature values of ``schema_name``
-    (``spec.record_values``), the bands for the statistics and the class indices in ``class_order``.
+    (``spec.record_values``), the bands for the statistics and the class indices in ``class_order``
+    (``record_classes``).
 
     Args:
       items: the shard's patches (``Patch``, or its fields as a list: a Beam task travels as JSON).
@@ -353,7 +355,19 @@ def produce(items: Sequence[Patch], root: str, schema_name: str, class_order: st
         values = sp.record_values(p, schema, class_order)
         s2 = {b: px for b, px in p["bands"].items() if b not in sp.S1_BAND_NAMES}
         s1 = [(b, s1_state(p["bands"][b])) for b in sp.S1_BAND_NAMES if b in p["bands"]]
-        yield Record(patch.patch_id, values, s2, values["labels19/index"], band_states=s1)
+        yield Record(patch.patch_id, values, s2, record_classes(values, schema), band_states=s1)
+
+
+def record_classes(values: dict, schema: Schema) -> list[int]:
+    """The class indices the shard writer counts for a record of ``schema``.
+
+    Multi-label schemas: the record's 19-class indices; a mask schema: every class holding a pixel of
+    the reference map (sorted; 255 = ignore is no class).
+    """
+    if schema.label_encoding == "mask":
+        classes = np.unique(np.frombuffer(values[sp.REFERENCE_MAP_KEY][0], np.uint8))
+        return [int(c) for c in classes if c < len(sp.LABELS_19)]
+    return list(values["labels19/index"])
 
 
 def s1_state(pixels: np.ndarray) -> dict:

@@ -13,8 +13,13 @@ manifest records the order used and, for each class of the records, its nomencla
 
 Record schemas, named for what they hold: ``s2`` (the 12 S2 bands at native size), ``s1s2`` (+ VV,
 VH), ``s2_refmap`` and ``s1s2_refmap`` (+ ``reference_map``: 120 x 120 uint8 class indices, 255 =
-ignore). Source: Clasen et al., reBEN: Refined BigEarthNet Dataset for Remote Sensing Image
-Analysis (2024); https://bigearth.net.
+ignore). Targets (``TARGETS``): ``multi_label`` (the 19-class multi-hot, the default) or ``mask``
+(segmentation: the reference map per pixel, schemas ``s2_refmap_mask`` / ``s1s2_refmap_mask``: the same
+fields, a ``MaskSource`` on ``reference_map`` mapping 0..18 to themselves and 255 to ``IGNORE_INDEX``; the
+stored indices already follow the manifest's class order, so the mask ids do too).
+
+Source: Clasen et al., reBEN: Refined BigEarthNet Dataset for Remote Sensing Image Analysis (2024);
+https://bigearth.net.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import numpy as np
 from prep.datasets.bigearthnet.spec import BAND_PRESETS as S2_PRESETS
 from prep.datasets.bigearthnet.spec import BANDS as S2_BANDS
 from prep.datasets.bigearthnet.spec import LABELS_19, LABELS_43, MAP_43_TO_19
-from prep.datasets.spec import MULTI_LABEL, Band, DatasetSpec, Field, Schema
+from prep.datasets.spec import IGNORE_INDEX, MULTI_LABEL, SEGMENTATION, Band, DatasetSpec, Field, MaskSource, Schema
 from prep.errors import InputError
 
 NAME = "reben"
@@ -171,12 +176,38 @@ def reference_map_classes(codes: np.ndarray, order: str = DEFAULT_CLASS_ORDER) -
 
 # --- schemas ----------------------------------------------------------------------------------
 
-def schema_name(with_s1: bool, reference_maps: bool) -> str:
-    """The schema of records with or without S1 and the reference map: s2, s1s2, s2_refmap, s1s2_refmap."""
-    return ("s1s2" if with_s1 else "s2") + ("_refmap" if reference_maps else "")
+TARGETS = ("multi_label", "mask")  # what the reader delivers: the scene multi-hot, or the per-pixel map
+DEFAULT_TARGET = "multi_label"
 
 
-def _schema(with_s1: bool, reference_maps: bool) -> Schema:
+def mask_lookup() -> tuple[int, ...]:
+    """Stored ``reference_map`` value (0..255) -> class id: 0..18 to themselves, anything else ``IGNORE_INDEX``.
+
+    The stored values are already class indices in the preparation's class order, so the lookup is
+    the identity on the 19 classes whatever that order is; 255 (``IGNORE``) and any other value are ignored.
+    """
+    return tuple(v if v < len(LABELS_19) else IGNORE_INDEX for v in range(256))
+
+
+def schema_name(with_s1: bool, reference_maps: bool, target: str = DEFAULT_TARGET) -> str:
+    """The schema of records with or without S1 and the reference map, for a target.
+
+    Returns:
+      ``s2``, ``s1s2``, ``s2_refmap``, ``s1s2_refmap`` (multi-label), ``s2_refmap_mask`` or
+      ``s1s2_refmap_mask`` (target ``mask``; the same fields as ``*_refmap``).
+
+    Raises:
+      ValueError: an unknown target, or target ``mask`` without the reference map.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown reBEN target {target!r}; one of {', '.join(TARGETS)}")
+    if target == "mask" and not reference_maps:
+        raise ValueError("target 'mask' needs the reference maps (--reference_maps)")
+    return ("s1s2" if with_s1 else "s2") + ("_refmap" if reference_maps else "") + (
+        "_mask" if target == "mask" else "")
+
+
+def _schema(with_s1: bool, reference_maps: bool, target: str = DEFAULT_TARGET) -> Schema:
     bands = BANDS if with_s1 else S2_BANDS
     fields = [Field(BAND_KEYS[b.name], "bytes", 1, f"{b.shape[0]}x{b.shape[1]} {b.dtype} little-endian, row-major"
                     + (" (dB)" if b.name in S1_BAND_NAMES else " (L2A BOA reflectance x 10000)")) for b in bands]
@@ -196,39 +227,48 @@ def _schema(with_s1: bool, reference_maps: bool) -> Schema:
     if reference_maps:
         fields.append(Field("reference_map", "bytes", 1, f"{PATCH[0]}x{PATCH[1]} uint8: per-pixel 19-class index in "
                             f"the manifest's class order, {IGNORE} = ignore (CLC code without a 19-class target)"))
-    return Schema(name=schema_name(with_s1, reference_maps), version="1", fields=tuple(fields),
-                  band_encoding="raw_bytes", band_keys={b.name: BAND_KEYS[b.name] for b in bands},
+    band_keys = {b.name: BAND_KEYS[b.name] for b in bands}
+    name = schema_name(with_s1, reference_maps, target)
+    if target == "mask":
+        source = MaskSource(REFERENCE_MAP_KEY, "uint8", PATCH, mask_lookup())
+        return Schema(name=name, version="1", fields=tuple(fields), band_encoding="raw_bytes", band_keys=band_keys,
+                      label_key=REFERENCE_MAP_KEY, label_encoding="mask", mask_sources=(source,))
+    return Schema(name=name, version="1", fields=tuple(fields), band_encoding="raw_bytes", band_keys=band_keys,
                   label_key="labels19/multi_hot", label_encoding="multi_hot")
 
 
-SCHEMAS = {s.name: s for s in (_schema(s1, ref) for s1 in (False, True) for ref in (False, True))}
-DEFAULT_SCHEMA = "s2"
 REFERENCE_MAP_KEY = "reference_map"
+SCHEMAS = {s.name: s for s in (_schema(s1, ref) for s1 in (False, True) for ref in (False, True))}
+SCHEMAS.update((s.name, s) for s in (_schema(s1, True, "mask") for s1 in (False, True)))
+DEFAULT_SCHEMA = "s2"
 
 
-def spec_for(with_s1: bool = True, class_order: str = DEFAULT_CLASS_ORDER, reference_maps: bool = False) -> DatasetSpec:
-    """The dataset definition of records with or without S1, in a class order.
+def spec_for(with_s1: bool = True, class_order: str = DEFAULT_CLASS_ORDER, reference_maps: bool = False,
+             target: str = DEFAULT_TARGET) -> DatasetSpec:
+    """The dataset definition of records with or without S1, in a class order, for a target.
 
     Args:
       with_s1: the records hold VV and VH (else only the 12 S2 bands).
       class_order: "nomenclature" or "alphabetical".
       reference_maps: the records hold the reference map (sets the default schema).
+      target: "multi_label" (task multi-label) or "mask" (task segmentation; needs ``reference_maps``).
 
     Returns:
       A DatasetSpec named ``reben``. The registered one (``SPEC``) has every band, so the reader
       resolves VV/VH; a preparation's spec has the bands it writes.
 
     Raises:
-      ValueError: an unknown class order.
+      ValueError: an unknown class order or target, or target "mask" without ``reference_maps``.
     """
     return DatasetSpec(
-        name=NAME, version=VERSION, task=MULTI_LABEL, bands=BANDS if with_s1 else S2_BANDS,
-        class_names=class_names(class_order), schemas=SCHEMAS,
-        default_schema=schema_name(with_s1, reference_maps),
+        name=NAME, version=VERSION, task=SEGMENTATION if target == "mask" else MULTI_LABEL,
+        bands=BANDS if with_s1 else S2_BANDS, class_names=class_names(class_order), schemas=SCHEMAS,
+        default_schema=schema_name(with_s1, reference_maps, target),
         band_presets=BAND_PRESETS,
         description=("BigEarthNet v2 (reBEN): Sentinel-2 L2A 12 bands at native resolution, optionally the "
                      "Sentinel-1 twin (VV, VH dB) and the CLC reference map as 19-class pixel labels; 19-class "
-                     f"multi-label, {class_order} class order."))
+                     + ("per-pixel segmentation (the reference map)" if target == "mask" else "multi-label")
+                     + f", {class_order} class order."))
 
 
 # The registered definition: every band (the reader resolves VV, VH from it), the default preparation's schema.
@@ -270,6 +310,6 @@ def record_values(patch: Mapping, schema: Schema, class_order: str = DEFAULT_CLA
     v["meta/cloud_or_shadow"] = [int(bool(patch.get("cloud")))]
     v["geo/epsg"] = [int(patch.get("epsg") or 0)]
     v["geo/transform"] = [np.asarray(patch.get("transform") or (0.0,) * 6, "<f8").tobytes()]
-    if schema.name.endswith("_refmap"):
+    if any(f.key == REFERENCE_MAP_KEY for f in schema.fields):
         v[REFERENCE_MAP_KEY] = [reference_map_classes(patch["reference_map"], class_order).tobytes()]
     return v

@@ -4,9 +4,10 @@
 ROIs<id>_<season>_<s1|s2|lc>_<scene>_p<k>.tif``: 256 x 256 GeoTIFFs in a UTM CRS with
 float32 S1 (VV, VH in dB, some patches with NaN pixels), uint16 S2 (13 bands; some pixels above
 32767) and uint16 lc (4 layers, IGBP codes 1..17). The IGBP layer of each patch is a few class
-runs with chosen pixel counts: one dominant class (which sets the S2 and S1 signature, so scene
-labels are learnable from the pixels), exact ties between two classes and classes just above and
-just below the 0.1 multi-label share. ``tarballs=True`` also writes the per-season tarballs
+runs with chosen pixel counts: one dominant class, exact ties between two classes and classes just
+above and just below the 0.1 multi-label share. Each pixel's S2 and S1 values follow the signature
+of its own IGBP class (a class-dependent level per band plus noise), so the scene labels (from the
+class shares) and the per-pixel masks are both learnable from the pixels. ``tarballs=True`` also writes the per-season tarballs
 (``ROIs1158_spring_s2.tar.gz`` ...) of the same files.
 """
 from __future__ import annotations
@@ -75,7 +76,7 @@ def write_patch(root: str, season: str, scene: int, patch: int, rng: np.random.G
     """
     dominant = int(1 + (scene * 7 + patch) % N_CLASSES)
     igbp = _igbp(rng, dominant, kind)
-    cls = float(dominant)
+    cls = igbp.astype(np.float64)  # per pixel: the signature of each pixel's own IGBP class
     s2 = S2_BASE[:, None, None] * (0.6 + 0.05 * cls) + rng.normal(0, 60, (13, *sp.PATCH))
     s2[3] += 40 * cls  # B04
     s2[7] -= 30 * cls  # B08
