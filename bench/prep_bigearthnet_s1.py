@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import reader_rate, run_prepare  # noqa: E402
 from prep.datasets.bigearthnet import spec as ben  # noqa: E402
 from prep.datasets.bigearthnet_s1 import synthetic  # noqa: E402
 
@@ -54,34 +54,6 @@ def bare_read(s1_root: str, s2_root: str, pairs: list, with_s2: bool) -> float:
     return len(pairs) / (time.perf_counter() - t)
 
 
-def prepare(args: list[str], out: str) -> tuple[float, str]:
-    """Runs ``python -m prep <args>`` into ``out`` with 1 worker; returns (seconds, the command's own rate line).
-
-    The rate line (``wrote N shards: ... patches/s``) times the writing alone, without the process
-    start-up and the planning (reading the official exclusion lists, the pairing table).
-    """
-    shutil.rmtree(out, ignore_errors=True)
-    t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "prep", *args, "-o", out, "--workers", "1", "--noprogress"],
-                       check=True, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    line = next((x for x in r.stdout.splitlines() if x.startswith("wrote ")), "")
-    return time.perf_counter() - t, line.split("(")[-1].rstrip(")") if "(" in line else "?"
-
-
-def reader_rate(out: str, bands: str, batches: int = 6) -> float:
-    """Samples/s of ``prep.reader`` for ``bands``, batch 64, training pipeline, after one warm-up batch."""
-    from prep import reader
-
-    ds = reader.make_dataset(out, "train", bands=bands, batch_size=64, training=True, seed=0,
-                             normalize="upstream").repeat()
-    it = iter(ds)
-    next(it)
-    t = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches * 64 / (time.perf_counter() - t)
-
-
 def main() -> None:
     """Prints the figures (see the module doc)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,14 +66,14 @@ def main() -> None:
     bare1, bare2 = bare_read(s1_root, s2_root, pairs, False), bare_read(s1_root, s2_root, pairs, True)
     print(f"bare rasterio read, 1 core: S1 (2 opens) {bare1:.0f} patches/s; S1+S2 (14 opens) {bare2:.0f} pairs/s")
     out1, out2 = os.path.join(a.work, "ben_s1_out"), os.path.join(a.work, "ben_mm_out")
-    dt, writing = prepare(["bigearthnet_s1", "-r", s1_root], out1)
+    dt, writing, _ = run_prepare("bigearthnet_s1", ["-r", s1_root], out1)
     print(f"prep bigearthnet_s1, 1 worker: {n / dt:.0f} patches/s end to end ({n / dt / bare1:.2f}x the bare read), "
           f"writing alone {writing}")
-    dt, writing = prepare(["bigearthnet_mm", "--s1_root", s1_root, "--s2_root", s2_root], out2)
+    dt, writing, _ = run_prepare("bigearthnet_mm", ["--s1_root", s1_root, "--s2_root", s2_root], out2)
     print(f"prep bigearthnet_mm, 1 worker: {n / dt:.0f} pairs/s end to end ({n / dt / bare2:.2f}x the bare read), "
           f"writing alone {writing}")
-    print(f"reader, s1 120x120x2, batch 64: {reader_rate(out1, 's1'):.0f} samples/s")
-    print(f"reader, mm 120x120x12, batch 64: {reader_rate(out2, 'mm'):.0f} samples/s")
+    print(f"reader, s1 120x120x2, batch 64: {reader_rate(out1, 's1', batches=6, normalize='upstream'):.0f} samples/s")
+    print(f"reader, mm 120x120x12, batch 64: {reader_rate(out2, 'mm', batches=6, normalize='upstream'):.0f} samples/s")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import reader_rate, run_prepare  # noqa: E402
 from prep.datasets.eurosat import command, raw, synthetic  # noqa: E402
 
 MB = 1e6
@@ -48,29 +48,6 @@ def bare_read(paths: list[str]) -> float:
     return len(paths) / (time.perf_counter() - t)
 
 
-def prepare(root: str, out: str, workers: int) -> float:
-    """Runs ``python -m prep eurosat`` on ``root``; returns the seconds it took."""
-    shutil.rmtree(out, ignore_errors=True)
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "prep", "eurosat", "-r", root, "-o", out, "--workers", str(workers),
-                    "--noprogress"], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    return time.perf_counter() - t
-
-
-def reader_rate(out: str, batches: int = 20) -> float:
-    """Samples/s of ``prep.reader`` for ``all`` 64x64x13, batch 64, training pipeline, after one warm-up batch."""
-    from prep import reader
-
-    ds = reader.make_dataset(out, "train", bands="all", batch_size=64, training=True, seed=0).repeat()
-    it = iter(ds)
-    next(it)
-    t = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches * 64 / (time.perf_counter() - t)
-
-
 def main() -> None:
     """Prints the figures (see the module doc)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,10 +62,10 @@ def main() -> None:
           f"{bare * command.IMAGE_BYTES / MB:.0f} MB/s")
     out = os.path.join(a.work, "eurosat_out")
     for workers in (1, 2):
-        dt = prepare(root, out, workers)
+        dt, _, _ = run_prepare("eurosat", ["-r", root], out, workers)
         print(f"prep eurosat, {workers} worker(s): {n / dt:.0f} images/s, {mb / dt:.0f} MB/s "
               f"({n / dt / workers / bare:.2f}x the bare read per core; start-up included)")
-    print(f"reader, all 64x64x13, batch 64: {reader_rate(out):.0f} samples/s")
+    print(f"reader, all 64x64x13, batch 64: {reader_rate(out, 'all', batches=20):.0f} samples/s")
 
 
 if __name__ == "__main__":

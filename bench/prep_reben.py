@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import reader_rate, run_prepare  # noqa: E402
 from prep.datasets.reben import raw, synthetic  # noqa: E402
 from prep.datasets.reben import spec as sp  # noqa: E402
 
@@ -53,28 +53,6 @@ def bare_read(root: str, rows: list, full: bool) -> float:
     return len(rows) / (time.perf_counter() - t)
 
 
-def prepare(root: str, out: str, *flags: str) -> float:
-    """Runs ``python -m prep reben`` (1 worker) on ``root``; returns the seconds of the whole run."""
-    shutil.rmtree(out, ignore_errors=True)
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "prep", "reben", "-r", root, "-o", out, "--workers", "1", "--noprogress",
-                    *flags], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    return time.perf_counter() - t
-
-
-def reader_rate(out: str, batches: int = 6) -> float:
-    """Samples/s of ``prep.reader`` for s1s2 120x120x12, batch 64, training pipeline, after one warm-up batch."""
-    from prep import reader
-
-    ds = reader.make_dataset(out, "train", bands="s1s2", batch_size=64, training=True, seed=0).repeat()
-    it = iter(ds)
-    next(it)
-    t = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches * 64 / (time.perf_counter() - t)
-
-
 def main() -> None:
     """Prints the figures (see the module doc)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,10 +66,10 @@ def main() -> None:
     for label, full, flags in (("S2 only", False, ()), ("S2 + S1 + reference map", True,
                                                            ("--with_s1", "--reference_maps"))):
         bare = bare_read(root, rows, full)
-        dt = prepare(root, out, *flags)
+        dt, _, _ = run_prepare("reben", ["-r", root, *flags], out)
         print(f"{label}: bare rasterio read ({12 + 3 * full} opens per patch, 1 core) {bare:.0f} patches/s; "
               f"prep reben, 1 worker, {n / dt:.0f} patches/s end to end ({n / dt / bare:.2f}x the bare read)")
-    print(f"reader, s1s2 120x120x12, batch 64: {reader_rate(out):.0f} samples/s")
+    print(f"reader, s1s2 120x120x12, batch 64: {reader_rate(out, 's1s2', batches=6):.0f} samples/s")
 
 
 if __name__ == "__main__":

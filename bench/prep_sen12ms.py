@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import reader_rate, run_prepare  # noqa: E402
 from prep.datasets.sen12ms import command, raw, synthetic  # noqa: E402
 from prep.datasets.sen12ms import spec as sp  # noqa: E402
 
@@ -54,30 +53,6 @@ def bare_read(root: str, keys: list) -> float:
     return len(keys) / (time.perf_counter() - t)
 
 
-def prepare(root: str, out: str, workers: int) -> tuple[float, int]:
-    """Runs ``python -m prep sen12ms`` on ``root``; returns (seconds, peak RSS in KB of the largest process)."""
-    shutil.rmtree(out, ignore_errors=True)
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "prep", "sen12ms", "-r", root, "-o", out, "--workers", str(workers),
-                    "--noprogress"], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    dt = time.perf_counter() - t
-    return dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-
-
-def reader_rate(out: str, batches: int = 8) -> float:
-    """Samples/s of ``prep.reader`` for s1s2 256x256x12, batch 64, training pipeline, after one warm-up batch."""
-    from prep import reader
-
-    ds = reader.make_dataset(out, "train", bands="s1s2", batch_size=64, training=True, seed=0).repeat()
-    it = iter(ds)
-    next(it)
-    t = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches * 64 / (time.perf_counter() - t)
-
-
 def main() -> None:
     """Prints the figures (see the module doc)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,14 +68,14 @@ def main() -> None:
           f"{bare * command.TRIPLET_BYTES / MB:.0f} MB/s")
     out = os.path.join(a.work, "sen12ms_out")
     for workers in (1, 2):
-        dt, _ = prepare(root, out, workers)
+        dt, _, _ = run_prepare("sen12ms", ["-r", root], out, workers)
         print(f"prep sen12ms, {workers} worker(s): {n / dt:.0f} triplets/s, {mb / dt:.0f} MB/s "
               f"({n / dt / workers / bare:.2f}x the bare read per core)")
     if a.tarballs:
-        dt, rss = prepare(os.path.join(root, "tarballs"), out + "_tar", 2)
+        dt, _, rss = run_prepare("sen12ms", ["-r", os.path.join(root, "tarballs")], out + "_tar", 2)
         print(f"prep sen12ms from the tarballs, 2 workers: {n / dt:.0f} triplets/s, {mb / dt:.0f} MB/s, "
               f"peak RSS of the largest process of the runs so far {rss / 1024:.0f} MB")
-    print(f"reader, s1s2 256x256x12, batch 64: {reader_rate(out):.0f} samples/s")
+    print(f"reader, s1s2 256x256x12, batch 64: {reader_rate(out, 's1s2'):.0f} samples/s")
 
 
 if __name__ == "__main__":
