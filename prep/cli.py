@@ -118,8 +118,10 @@ def dataset_from_argv(argv: Sequence[str], doc: str) -> Dataset:
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help", "--helpfull"):
         stream = sys.stdout if len(argv) >= 2 else sys.stderr
         stream.write(doc.lstrip() + "\nDatasets:\n")
-        for ds in datasets.all_datasets():
-            stream.write(f"  {ds.cli_name:<14}{ds.title}\n")
+        known = datasets.all_datasets()
+        width = max(len(ds.cli_name) for ds in known) + 2
+        for ds in known:
+            stream.write(f"  {ds.cli_name:<{width}}{ds.title}\n")
         raise SystemExit(0 if len(argv) >= 2 else 2)
     try:
         return datasets.dataset(argv[1])

@@ -125,3 +125,17 @@ def test_synthetic_refuses_a_folder_that_holds_files_unless_overwrite(tmp_path):
     assert forced.returncode == 0, forced.stderr
     folders = [p for p in out.iterdir() if p.is_dir()]
     assert len(folders) == 4  # the old patches are gone, not mixed with the new ones
+
+
+def test_the_dataset_list_names_every_dataset_apart_from_its_title(capsys):
+    from prep import cli, datasets
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.dataset_from_argv(["prep", "--help"], "Prepare a dataset.\n")
+    assert exit_.value.code == 0
+    rows = capsys.readouterr().out.split("Datasets:\n")[1].splitlines()
+    known = datasets.all_datasets()
+    assert len(rows) == len(known)
+    for row, ds in zip(rows, known):
+        name, title = row.split(None, 1)  # a space between the longest name and its title too
+        assert (name, title) == (ds.cli_name, ds.title)
