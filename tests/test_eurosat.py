@@ -256,3 +256,22 @@ def test_tfds_builder_reads_split_files_in_the_manual_folder(archive):
     ex = tfds_builder.example(values, sp.SPEC.resolve_bands("rgb"))
     assert ex["image"].shape == (64, 64, 3) and ex["image"].dtype == np.uint16
     np.testing.assert_array_equal(ex["image"][..., 0], np.frombuffer(values["bands/B04"][0], "<u2").reshape(64, 64))
+
+
+def test_split_list_flag_forms_and_its_first_name(archive, tmp_path):
+    """--split_list repeated with NAME=FILE, as a comma list, and under its first name --split_files: one plan."""
+    root, _ = archive
+    train, val, test = split_paths(root)
+    forms = {"repeated": ["--split_list", f"train={train}", "--split_list", f"val={val}", "--split_list",
+                          f"test={test}"],
+             "comma": ["--split_list", f"{train},{val},{test}"],
+             "alias": ["--split_files", f"{train},{val},{test}"]}
+    shards = {}
+    for form, flags in forms.items():
+        r = subprocess.run([sys.executable, "-m", "prep", "eurosat", "-r", str(root), "-o", str(tmp_path / form),
+                            "--noprogress", "--workers", "1", *flags], cwd=REPO, env=ENV, capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        m = json.loads((tmp_path / form / "manifest.json").read_text())
+        shards[form] = {s: [sh["sha256"] for sh in v["shards"]] for s, v in m["splits"].items()}
+    assert shards["repeated"] == shards["comma"] == shards["alias"] and set(shards["comma"]) == {"train", "val", "test"}

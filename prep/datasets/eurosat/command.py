@@ -1,14 +1,14 @@
 """Prepare EuroSAT (multispectral) as sharded TFRecords: ``python -m prep eurosat``.
 
     python -m prep eurosat -r EuroSAT_MS -o records                   # seeded stratified split
-    python -m prep eurosat -r EuroSAT_MS -o records --split_files eurosat-train.txt,eurosat-val.txt,eurosat-test.txt
+    python -m prep eurosat -r EuroSAT_MS -o records --split_list eurosat-train.txt,eurosat-val.txt,eurosat-test.txt
 
 Input: ``--root_folder`` holding the 10 class folders (``AnnualCrop/AnnualCrop_1.tif`` ...), directly
 or under ``EuroSAT_MS/`` (``prep.datasets.eurosat.raw``). Each image becomes one record: its 13 bands
 as stored (uint16, B01 ... B12 then B8A), the class index and name, the file name and number, and
 the GeoTIFF's CRS and transform.
 
-Splits (``splits/eurosat.py``): ``--split_files`` (comma list or repeated; ``eurosat-train.txt`` is
+Splits (``splits/eurosat.py``): ``--split_list`` (comma list or repeated; ``eurosat-train.txt`` is
 split ``train``, or ``NAME=FILE``) list one ``.jpg`` name of the RGB version per line; each names the
 ``.tif`` of the same stem in its class folder. Listed images that are not in the archive are an
 error, or with ``--on_error=skip`` counted as ``missing`` and listed in ``OUT/missing.csv``; a line
@@ -49,17 +49,19 @@ def define_flags() -> None:
     """Declare the command's flags (called by run(); importing this module defines none)."""
     flags.DEFINE_string("root_folder", None, "Folder holding the 10 class folders (or EuroSAT_MS/ holding them).",
                         short_name="r")
-    flags.DEFINE_list("split_files", None, "Split files, one image name per line (the common eurosat-train.txt, "
-                      "eurosat-val.txt, eurosat-test.txt list .jpg names): the split is the stem after its last "
-                      "'-', or NAME=FILE. Without them: the seeded stratified split of --fractions.")
+    flags.DEFINE_multi_string("split_list", None, "Split files, one image name per line (the common "
+                              "eurosat-train.txt, eurosat-val.txt, eurosat-test.txt list .jpg names), repeated or "
+                              "comma-separated: FILE (the split is the stem after its last '-') or NAME=FILE. "
+                              "Without them: the seeded stratified split of --fractions.")
+    flags.DEFINE_alias("split_files", "split_list")  # its first name
     flags.DEFINE_list("fractions", [str(f) for f in rules.DEFAULT_FRACTIONS], "train,val,test shares of every "
-                      "class in the stratified split (without --split_files); they sum to 1.")
+                      "class in the stratified split (without --split_list); they sum to 1.")
     flags.DEFINE_integer("split_seed", rules.DEFAULT_SEED, "Seed of the stratified split.")
     cli.define_prepare_flags()
 
 
 def parse_split_files(specs: Sequence[str]) -> dict[str, str]:
-    """``--split_files`` values -> split name -> file (``NAME=FILE``, or the split from the file name).
+    """``--split_list`` values -> split name -> file (``NAME=FILE``, or the split from the file name).
 
     Raises:
       UsageError: two files for one split, or an empty value.
@@ -71,9 +73,9 @@ def parse_split_files(specs: Sequence[str]) -> dict[str, str]:
         if not sep:
             name, path = rules.split_name(s), s
         if not name or not path:
-            raise UsageError(f"--split_files {s!r}: expected FILE or NAME=FILE")
+            raise UsageError(f"--split_list {s!r}: expected FILE or NAME=FILE")
         if name in out:
-            raise UsageError(f"--split_files: two files for split {name!r} ({out[name]}, {path})")
+            raise UsageError(f"--split_list: two files for split {name!r} ({out[name]}, {path})")
         if not os.path.isfile(path):
             raise EurosatInputError("no such split file", path=path)
         out[name] = path
@@ -217,7 +219,8 @@ def plan_from_flags() -> PreparePlan:
         fractions = [float(x) for x in f.fractions]
     except ValueError:
         raise UsageError(f"--fractions {','.join(f.fractions)}: expected three numbers, e.g. 0.6,0.2,0.2") from None
-    files = parse_split_files(f.split_files) if f.split_files else None
+    specs = [x for v in f.split_list or () for x in v.split(",") if x]
+    files = parse_split_files(specs) if specs else None
     return plan(f.root_folder, files, fractions, f.split_seed, f.shard_size_mb, f.compression, f.on_error)
 
 
