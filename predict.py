@@ -19,7 +19,8 @@ file or a train.py run folder of a GHS-S2Net.
 Other models: with --model naming a train.py run folder (or a .keras file with input_config.json
 beside it) of a patch classifier, --input is a GeoTIFF of the model's bands on its grid, cut into
 tiles of the model's input size; the output has one pixel per tile and a band per class
-(probability x 10000, uint16, nodata 65535; see scene/tiles.py).
+(probability x 10000, uint16, nodata 65535; see scene/tiles.py), or, for a segmentation run (e.g.
+UNet-ResNet50 on SEN12MS masks), a class id per pixel (uint8, nodata 255) on the scene's grid.
 
 The scene is read and written block by block (--block_size) with a 2-pixel halo (reflect padding
 only at the scene's edges), and the network runs convolutionally over each block: peak memory does
@@ -94,8 +95,10 @@ def main(argv: list[str]) -> int:
         spec = tiles.find_model(FLAGS.model)[1]["input_spec"]["image"]
         done = tiles.predict_tiles(FLAGS.input, FLAGS.output, model=FLAGS.model, progress=FLAGS.progress,
                                    batch_size=max(1, FLAGS.batch_size // (spec[0] * spec[1])))
+        what = (f"{done['nodata_tiles']} nodata" if done["nodata_tiles"] is not None
+                else f"a class per pixel, {done['nodata_pixels']} nodata pixels")
         print(f"{done['path']}: {done['tiles'][0]} x {done['tiles'][1]} tiles of {done['tile'][0]} x "
-              f"{done['tile'][1]} px ({done['nodata_tiles']} nodata); not classified: the last "
+              f"{done['tile'][1]} px ({what}); not classified: the last "
               f"{done['unclassified'][0]} rows and {done['unclassified'][1]} columns")
         return 0
 

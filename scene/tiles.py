@@ -9,6 +9,12 @@ class holding its probability (sigmoid for multi-label models, softmax for singl
 as uint16, nodata 65535, with the scene's CRS and the transform scaled by the tile size. Rows and
 columns left over at the bottom and right (less than a tile) are reported, not classified.
 
+A segmentation model (``task`` "segmentation" in ``input_config.json``, e.g. ``UNet-ResNet50``
+trained on SEN12MS masks) gives a class per pixel instead: the output is on the scene's grid, one
+uint8 band of class ids (0-based, in the order of ``classes``, which the band's ``classes`` tag
+lists), nodata 255 at pixels where any band equals the file's nodata value and in the rows and
+columns left over. Tiles do not overlap, so a prediction at a tile's border sees only its tile.
+
 The scene is a GeoTIFF on the model's grid (e.g. 10 m, the 20 m bands already resampled) holding
 the model's bands: named by the band descriptions (any order) or, without descriptions, exactly
 the model's bands in its order. A tile touching a pixel equal to the file's nodata value in any
@@ -30,6 +36,7 @@ from prep.errors import InputError
 
 NODATA = 65535
 SCALE = 10000
+CLASS_NODATA = 255  # segmentation output: uint8 class ids
 CONFIG = "input_config.json"
 RUN_MODELS = ("best.keras", "final.keras")
 
@@ -119,7 +126,10 @@ def predict_tiles(src: str | os.PathLike, dst: str | os.PathLike, *, model: str 
 
     Returns:
         ``{"path", "tiles": [rows, cols], "tile": [H, W], "nodata_tiles", "unclassified": [rows, cols]}``;
-        ``unclassified`` counts the scene's bottom rows and right columns left over.
+        ``unclassified`` counts the scene's bottom rows and right columns left over. A segmentation
+        model (``task`` "segmentation") writes a uint8 class-id band on the scene's grid instead
+        (nodata 255; see the module docstring): ``nodata_tiles`` is then None and
+        ``nodata_pixels`` counts the nodata pixels inside the tiles.
 
     Raises:
         InputError: no such model or no input_config.json, a model with several inputs, or a scene
@@ -168,6 +178,9 @@ def predict_tiles(src: str | os.PathLike, dst: str | os.PathLike, *, model: str 
                             src, left[0], left[1], th, tw)
         nodata = ds.nodata
         n_out = int(net.outputs[0].shape[-1])
+        if config.get("task") == "segmentation":
+            return _segment(ds, dst, net, feed, order, (th, tw), mean, std, classes, batch_size, progress) | {
+                "tiles": [rows, cols], "tile": [th, tw], "unclassified": left}
         profile = {"driver": "GTiff", "height": rows, "width": cols, "count": n_out, "dtype": "uint16",
                    "crs": ds.crs, "transform": ds.transform @ Affine.scale(tw, th), "nodata": NODATA,
                    "compress": "deflate"}
@@ -191,3 +204,39 @@ def predict_tiles(src: str | os.PathLike, dst: str | os.PathLike, *, model: str 
                 bar.update(cols)
     return {"path": str(dst), "tiles": [rows, cols], "tile": [th, tw], "nodata_tiles": n_nodata,
             "unclassified": left}
+
+
+def _segment(ds, dst: Path, net, feed, order: list[int], tile: tuple[int, int], mean: np.ndarray, std: np.ndarray,
+             classes: list[str], batch_size: int, progress: bool) -> dict[str, Any]:
+    """``predict_tiles`` for a segmentation model: a class id per pixel on the scene's grid (module docstring)."""
+    import rasterio
+    from rasterio.windows import Window
+    from tqdm.auto import tqdm
+
+    th, tw = tile
+    rows, cols = ds.height // th, ds.width // tw
+    channels = len(order)
+    profile = {"driver": "GTiff", "height": ds.height, "width": ds.width, "count": 1, "dtype": "uint8",
+               "crs": ds.crs, "transform": ds.transform, "nodata": CLASS_NODATA, "compress": "deflate",
+               "tiled": True, "blockxsize": 256, "blockysize": 256}
+    n_nodata = 0
+    with files.atomic_path(dst) as tmp, rasterio.open(tmp, "w", **profile) as out, \
+            tqdm(total=rows * cols, unit="tile", disable=not progress, desc=f"tiles {dst.name}") as bar:
+        out.update_tags(1, classes=json.dumps(classes))
+        out.descriptions = ("class",)
+        blank = np.full((ds.height, ds.width), CLASS_NODATA, np.uint8)
+        out.write(blank, 1)  # the rows and columns left over stay nodata
+        for r in range(rows):
+            strip = ds.read(order, window=Window(0, r * th, cols * tw, th)).astype(np.float32)
+            tiles_ = strip.reshape(channels, th, cols, tw).transpose(2, 1, 3, 0)  # [cols, th, tw, C]
+            x = (tiles_ - mean) / std
+            logits = np.concatenate([np.asarray(net(feed(x[i:i + batch_size]), training=False))
+                                     for i in range(0, cols, batch_size)])  # [cols, th, tw, K]
+            ids = np.argmax(logits, axis=-1).astype(np.uint8).transpose(1, 0, 2).reshape(th, cols * tw)
+            if ds.nodata is not None:
+                bad = np.any(strip == np.float32(ds.nodata), axis=0)
+                ids[bad] = CLASS_NODATA
+                n_nodata += int(bad.sum())
+            out.write(ids, 1, window=Window(0, r * th, cols * tw, th))
+            bar.update(cols)
+    return {"path": str(dst), "nodata_pixels": n_nodata, "nodata_tiles": None}

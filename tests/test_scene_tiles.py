@@ -99,3 +99,39 @@ def test_command_routes_a_run_folder_to_tiles_and_checks_bands(tmp_path, scene):
         tiles.predict_tiles(src, tmp_path / "x.tif", model=tmp_path / "run", progress=False)
     write_run(tmp_path / "ghs_run", spec=(5, 5, 4))  # a GHS-S2Net-shaped run goes to predict_scene instead
     assert not tiles.is_tile_model(tmp_path / "ghs_run") and not tiles.is_tile_model(None)
+
+
+def test_a_segmentation_model_gives_a_class_per_pixel(tmp_path, scene):
+    """A per-pixel model (1x1 conv logits) over the scene: class ids equal a numpy argmax of its weights."""
+    src, data, transform = scene
+    run = tmp_path / "seg"
+    run.mkdir()
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((8, 8, 3), name="image")
+    net = keras.Model(inputs, keras.layers.Conv2D(len(CLASSES), 1, name="conv")(inputs))
+    net.save(run / "best.keras")
+    (run / "input_config.json").write_text(json.dumps({
+        "dataset": "test", "task": "segmentation", "bands": BANDS, "per_resolution": False,
+        "normalize": "manifest", "classes": CLASSES, "input_spec": {"image": [8, 8, 3]}, "statistics": STATS}))
+    done = tiles.predict_tiles(src, tmp_path / "classes.tif", model=run, batch_size=2, progress=False)
+    assert done["tiles"] == [3, 5] and done["unclassified"] == [3, 2] and done["nodata_pixels"] == 1
+    x = data[[1, 2, 0]].astype(np.float64)  # B04, B03, B02
+    x = (x - np.array([STATS[b]["mean"] for b in BANDS])[:, None, None]) / np.array(
+        [STATS[b]["std"] for b in BANDS])[:, None, None]
+    kernel, bias = net.get_layer("conv").get_weights()
+    want = np.argmax(np.einsum("chw,ck->hwk", x, kernel[0, 0]) + bias, axis=-1).astype(np.int64)
+    want[24:, :] = tiles.CLASS_NODATA  # rows and columns left over
+    want[:, 40:] = tiles.CLASS_NODATA
+    want[data[1] == 0] = tiles.CLASS_NODATA
+    with rasterio.open(tmp_path / "classes.tif") as ds:
+        got = ds.read(1).astype(np.int64)
+        assert ds.dtypes[0] == "uint8" and ds.nodata == tiles.CLASS_NODATA and ds.shape == (27, 42)
+        assert ds.transform == transform and ds.crs == "EPSG:32633"
+        assert json.loads(ds.tags(1)["classes"]) == CLASSES
+    np.testing.assert_array_equal(got, want)
+    with command_flags(predict) as flags:  # the same through predict.py
+        flags(["predict", "--input", str(src), "--output", str(tmp_path / "cli.tif"), "--model", str(run),
+               "--noprogress"])
+        assert predict.main(["predict"]) == 0
+    with rasterio.open(tmp_path / "cli.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), got)
