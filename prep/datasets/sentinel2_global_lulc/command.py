@@ -51,7 +51,9 @@ def define_fold_flags() -> None:
     flags.DEFINE_enum("fold_scheme", "stratified", list(folds_mod.SCHEMES), "stratified (random within class), "
                       "grid (whole --grid_deg cells per fold) or country (whole countries per fold).")
     flags.DEFINE_float("grid_deg", folds_mod.DEFAULT_GRID_DEG, "Grid cell size in degrees for --fold_scheme=grid.")
-    flags.DEFINE_integer("seed", folds_mod.DEFAULT_SEED, "Fold seed.")
+    flags.DEFINE_integer("split_seed", folds_mod.DEFAULT_SEED, "Seed of the folds (the flag the other datasets' "
+                         "split seeds use).")
+    flags.DEFINE_alias("seed", "split_seed")  # its first name
     flags.DEFINE_bool("csv", True, "Check tiles against the per-class CSVs when present (--nocsv: ignore them).")
 
 
@@ -208,7 +210,7 @@ def plan_from_flags() -> PreparePlan:
     """``plan`` with the command's flags (the dataset contract's entry point)."""
     f = FLAGS
     cli.required("root_folder")
-    return plan(f.root_folder, f.test_fold, f.folds, f.fold_scheme, f.seed, f.grid_deg, f.split_file, f.csv,
+    return plan(f.root_folder, f.test_fold, f.folds, f.fold_scheme, f.split_seed, f.grid_deg, f.split_file, f.csv,
                 f.tile_px, f.shard_size_mb, f.compression, f.on_error)
 
 
