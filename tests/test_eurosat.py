@@ -256,3 +256,15 @@ def test_tfds_builder_reads_split_files_in_the_manual_folder(archive):
     ex = tfds_builder.example(values, sp.SPEC.resolve_bands("rgb"))
     assert ex["image"].shape == (64, 64, 3) and ex["image"].dtype == np.uint16
     np.testing.assert_array_equal(ex["image"][..., 0], np.frombuffer(values["bands/B04"][0], "<u2").reshape(64, 64))
+
+
+def test_split_files_with_stratified_split_flags_is_a_usage_error(archive, tmp_path):
+    """--split_files replace the stratified split: --fractions or --split_seed beside them are refused, not ignored."""
+    root, _ = archive
+    files = ",".join(split_paths(root))
+    base = [sys.executable, "-m", "prep", "eurosat", "-r", str(root), "--split_files", files, "--noprogress"]
+    for extra in (["--fractions", "0.5,0.3,0.2"], ["--split_seed", "3"]):
+        r = subprocess.run(base + ["-o", str(tmp_path / "o"), *extra], cwd=REPO, env=ENV, capture_output=True,
+                           text=True)
+        assert r.returncode == 2 and extra[0] in r.stderr and "--split_files" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()

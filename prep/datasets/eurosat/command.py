@@ -209,10 +209,16 @@ def plan_from_flags() -> PreparePlan:
     """``plan`` with the command's flags (the dataset contract's entry point).
 
     Raises:
-      UsageError: ``--fractions`` values that are not numbers.
+      UsageError: ``--fractions`` values that are not numbers, or ``--fractions`` / ``--split_seed``
+        given with ``--split_files`` (which replace the stratified split those flags describe).
     """
     f = FLAGS
     cli.required("root_folder")
+    if f.split_files:
+        given = [f"--{n}" for n in ("fractions", "split_seed") if FLAGS[n].present]
+        if given:
+            raise UsageError(f"{' and '.join(given)} describe the stratified split, which --split_files replaces: "
+                             "give one or the other")
     try:
         fractions = [float(x) for x in f.fractions]
     except ValueError:
