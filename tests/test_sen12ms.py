@@ -212,6 +212,14 @@ def test_user_split_lists_replace_the_rules(archive, tmp_path):
     lists = command.read_split_lists([f"mine={tmp_path / 'a.txt'}", f"other={tmp_path / 'b.txt'}"])
     m = prepare(root, tmp_path / "o", split_lists=lists)
     assert {s: v["written"] for s, v in m["splits"].items()} == {"mine": 4, "other": 2}
+    # the triplets in no list are reported, never silently dropped: written + unlisted = found
+    found = {sp.patch_id(*i["key"]) for i in info}
+    unlisted = m["sen12ms"]["unlisted"]
+    assert unlisted["count"] == len(found) - 6 == len(unlisted["patches"])
+    assert set(unlisted["patches"]) == found - {sp.patch_id(*i["key"]) for i in info[:6]}
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(command.Sen12msInputError, match="name no patch"):
+        command.plan(str(root), split_lists=command.read_split_lists([f"test={tmp_path / 'empty.txt'}"]))
     with pytest.raises(ValueError, match="listed in split"):
         rules.from_lists({"a": names[:2], "b": names[1:2]})
 

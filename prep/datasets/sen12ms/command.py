@@ -112,16 +112,19 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
 
     Returns:
       The PreparePlan; its ``extra`` block ``sen12ms`` holds both nomenclatures' class names, the
-      label threshold, the NaN rule, the split rule and the val scenes.
+      label threshold, the NaN rule, the split rule and the val scenes; with ``split_lists`` also
+      ``unlisted``: the count and patch ids of the triplets found under ``root`` in no list.
 
     Raises:
-      Sen12msInputError: no season folders and no tarballs, an unreadable tarball, a bad split list.
+      Sen12msInputError: no season folders and no tarballs, an unreadable tarball, a bad split list
+        or lists that name no patch.
       ValueError: an unknown target or s1_nan mode.
     """
     if s1_nan not in raw.S1_NAN_MODES:
         raise ValueError(f"s1_nan must be one of {raw.S1_NAN_MODES}, got {s1_nan!r}")
     spec = sp.spec_for_target(target)
     tarballs: list[str] = []
+    unlisted: list[str] = []  # with user lists: the triplets found in no list (never silently dropped)
     if os.path.isdir(root) and not any(d in sp.SEASONS for d in os.listdir(root)) and tarball.find_tarballs(root):
         tarballs = tarball.find_tarballs(root)
         keys = tarball.list_triplets(tarballs)
@@ -132,7 +135,11 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
             items = rules.from_lists(split_lists)
         except ValueError as e:
             raise Sen12msInputError(f"--split_list: {e}") from None
+        if not any(items.values()):
+            raise Sen12msInputError(f"--split_list: {', '.join(sorted(split_lists))}: the lists name no patch")
         rule = "user lists"
+        listed = {k for v in items.values() for k in v}
+        unlisted = [sp.patch_id(*k) for k in keys if k not in listed]
     else:
         items = rules.assign(keys, val_fraction, split_seed)
         rule = f"test: 26 hold-out scenes; val: seeded scene-grouped draw (fraction {val_fraction}, seed {split_seed})"
@@ -158,6 +165,9 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
         "val_scenes": val_scenes,
         "holdout_scenes": sorted(f"{s}/{n}" for s, n in rules.HOLDOUT_SCENES),
     }}
+    if split_lists:
+        extra["sen12ms"]["unlisted"] = {"count": len(unlisted), "reason": "in no --split_list",
+                                        "patches": unlisted}
     return PreparePlan(spec=spec, schema=target, items=items, produce=produce_fn, records_per_shard=per_shard,
                        flags=run_flags, extra=extra, compression=compression, on_error=on_error,
                        input_bytes=sum(len(v) for v in items.values()) * TRIPLET_BYTES)
