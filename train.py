@@ -382,6 +382,19 @@ def _check_batch_size(cfg: TrainConfig, manifest: Mapping) -> int:
     return min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
 
 
+def _check_task(name: str, task: str) -> None:
+    """InputError when a registered segmentation model (UNet-*) meets scene labels; before any model is built."""
+    import models
+
+    try:
+        info = models.registry.get(name)
+    except KeyError:  # keras:<Application>, hub:<backbone>: classification models, checked by _check_output
+        return
+    if info.default_task == "segmentation" and task != "segmentation":
+        raise InputError(f"the model gives per-pixel scores; the data's task is {task}", path=f"--model {name}",
+                         hint="choose a classification model, or prepare a mask target (e.g. --target dfc10_mask)")
+
+
 def _check_output(model, task: str, name: str) -> None:
     """InputError unless the model's output fits the task: [B, H, W, C] for segmentation, [B, C] otherwise."""
     rank = len(model.output.shape)
@@ -471,6 +484,7 @@ def train(cfg: TrainConfig) -> dict:
                                   per_resolution=cfg.per_resolution if cfg.per_resolution is not None else per_res)
     input_spec = _input_spec(cfg, manifest, model_inputs)
     steps = _check_batch_size(cfg, manifest)
+    _check_task(cfg.model, task)
     segmentation = task == "segmentation"
     metric = "miou" if segmentation else "micro_f1"  # the best model's criterion
     val_split = cfg.val_split if cfg.val_split and cfg.val_split in manifest["splits"] else None

@@ -246,6 +246,15 @@ def test_multi_label_trains_and_evaluates(archive, tmp_path):
     assert result["micro_f1_score"] == pytest.approx(
         f1_score(saved["targets"], saved["scores"] >= 0.5, average="micro", zero_division=0))
 
+    # the reverse of a classification model on masks: a U-Net on scene labels is refused as bad input
+    # (one line, no traceback), before the run folder is made
+    from prep.errors import InputError
+
+    with pytest.raises(InputError, match="per-pixel scores; the data's task is multi_label"):
+        train.train(train.TrainConfig(str(data), str(tmp_path / "bad"), model="UNet-Tiny", batch_size=4,
+                                      progress=False))
+    assert not (tmp_path / "bad").exists()
+
 
 def test_segmentation_flagfiles():
     import re
