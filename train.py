@@ -546,7 +546,11 @@ def train(cfg: TrainConfig) -> dict:
 
     # Model, optimizer, loss.
     with strategy.scope():
-        model = models.build(cfg.model, input_spec, len(classes), task, **build_options)
+        try:
+            model = models.build(cfg.model, input_spec, len(classes), task, **build_options)
+        except ValueError as e:  # the model cannot take this input (e.g. a U-Net on 120 x 120 without padding)
+            raise InputError(str(e), path=f"--model {cfg.model}",
+                             hint="check --bands and --model_option") from None
         _check_output(model, task, cfg.model)
         if strategy.num_replicas_in_sync > 1:  # batch statistics of the global batch, as on one replica
             training.synchronize_batch_norm(model)
