@@ -268,3 +268,16 @@ def test_split_files_with_stratified_split_flags_is_a_usage_error(archive, tmp_p
                            text=True)
         assert r.returncode == 2 and extra[0] in r.stderr and "--split_files" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_split_file_that_is_not_text_names_the_file(archive, tmp_path):
+    """A binary (non-UTF-8) split file: one line naming it and exit 1, never a UnicodeDecodeError traceback."""
+    root, _ = archive
+    bad = tmp_path / "eurosat-train.txt"
+    bad.write_bytes(b"\xff\xfe\x00AnnualCrop_1.jpg\n")
+    with pytest.raises(EurosatInputError, match="not a readable split file"):
+        command.plan(str(root), {"train": str(bad)})
+    r = subprocess.run([sys.executable, "-m", "prep", "eurosat", "-r", str(root), "-o", str(tmp_path / "o"),
+                        "--split_files", str(bad), "--noprogress"], cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not a readable split file")

@@ -81,9 +81,16 @@ def parse_split_files(specs: Sequence[str]) -> dict[str, str]:
 
 
 def read_split_file(path: str) -> list[tuple[int, str]]:
-    """(line number, name) of every non-empty line of a split file (CRLF line ends accepted)."""
-    with open(path, encoding="utf-8") as f:
-        return [(i, line.strip()) for i, line in enumerate(f, 1) if line.strip()]
+    """(line number, name) of every non-empty line of a split file (CRLF line ends accepted).
+
+    Raises:
+      EurosatInputError: a file that cannot be read as UTF-8 text.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [(i, line.strip()) for i, line in enumerate(f, 1) if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise EurosatInputError(f"not a readable split file (one image name per line): {e}", path=path) from None
 
 
 def _from_split_files(s: raw.Scan, split_files: dict[str, str]) -> tuple[dict, list, list, list]:
