@@ -217,6 +217,14 @@ def test_user_split_lists_replace_the_rules(archive, tmp_path):
     unlisted = m["sen12ms"]["unlisted"]
     assert unlisted["count"] == len(found) - 6 == len(unlisted["patches"])
     assert set(unlisted["patches"]) == found - {sp.patch_id(*i["key"]) for i in info[:6]}
+    # DFC2020's sets are not prepared with user lists: they are reported too
+    dfc_root = tmp_path / "dfc"
+    synthetic.write_archive(str(dfc_root), {("ROIs1158_spring", 63): 1}, seed=1)
+    synthetic.write_dfc2020(str(dfc_root), validation=1, test=2, seed=1)
+    (tmp_path / "c.txt").write_text("ROIs1158_spring_s2_63_p1.tif\n")
+    p = command.plan(str(dfc_root), split_lists=command.read_split_lists([f"train={tmp_path / 'c.txt'}"]))
+    assert p.extra["sen12ms"]["unlisted"]["count"] == 3
+    assert all(x.startswith("ROIs0000_") for x in p.extra["sen12ms"]["unlisted"]["patches"])
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(command.Sen12msInputError, match="name no patch"):
         command.plan(str(root), split_lists=command.read_split_lists([f"test={tmp_path / 'empty.txt'}"]))

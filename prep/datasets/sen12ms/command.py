@@ -113,7 +113,7 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
     Returns:
       The PreparePlan; its ``extra`` block ``sen12ms`` holds both nomenclatures' class names, the
       label threshold, the NaN rule, the split rule and the val scenes; with ``split_lists`` also
-      ``unlisted``: the count and patch ids of the triplets found under ``root`` in no list.
+      ``unlisted``: the count and patch ids of the triplets (and DFC2020 patches) found in no list.
 
     Raises:
       Sen12msInputError: no season folders and no tarballs, an unreadable tarball, a bad split list
@@ -139,7 +139,9 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
             raise Sen12msInputError(f"--split_list: {', '.join(sorted(split_lists))}: the lists name no patch")
         rule = "user lists"
         listed = {k for v in items.values() for k in v}
-        unlisted = [sp.patch_id(*k) for k in keys if k not in listed]
+        found = list(keys) + ([k for v in raw.find_dfc2020(root).values() for k in v]
+                              if dfc2020 and not tarballs else [])
+        unlisted = [sp.patch_id(*k) for k in found if k not in listed]
     else:
         items = rules.assign(keys, val_fraction, split_seed)
         rule = f"test: 26 hold-out scenes; val: seeded scene-grouped draw (fraction {val_fraction}, seed {split_seed})"
