@@ -495,3 +495,18 @@ def test_fast_geotiff_read_equals_rasterio(archive, monkeypatch):
         assert georef["crs"] == want_georef["crs"] and georef["epsg"] == want_georef["epsg"]
         assert [repr(v) for v in georef["transform"]] == [repr(v) for v in want_georef["transform"]]
     assert len(calls) == len(fast) and all(c is not None for c in calls)  # the fast path did read them all
+
+
+def test_split_list_with_split_rule_flags_is_a_usage_error(archive, tmp_path):
+    """--split_list replaces the rules: --val_fraction or --split_seed beside it are refused, not ignored."""
+    import subprocess
+    import sys
+
+    root, info = archive
+    (tmp_path / "t.txt").write_text(f"{sp.patch_id(*info[0]['key'])}\n")
+    for extra in (["--val_fraction", "0.3"], ["--split_seed", "4"]):
+        r = subprocess.run([sys.executable, "-m", "prep", "sen12ms", "-r", str(root), "-o", str(tmp_path / "o"),
+                            "--split_list", f"test={tmp_path / 't.txt'}", "--noprogress", *extra],
+                           capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert r.returncode == 2 and extra[0] in r.stderr and "--split_list" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()

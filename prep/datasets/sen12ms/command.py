@@ -180,9 +180,19 @@ summary = cli.summary
 
 
 def plan_from_flags() -> PreparePlan:
-    """``plan`` with the command's flags (the dataset contract's entry point)."""
+    """``plan`` with the command's flags (the dataset contract's entry point).
+
+    Raises:
+      UsageError: ``--val_fraction`` / ``--split_seed`` given with ``--split_list`` (which replaces
+        the rules those flags describe).
+    """
     f = FLAGS
     cli.required("root_folder")
+    if f.split_list:
+        given = [f"--{n}" for n in ("val_fraction", "split_seed") if FLAGS[n].present]
+        if given:
+            raise UsageError(f"{' and '.join(given)} describe the default split rules, which --split_list replaces: "
+                             "give one or the other")
     lists = read_split_lists(f.split_list) if f.split_list else None
     return plan(f.root_folder, f.target, f.label_threshold, f.s1_nan, f.val_fraction, f.split_seed, lists,
                 f.shard_size_mb, f.compression, f.on_error, f.dfc2020)
