@@ -468,7 +468,7 @@ def define_flags() -> None:
                         "required).", short_name="o")
     flags.DEFINE_alias("out", "out_dir")
     flags.DEFINE_integer("num_patches", 200, "Number of synthetic patches.", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.")
+    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.", lower_bound=0)
     flags.DEFINE_integer("workers", 1, "Worker processes (output identical for any count).", lower_bound=1)
     flags.DEFINE_list("split_fractions", ["0.6", "0.2", "0.2"], "Fractions of train,val,test.")
     flags.DEFINE_integer("num_no_target", None, "Patches labelled only with classes that have no "
