@@ -312,6 +312,7 @@ def test_the_tfds_builder_gives_the_records_values(archive, tmp_path):
 @pytest.mark.parametrize("dataset, args", [
     ("reben", ["--num_patches", "5", "--num_snow", "100"]),
     ("bigearthnet_mm", ["--num_patches", "3", "--num_no_target", "5"]),
+    ("bigearthnet", ["--num_patches", "3", "--num_snow", "5"]),
     ("reben", ["--num_patches", "2", "--seed", "-1"]),
 ])
 def test_synthetic_flags_that_cannot_be_met_are_usage_errors(dataset, args, tmp_path):

@@ -500,10 +500,13 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--split_fractions: expected three numbers, got {','.join(f.split_fractions)}") from None
     cli.refuse_nonempty(f.out_dir, f.overwrite)
     t0 = time.perf_counter()
-    names = generate_bigearthnet(
-        f.out_dir, f.num_patches, f.seed, workers=f.workers, split_fractions=fractions,
-        num_no_target=f.num_no_target, num_snow=f.num_snow, num_cloud=f.num_cloud, tiff_writer=f.tiff_writer,
-        progress=True)
+    try:
+        names = generate_bigearthnet(
+            f.out_dir, f.num_patches, f.seed, workers=f.workers, split_fractions=fractions,
+            num_no_target=f.num_no_target, num_snow=f.num_snow, num_cloud=f.num_cloud, tiff_writer=f.tiff_writer,
+            progress=True)
+    except ValueError as e:  # special patches or fractions that do not fit (planned before any file is written)
+        raise UsageError(str(e)) from None
     dt = time.perf_counter() - t0
     print(f"wrote {len(names)} synthetic patches to {f.out_dir} in {dt:.1f} s ({len(names) / dt:.0f} patches/s)")
     for s in SPLITS:
