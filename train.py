@@ -147,9 +147,11 @@ def define_flags() -> None:
     flags.DEFINE_string("out_dir", None, "Run folder for checkpoints, logs, models and reports.", short_name="o")
     flags.DEFINE_alias("run_dir", "out_dir")  # its former name, for old command lines and flag files
     flags.DEFINE_string("model", d.model, "Model name for models.build (K-BranchCNN, VGG16, ResNet50, "
-                        "DenseNet121, keras:<Application>, hub:<backbone>, ...).")
+                        "DenseNet121, Sen2LCZ-Net, keras:<Application>, hub:<backbone>, ...; for mask targets "
+                        "UNet-ResNet50 or UNet-Tiny).")
     flags.DEFINE_multi_string("model_option", [], "Model builder option as key=value (value parsed as JSON "
-                              "when it can be); repeatable.")
+                              "when it can be); repeatable. E.g. pad_to_stride=true for a U-Net on sizes that "
+                              "are not multiples of 32 (BigEarthNet's 120x120).")
     flags.DEFINE_boolean("unfreeze", d.unfreeze, "Fine-tune the pretrained backbone too (transfer-learning models "
                          "TL-*; sets their unfreeze option). Default: frozen.")
     flags.DEFINE_integer("epochs", d.epochs, "Number of epochs.", lower_bound=1)
