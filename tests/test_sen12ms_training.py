@@ -218,6 +218,13 @@ def test_segmentation_trains_and_evaluates(archive, masks, tmp_path):
                                       progress=False))
     assert not (tmp_path / "bad").exists()
 
+    # the segmentation model on scene-label records of the same classes: refused before anything is written
+    prepare(archive, tmp_path / "multi", "dfc10_multi")
+    with pytest.raises(InputError, match="trained for segmentation.*multi_label"):
+        evaluate.evaluate_model(str(tmp_path / "run"), str(tmp_path / "ev_multi"), data_dir=str(tmp_path / "multi"),
+                                split="test", echo=None)
+    assert not (tmp_path / "ev_multi").exists()
+
 
 def test_multi_label_trains_and_evaluates(archive, tmp_path):
     """The upstream set-up (Adam 1e-3, weight decay 1e-5, upstream z-scores, VV VH), on a small model."""
