@@ -281,3 +281,9 @@ def test_a_split_file_that_is_not_text_names_the_file(archive, tmp_path):
                         "--split_files", str(bad), "--noprogress"], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not a readable split file")
+
+
+def test_a_folder_given_as_split_file_is_named_as_a_folder(archive):
+    root, _ = archive
+    with pytest.raises(EurosatInputError, match="a folder, not a split file"):
+        command.parse_split_files([f"train={root}"])

@@ -322,3 +322,8 @@ def test_synthetic_flags_that_cannot_be_met_are_usage_errors(dataset, args, tmp_
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and not (tmp_path / "o").exists()
+
+
+def test_a_folder_given_as_metadata_is_named_as_a_folder(tmp_path):
+    with pytest.raises(sp.RebenInputError, match="a folder, not a Parquet file"):
+        raw.read_metadata(str(tmp_path))

@@ -510,3 +510,8 @@ def test_split_list_with_split_rule_flags_is_a_usage_error(archive, tmp_path):
                            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         assert r.returncode == 2 and extra[0] in r.stderr and "--split_list" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_folder_given_as_split_list_is_named_as_a_folder(tmp_path):
+    with pytest.raises(command.Sen12msInputError, match="a folder, not a split list"):
+        command.read_split_lists([f"test={tmp_path}"])

@@ -75,7 +75,8 @@ def parse_split_files(specs: Sequence[str]) -> dict[str, str]:
         if name in out:
             raise UsageError(f"--split_files: two files for split {name!r} ({out[name]}, {path})")
         if not os.path.isfile(path):
-            raise EurosatInputError("no such split file", path=path)
+            raise EurosatInputError("a folder, not a split file" if os.path.isdir(path) else "no such split file",
+                                    path=path)
         out[name] = path
     return out
 

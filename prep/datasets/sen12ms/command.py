@@ -84,7 +84,8 @@ def read_split_lists(specs: Sequence[str]) -> dict[str, list[str]]:
         if not sep or not name or not path:
             raise UsageError(f"--split_list {s!r}: expected NAME=FILE")
         if not os.path.isfile(path):
-            raise Sen12msInputError(f"{path}: no such split list")
+            raise Sen12msInputError(f"{path}: " + ("a folder, not a split list" if os.path.isdir(path)
+                                                   else "no such split list"))
         with open(path, encoding="utf-8") as f:
             out[name] = [line.strip() for line in f if line.strip()]
     return out
