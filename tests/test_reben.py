@@ -327,3 +327,15 @@ def test_synthetic_flags_that_cannot_be_met_are_usage_errors(dataset, args, tmp_
 def test_a_folder_given_as_metadata_is_named_as_a_folder(tmp_path):
     with pytest.raises(sp.RebenInputError, match="a folder, not a Parquet file"):
         raw.read_metadata(str(tmp_path))
+
+
+@pytest.mark.parametrize("flag, folder", [("with_s1", "BigEarthNet-S1"), ("reference_maps", "Reference_Maps")])
+def test_an_absent_folder_asked_for_is_named_before_any_patch_is_read(flag, folder, tmp_path):
+    """--with_s1 / --reference_maps without their folder: one error naming it, also under on_error=skip
+    (not one skipped patch per row)."""
+    root = tmp_path / "raw"
+    root.mkdir()
+    (root / "metadata.parquet").write_bytes(b"not read")
+    with pytest.raises(sp.RebenInputError, match=f"no such folder \\(--{flag} reads it\\)") as e:
+        command.plan(str(root), **{flag: True}, on_error="skip")
+    assert e.value.path == str(root / folder)
