@@ -741,8 +741,12 @@ def evaluate_model(model_path: str, out_dir: str | None = None, *, data_dir: str
     class_names = list(manifest["classes"])
     if config and config.get("classes") and list(config["classes"]) != class_names:
         raise InputError(f"the model's classes (input_config.json) differ from {data_dir}'s manifest", path=model_path)
+    trained_on, data_task = (config or {}).get("task"), manifest.get("task")
+    if trained_on and data_task and (trained_on == Task.SEGMENTATION) != (data_task == Task.SEGMENTATION):
+        raise InputError(f"the model was trained for {trained_on} (input_config.json); {data_dir} holds {data_task} "
+                         "targets", path=model_path)
     if task == "auto":
-        task = (config or {}).get("task") or manifest.get("task")
+        task = trained_on or data_task
     if task not in tuple(Task):
         raise UsageError(f"cannot tell the task (manifest task is {manifest.get('task')!r}); pass --task", path=data_dir)
     task = Task(task)

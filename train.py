@@ -147,9 +147,11 @@ def define_flags() -> None:
     flags.DEFINE_string("out_dir", None, "Run folder for checkpoints, logs, models and reports.", short_name="o")
     flags.DEFINE_alias("run_dir", "out_dir")  # its former name, for old command lines and flag files
     flags.DEFINE_string("model", d.model, "Model name for models.build (K-BranchCNN, VGG16, ResNet50, "
-                        "DenseNet121, keras:<Application>, hub:<backbone>, ...).")
+                        "DenseNet121, Sen2LCZ-Net, keras:<Application>, hub:<backbone>, ...; for mask targets "
+                        "UNet-ResNet50 or UNet-Tiny).")
     flags.DEFINE_multi_string("model_option", [], "Model builder option as key=value (value parsed as JSON "
-                              "when it can be); repeatable.")
+                              "when it can be); repeatable. E.g. pad_to_stride=true for a U-Net on sizes that "
+                              "are not multiples of 32 (BigEarthNet's 120x120).")
     flags.DEFINE_boolean("unfreeze", d.unfreeze, "Fine-tune the pretrained backbone too (transfer-learning models "
                          "TL-*; sets their unfreeze option). Default: frozen.")
     flags.DEFINE_integer("epochs", d.epochs, "Number of epochs.", lower_bound=1)
@@ -382,6 +384,19 @@ def _check_batch_size(cfg: TrainConfig, manifest: Mapping) -> int:
     return min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
 
 
+def _check_task(name: str, task: str) -> None:
+    """InputError when a registered segmentation model (UNet-*) meets scene labels; before any model is built."""
+    import models
+
+    try:
+        info = models.registry.get(name)
+    except KeyError:  # keras:<Application>, hub:<backbone>: classification models, checked by _check_output
+        return
+    if info.default_task == "segmentation" and task != "segmentation":
+        raise InputError(f"the model gives per-pixel scores; the data's task is {task}", path=f"--model {name}",
+                         hint="choose a classification model, or prepare a mask target (e.g. --target dfc10_mask)")
+
+
 def _check_output(model, task: str, name: str) -> None:
     """InputError unless the model's output fits the task: [B, H, W, C] for segmentation, [B, C] otherwise."""
     rank = len(model.output.shape)
@@ -471,6 +486,7 @@ def train(cfg: TrainConfig) -> dict:
                                   per_resolution=cfg.per_resolution if cfg.per_resolution is not None else per_res)
     input_spec = _input_spec(cfg, manifest, model_inputs)
     steps = _check_batch_size(cfg, manifest)
+    _check_task(cfg.model, task)
     segmentation = task == "segmentation"
     metric = "miou" if segmentation else "micro_f1"  # the best model's criterion
     val_split = cfg.val_split if cfg.val_split and cfg.val_split in manifest["splits"] else None
@@ -532,7 +548,11 @@ def train(cfg: TrainConfig) -> dict:
 
     # Model, optimizer, loss.
     with strategy.scope():
-        model = models.build(cfg.model, input_spec, len(classes), task, **build_options)
+        try:
+            model = models.build(cfg.model, input_spec, len(classes), task, **build_options)
+        except ValueError as e:  # the model cannot take this input (e.g. a U-Net on 120 x 120 without padding)
+            raise InputError(str(e), path=f"--model {cfg.model}",
+                             hint="check --bands and --model_option") from None
         _check_output(model, task, cfg.model)
         if strategy.num_replicas_in_sync > 1:  # batch statistics of the global batch, as on one replica
             training.synchronize_batch_norm(model)

@@ -275,3 +275,32 @@ def test_split_list_flag_forms_and_its_first_name(archive, tmp_path):
         m = json.loads((tmp_path / form / "manifest.json").read_text())
         shards[form] = {s: [sh["sha256"] for sh in v["shards"]] for s, v in m["splits"].items()}
     assert shards["repeated"] == shards["comma"] == shards["alias"] and set(shards["comma"]) == {"train", "val", "test"}
+def test_split_files_with_stratified_split_flags_is_a_usage_error(archive, tmp_path):
+    """--split_files replace the stratified split: --fractions or --split_seed beside them are refused, not ignored."""
+    root, _ = archive
+    files = ",".join(split_paths(root))
+    base = [sys.executable, "-m", "prep", "eurosat", "-r", str(root), "--split_files", files, "--noprogress"]
+    for extra in (["--fractions", "0.5,0.3,0.2"], ["--split_seed", "3"]):
+        r = subprocess.run(base + ["-o", str(tmp_path / "o"), *extra], cwd=REPO, env=ENV, capture_output=True,
+                           text=True)
+        assert r.returncode == 2 and extra[0] in r.stderr and "--split_list" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_split_file_that_is_not_text_names_the_file(archive, tmp_path):
+    """A binary (non-UTF-8) split file: one line naming it and exit 1, never a UnicodeDecodeError traceback."""
+    root, _ = archive
+    bad = tmp_path / "eurosat-train.txt"
+    bad.write_bytes(b"\xff\xfe\x00AnnualCrop_1.jpg\n")
+    with pytest.raises(EurosatInputError, match="not a readable split file"):
+        command.plan(str(root), {"train": str(bad)})
+    r = subprocess.run([sys.executable, "-m", "prep", "eurosat", "-r", str(root), "-o", str(tmp_path / "o"),
+                        "--split_files", str(bad), "--noprogress"], cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not a readable split file")
+
+
+def test_a_folder_given_as_split_file_is_named_as_a_folder(archive):
+    root, _ = archive
+    with pytest.raises(EurosatInputError, match="a folder, not a split file"):
+        command.parse_split_files([f"train={root}"])

@@ -307,3 +307,35 @@ def test_the_tfds_builder_gives_the_records_values(archive, tmp_path):
         np.testing.assert_array_equal(ex["B8A"].ravel(), np.frombuffer(rec["bands/B8A"][0], "<u2"))
         np.testing.assert_array_equal(ex["VH"].ravel(), np.frombuffer(rec["bands/VH"][0], "<f4"))
         assert ex["B01"].shape == (20, 20) and ex["VV"].shape == (120, 120) and ex["VV"].dtype == np.float32
+
+
+@pytest.mark.parametrize("dataset, args", [
+    ("reben", ["--num_patches", "5", "--num_snow", "100"]),
+    ("bigearthnet_mm", ["--num_patches", "3", "--num_no_target", "5"]),
+    ("bigearthnet", ["--num_patches", "3", "--num_snow", "5"]),
+    ("reben", ["--num_patches", "2", "--seed", "-1"]),
+])
+def test_synthetic_flags_that_cannot_be_met_are_usage_errors(dataset, args, tmp_path):
+    """More special patches than patches, or a negative seed: exit 2 and one line, no traceback, no files."""
+    r = subprocess.run([sys.executable, "-m", "prep.synthetic", dataset, "-o", str(tmp_path / "o"), *args],
+                       capture_output=True, text=True, cwd=REPO, timeout=120,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and not (tmp_path / "o").exists()
+
+
+def test_a_folder_given_as_metadata_is_named_as_a_folder(tmp_path):
+    with pytest.raises(sp.RebenInputError, match="a folder, not a Parquet file"):
+        raw.read_metadata(str(tmp_path))
+
+
+@pytest.mark.parametrize("flag, folder", [("with_s1", "BigEarthNet-S1"), ("reference_maps", "Reference_Maps")])
+def test_an_absent_folder_asked_for_is_named_before_any_patch_is_read(flag, folder, tmp_path):
+    """--with_s1 / --reference_maps without their folder: one error naming it, also under on_error=skip
+    (not one skipped patch per row)."""
+    root = tmp_path / "raw"
+    root.mkdir()
+    (root / "metadata.parquet").write_bytes(b"not read")
+    with pytest.raises(sp.RebenInputError, match=f"no such folder \\(--{flag} reads it\\)") as e:
+        command.plan(str(root), **{flag: True}, on_error="skip")
+    assert e.value.path == str(root / folder)

@@ -141,3 +141,16 @@ def test_segmentation_trains_and_evaluates_on_reference_maps(archive, prepared, 
     labels = sorted(set(t.tolist()) | set(p.tolist()))
     assert result["miou"] == pytest.approx(jaccard_score(t, p, labels=labels, average="macro"), abs=1e-6)
     assert result["overall_accuracy"] == pytest.approx((t == p).mean(), abs=1e-9)
+
+
+def test_unet_on_120_pixels_without_padding_is_bad_input(prepared, tmp_path):
+    """A U-Net on the 120 x 120 maps without pad_to_stride: one line naming the option, no traceback, no run folder."""
+    import train
+    from prep.errors import InputError
+
+    cfg = train.TrainConfig(str(prepared["alphabetical"]), str(tmp_path / "run"), model="UNet-Tiny", bands="10m",
+                            epochs=1, batch_size=4, evaluate_test=False, export_saved_model=False, progress=False)
+    with pytest.raises(InputError, match="not a multiple of 32.*pad_to_stride=true") as e:
+        train.train(cfg)
+    assert e.value.path == "--model UNet-Tiny"
+    assert not (tmp_path / "run").exists()

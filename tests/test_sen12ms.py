@@ -212,6 +212,22 @@ def test_user_split_lists_replace_the_rules(archive, tmp_path):
     lists = command.read_split_lists([f"mine={tmp_path / 'a.txt'}", f"other={tmp_path / 'b.txt'}"])
     m = prepare(root, tmp_path / "o", split_lists=lists)
     assert {s: v["written"] for s, v in m["splits"].items()} == {"mine": 4, "other": 2}
+    # the triplets in no list are reported, never silently dropped: written + unlisted = found
+    found = {sp.patch_id(*i["key"]) for i in info}
+    unlisted = m["sen12ms"]["unlisted"]
+    assert unlisted["count"] == len(found) - 6 == len(unlisted["patches"])
+    assert set(unlisted["patches"]) == found - {sp.patch_id(*i["key"]) for i in info[:6]}
+    # DFC2020's sets are not prepared with user lists: they are reported too
+    dfc_root = tmp_path / "dfc"
+    synthetic.write_archive(str(dfc_root), {("ROIs1158_spring", 63): 1}, seed=1)
+    synthetic.write_dfc2020(str(dfc_root), validation=1, test=2, seed=1)
+    (tmp_path / "c.txt").write_text("ROIs1158_spring_s2_63_p1.tif\n")
+    p = command.plan(str(dfc_root), split_lists=command.read_split_lists([f"train={tmp_path / 'c.txt'}"]))
+    assert p.extra["sen12ms"]["unlisted"]["count"] == 3
+    assert all(x.startswith("ROIs0000_") for x in p.extra["sen12ms"]["unlisted"]["patches"])
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(command.Sen12msInputError, match="name no patch"):
+        command.plan(str(root), split_lists=command.read_split_lists([f"test={tmp_path / 'empty.txt'}"]))
     with pytest.raises(ValueError, match="listed in split"):
         rules.from_lists({"a": names[:2], "b": names[1:2]})
 
@@ -479,3 +495,23 @@ def test_fast_geotiff_read_equals_rasterio(archive, monkeypatch):
         assert georef["crs"] == want_georef["crs"] and georef["epsg"] == want_georef["epsg"]
         assert [repr(v) for v in georef["transform"]] == [repr(v) for v in want_georef["transform"]]
     assert len(calls) == len(fast) and all(c is not None for c in calls)  # the fast path did read them all
+
+
+def test_split_list_with_split_rule_flags_is_a_usage_error(archive, tmp_path):
+    """--split_list replaces the rules: --val_fraction or --split_seed beside it are refused, not ignored."""
+    import subprocess
+    import sys
+
+    root, info = archive
+    (tmp_path / "t.txt").write_text(f"{sp.patch_id(*info[0]['key'])}\n")
+    for extra in (["--val_fraction", "0.3"], ["--split_seed", "4"]):
+        r = subprocess.run([sys.executable, "-m", "prep", "sen12ms", "-r", str(root), "-o", str(tmp_path / "o"),
+                            "--split_list", f"test={tmp_path / 't.txt'}", "--noprogress", *extra],
+                           capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert r.returncode == 2 and extra[0] in r.stderr and "--split_list" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_folder_given_as_split_list_is_named_as_a_folder(tmp_path):
+    with pytest.raises(command.Sen12msInputError, match="a folder, not a split list"):
+        command.read_split_lists([f"test={tmp_path}"])

@@ -218,6 +218,13 @@ def test_segmentation_trains_and_evaluates(archive, masks, tmp_path):
                                       progress=False))
     assert not (tmp_path / "bad").exists()
 
+    # the segmentation model on scene-label records of the same classes: refused before anything is written
+    prepare(archive, tmp_path / "multi", "dfc10_multi")
+    with pytest.raises(InputError, match="trained for segmentation.*multi_label"):
+        evaluate.evaluate_model(str(tmp_path / "run"), str(tmp_path / "ev_multi"), data_dir=str(tmp_path / "multi"),
+                                split="test", echo=None)
+    assert not (tmp_path / "ev_multi").exists()
+
 
 def test_multi_label_trains_and_evaluates(archive, tmp_path):
     """The upstream set-up (Adam 1e-3, weight decay 1e-5, upstream z-scores, VV VH), on a small model."""
@@ -245,6 +252,15 @@ def test_multi_label_trains_and_evaluates(archive, tmp_path):
 
     assert result["micro_f1_score"] == pytest.approx(
         f1_score(saved["targets"], saved["scores"] >= 0.5, average="micro", zero_division=0))
+
+    # the reverse of a classification model on masks: a U-Net on scene labels is refused as bad input
+    # (one line, no traceback), before the run folder is made
+    from prep.errors import InputError
+
+    with pytest.raises(InputError, match="per-pixel scores; the data's task is multi_label"):
+        train.train(train.TrainConfig(str(data), str(tmp_path / "bad"), model="UNet-Tiny", batch_size=4,
+                                      progress=False))
+    assert not (tmp_path / "bad").exists()
 
 
 def test_segmentation_flagfiles():

@@ -468,7 +468,7 @@ def define_flags() -> None:
                         "required).", short_name="o")
     flags.DEFINE_alias("out", "out_dir")
     flags.DEFINE_integer("num_patches", 200, "Number of synthetic patches.", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.")
+    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.", lower_bound=0)
     flags.DEFINE_integer("workers", 1, "Worker processes (output identical for any count).", lower_bound=1)
     flags.DEFINE_list("split_fractions", ["0.6", "0.2", "0.2"], "Fractions of train,val,test.")
     flags.DEFINE_integer("num_no_target", None, "Patches labelled only with classes that have no "
@@ -500,10 +500,13 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--split_fractions: expected three numbers, got {','.join(f.split_fractions)}") from None
     cli.refuse_nonempty(f.out_dir, f.overwrite)
     t0 = time.perf_counter()
-    names = generate_bigearthnet(
-        f.out_dir, f.num_patches, f.seed, workers=f.workers, split_fractions=fractions,
-        num_no_target=f.num_no_target, num_snow=f.num_snow, num_cloud=f.num_cloud, tiff_writer=f.tiff_writer,
-        progress=True)
+    try:
+        names = generate_bigearthnet(
+            f.out_dir, f.num_patches, f.seed, workers=f.workers, split_fractions=fractions,
+            num_no_target=f.num_no_target, num_snow=f.num_snow, num_cloud=f.num_cloud, tiff_writer=f.tiff_writer,
+            progress=True)
+    except ValueError as e:  # special patches or fractions that do not fit (planned before any file is written)
+        raise UsageError(str(e)) from None
     dt = time.perf_counter() - t0
     print(f"wrote {len(names)} synthetic patches to {f.out_dir} in {dt:.1f} s ({len(names) / dt:.0f} patches/s)")
     for s in SPLITS:

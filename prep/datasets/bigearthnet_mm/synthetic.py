@@ -54,7 +54,7 @@ def define_flags() -> None:
     flags.DEFINE_string("out_dir", None, "Folder to write BigEarthNet-v1.0/ and BigEarthNet-S1-v1.0/ into "
                         "(required).", short_name="o")
     flags.DEFINE_integer("num_patches", 200, "Number of synthetic S1/S2 pairs.", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.")
+    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.", lower_bound=0)
     flags.DEFINE_list("split_fractions", ["0.6", "0.2", "0.2"], "Fractions of train,val,test.")
     flags.DEFINE_integer("num_no_target", None, "Pairs labelled only with classes without a 19-class target "
                          "(default: 1 per 100).", lower_bound=0)
@@ -80,7 +80,10 @@ def main(argv: list[str]) -> int:
     except ValueError:
         raise UsageError(f"--split_fractions: expected three numbers, got {','.join(f.split_fractions)}") from None
     cli.refuse_nonempty(f.out_dir, f.overwrite)
-    pairs = generate(f.out_dir, f.num_patches, f.seed, split_fractions=fractions, num_no_target=f.num_no_target,
-                     num_snow=f.num_snow, num_cloud=f.num_cloud, workers=f.workers, progress=True)
+    try:
+        pairs = generate(f.out_dir, f.num_patches, f.seed, split_fractions=fractions, num_no_target=f.num_no_target,
+                         num_snow=f.num_snow, num_cloud=f.num_cloud, workers=f.workers, progress=True)
+    except ValueError as e:  # special patches or fractions that do not fit (planned before any file is written)
+        raise UsageError(str(e)) from None
     print(f"wrote {len(pairs)} synthetic S1+S2 pairs to {S2_FOLDER}/ and {S1_FOLDER}/ in {f.out_dir}")
     return 0

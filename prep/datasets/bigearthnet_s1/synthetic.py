@@ -158,14 +158,14 @@ def generate(out_dir: str | os.PathLike, num_patches: int, seed: int = 0, *, wit
       ValueError: as ``plan_bigearthnet`` (``num_patches`` < 1, bad fractions, too many special patches).
     """
     out = Path(out_dir)
+    specs = s2synth.plan_bigearthnet(num_patches, seed, split_fractions=split_fractions,  # checks, before any write
+                                     num_no_target=num_no_target, num_snow=num_snow, num_cloud=num_cloud)
     s1_root = out / S1_FOLDER if with_s2 else out
     s1_root.mkdir(parents=True, exist_ok=True)
     if with_s2:
         s2synth.generate_bigearthnet(out / S2_FOLDER, num_patches, seed, workers=workers,
                                      split_fractions=split_fractions, num_no_target=num_no_target,
                                      num_snow=num_snow, num_cloud=num_cloud, progress=progress)
-    specs = s2synth.plan_bigearthnet(num_patches, seed, split_fractions=split_fractions,
-                                     num_no_target=num_no_target, num_snow=num_snow, num_cloud=num_cloud)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -217,7 +217,7 @@ def define_flags() -> None:
 
     flags.DEFINE_string("out_dir", None, "Folder to write the archive into (required).", short_name="o")
     flags.DEFINE_integer("num_patches", 200, "Number of synthetic S1 patches (pairs with --with_s2).", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.")
+    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.", lower_bound=0)
     flags.DEFINE_bool("with_s2", False, "Also write the S2 twins: BigEarthNet-v1.0/ (S2) and BigEarthNet-S1-v1.0/ "
                       "(S1), the layout python -m prep bigearthnet_mm reads.")
     flags.DEFINE_list("split_fractions", ["0.6", "0.2", "0.2"], "Fractions of train,val,test.")
@@ -245,9 +245,12 @@ def main(argv: list[str]) -> int:
     except ValueError:
         raise UsageError(f"--split_fractions: expected three numbers, got {','.join(f.split_fractions)}") from None
     cli.refuse_nonempty(f.out_dir, f.overwrite)
-    pairs = generate(f.out_dir, f.num_patches, f.seed, with_s2=f.with_s2, split_fractions=fractions,
-                     num_no_target=f.num_no_target, num_snow=f.num_snow, num_cloud=f.num_cloud, workers=f.workers,
-                     progress=True)
+    try:
+        pairs = generate(f.out_dir, f.num_patches, f.seed, with_s2=f.with_s2, split_fractions=fractions,
+                         num_no_target=f.num_no_target, num_snow=f.num_snow, num_cloud=f.num_cloud,
+                         workers=f.workers, progress=True)
+    except ValueError as e:  # special patches or fractions that do not fit (planned before any file is written)
+        raise UsageError(str(e)) from None
     where = f"{S2_FOLDER}/ and {S1_FOLDER}/ in {f.out_dir}" if f.with_s2 else f.out_dir
     print(f"wrote {len(pairs)} synthetic {'S1+S2 pairs' if f.with_s2 else 'S1 patches'} to {where}")
     return 0

@@ -77,15 +77,23 @@ def parse_split_files(specs: Sequence[str]) -> dict[str, str]:
         if name in out:
             raise UsageError(f"--split_list: two files for split {name!r} ({out[name]}, {path})")
         if not os.path.isfile(path):
-            raise EurosatInputError("no such split file", path=path)
+            raise EurosatInputError("a folder, not a split file" if os.path.isdir(path) else "no such split file",
+                                    path=path)
         out[name] = path
     return out
 
 
 def read_split_file(path: str) -> list[tuple[int, str]]:
-    """(line number, name) of every non-empty line of a split file (CRLF line ends accepted)."""
-    with open(path, encoding="utf-8") as f:
-        return [(i, line.strip()) for i, line in enumerate(f, 1) if line.strip()]
+    """(line number, name) of every non-empty line of a split file (CRLF line ends accepted).
+
+    Raises:
+      EurosatInputError: a file that cannot be read as UTF-8 text.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [(i, line.strip()) for i, line in enumerate(f, 1) if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise EurosatInputError(f"not a readable split file (one image name per line): {e}", path=path) from None
 
 
 def _from_split_files(s: raw.Scan, split_files: dict[str, str]) -> tuple[dict, list, list, list]:
@@ -211,10 +219,16 @@ def plan_from_flags() -> PreparePlan:
     """``plan`` with the command's flags (the dataset contract's entry point).
 
     Raises:
-      UsageError: ``--fractions`` values that are not numbers.
+      UsageError: ``--fractions`` values that are not numbers, or ``--fractions`` / ``--split_seed``
+        given with ``--split_list`` (which replaces the stratified split those flags describe).
     """
     f = FLAGS
     cli.required("root_folder")
+    if f.split_list:
+        given = [f"--{n}" for n in ("fractions", "split_seed") if FLAGS[n].present]
+        if given:
+            raise UsageError(f"{' and '.join(given)} describe the stratified split, which --split_list replaces: "
+                             "give one or the other")
     try:
         fractions = [float(x) for x in f.fractions]
     except ValueError:

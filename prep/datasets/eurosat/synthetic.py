@@ -130,7 +130,7 @@ def define_flags() -> None:
 
     flags.DEFINE_string("out_dir", None, "Output folder (required): EuroSAT_MS/<ClassName>/ go in it.", short_name="o")
     flags.DEFINE_integer("per_class", 20, "Images per class.", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed (same seed, same files).")
+    flags.DEFINE_integer("seed", 0, "Random seed (same seed, same files).", lower_bound=0)
     flags.DEFINE_bool("split_files", True, "Also write the common split files eurosat-{train,val,test}.txt "
                       "(.jpg names) beside EuroSAT_MS/.")
     flags.DEFINE_bool("overwrite", False, "Delete an --out_dir that already holds files first.")

@@ -109,8 +109,9 @@ def plan(root: str, metadata: str | None = None, snow_cloud_metadata: str | None
       index, the metadata files and their row counts, the reference-map coding and the snow/cloud rule.
 
     Raises:
-      RebenInputError: no root folder or S2 folder, a malformed metadata file, or (``on_error="fail"``)
-        a row with an unknown label.
+      RebenInputError: no root folder or S2 folder, no ``BigEarthNet-S1`` / ``Reference_Maps`` folder
+        when ``with_s1`` / ``reference_maps`` asks for it, a malformed metadata file, or
+        (``on_error="fail"``) a row with an unknown label.
       PrepError: (``on_error="fail"``) listed patches without an S2 folder.
       UsageError: target "mask" without ``reference_maps``.
       ValueError: an unknown class order or target.
@@ -119,6 +120,10 @@ def plan(root: str, metadata: str | None = None, snow_cloud_metadata: str | None
         raise UsageError("--target mask needs --reference_maps (the per-pixel targets are the reference maps)")
     if not os.path.isdir(root):
         raise sp.RebenInputError("not a folder", path=root)
+    for asked, sub, flag in ((with_s1, raw.S1_DIR, "--with_s1"), (reference_maps, raw.REFERENCE_DIR, "--reference_maps")):
+        if asked and not os.path.isdir(os.path.join(root, sub)):
+            raise sp.RebenInputError(f"no such folder ({flag} reads it)", path=os.path.join(root, sub),
+                                     hint=f"extract it under the root, or leave out {flag}")
     spec = sp.spec_for(with_s1, class_order, reference_maps, target)
     schema = sp.schema_name(with_s1, reference_maps, target)
     paths = metadata_files(root, metadata, snow_cloud_metadata)

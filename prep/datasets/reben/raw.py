@@ -140,7 +140,7 @@ def read_metadata(path: str) -> list[Row]:
     import pyarrow.parquet as pq
 
     if not os.path.isfile(path):
-        raise RebenInputError("no such file", path=path)
+        raise RebenInputError("a folder, not a Parquet file" if os.path.isdir(path) else "no such file", path=path)
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:

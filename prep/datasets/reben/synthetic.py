@@ -34,6 +34,7 @@ from prep.datasets.bigearthnet import synthetic as v1
 from prep.datasets.contract import ContractArchive
 from prep.datasets.reben import raw
 from prep.datasets.reben import spec as sp
+from prep.errors import UsageError
 
 COUNTRIES = {"29SND": "Portugal", "29UPU": "Ireland", "31UFS": "Belgium", "32TNS": "Switzerland",
              "33UUP": "Austria", "34VER": "Finland", "35VPK": "Finland", "35ULA": "Lithuania"}
@@ -154,7 +155,7 @@ def define_flags() -> None:
 
     flags.DEFINE_string("out_dir", None, "Output folder (required).", short_name="o")
     flags.DEFINE_integer("num_patches", 200, "Number of patches (the snow/cloud ones included).", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same files.")
+    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same files.", lower_bound=0)
     flags.DEFINE_integer("num_snow", None, "Patches with seasonal snow (default: 1 per 100).", lower_bound=0)
     flags.DEFINE_integer("num_cloud", None, "Patches with cloud/shadow (default: 1 per 100).", lower_bound=0)
     flags.DEFINE_bool("overwrite", False, "Delete an --out_dir that already holds files first.")
@@ -168,7 +169,10 @@ def main(argv: list[str]) -> int:
     cli.no_arguments(argv)
     cli.required("out_dir")
     cli.refuse_nonempty(f.out_dir, f.overwrite)
-    rows = generate_reben(f.out_dir, f.num_patches, f.seed, num_snow=f.num_snow, num_cloud=f.num_cloud)
+    try:
+        rows = generate_reben(f.out_dir, f.num_patches, f.seed, num_snow=f.num_snow, num_cloud=f.num_cloud)
+    except ValueError as e:  # too many snow/cloud patches for --num_patches (planned before any file is written)
+        raise UsageError(str(e)) from None
     flagged = sum(r["contains_seasonal_snow"] or r["contains_cloud_or_shadow"] for r in rows)
     print(f"wrote {len(rows)} synthetic reBEN patches to {f.out_dir}: {len(rows) - flagged} in {raw.METADATA}, "
           f"{flagged} in {raw.SNOW_CLOUD_METADATA}")

@@ -84,7 +84,8 @@ def read_split_lists(specs: Sequence[str]) -> dict[str, list[str]]:
         if not sep or not name or not path:
             raise UsageError(f"--split_list {s!r}: expected NAME=FILE")
         if not os.path.isfile(path):
-            raise Sen12msInputError(f"{path}: no such split list")
+            raise Sen12msInputError(f"{path}: " + ("a folder, not a split list" if os.path.isdir(path)
+                                                   else "no such split list"))
         with open(path, encoding="utf-8") as f:
             out[name] = [line.strip() for line in f if line.strip()]
     return out
@@ -112,16 +113,19 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
 
     Returns:
       The PreparePlan; its ``extra`` block ``sen12ms`` holds both nomenclatures' class names, the
-      label threshold, the NaN rule, the split rule and the val scenes.
+      label threshold, the NaN rule, the split rule and the val scenes; with ``split_lists`` also
+      ``unlisted``: the count and patch ids of the triplets (and DFC2020 patches) found in no list.
 
     Raises:
-      Sen12msInputError: no season folders and no tarballs, an unreadable tarball, a bad split list.
+      Sen12msInputError: no season folders and no tarballs, an unreadable tarball, a bad split list
+        or lists that name no patch.
       ValueError: an unknown target or s1_nan mode.
     """
     if s1_nan not in raw.S1_NAN_MODES:
         raise ValueError(f"s1_nan must be one of {raw.S1_NAN_MODES}, got {s1_nan!r}")
     spec = sp.spec_for_target(target)
     tarballs: list[str] = []
+    unlisted: list[str] = []  # with user lists: the triplets found in no list (never silently dropped)
     if os.path.isdir(root) and not any(d in sp.SEASONS for d in os.listdir(root)) and tarball.find_tarballs(root):
         tarballs = tarball.find_tarballs(root)
         keys = tarball.list_triplets(tarballs)
@@ -132,7 +136,13 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
             items = rules.from_lists(split_lists)
         except ValueError as e:
             raise Sen12msInputError(f"--split_list: {e}") from None
+        if not any(items.values()):
+            raise Sen12msInputError(f"--split_list: {', '.join(sorted(split_lists))}: the lists name no patch")
         rule = "user lists"
+        listed = {k for v in items.values() for k in v}
+        found = list(keys) + ([k for v in raw.find_dfc2020(root).values() for k in v]
+                              if dfc2020 and not tarballs else [])
+        unlisted = [sp.patch_id(*k) for k in found if k not in listed]
     else:
         items = rules.assign(keys, val_fraction, split_seed)
         rule = f"test: 26 hold-out scenes; val: seeded scene-grouped draw (fraction {val_fraction}, seed {split_seed})"
@@ -158,6 +168,9 @@ def plan(root: str, target: str = sp.DEFAULT_TARGET, label_threshold: float = sp
         "val_scenes": val_scenes,
         "holdout_scenes": sorted(f"{s}/{n}" for s, n in rules.HOLDOUT_SCENES),
     }}
+    if split_lists:
+        extra["sen12ms"]["unlisted"] = {"count": len(unlisted), "reason": "in no --split_list",
+                                        "patches": unlisted}
     return PreparePlan(spec=spec, schema=target, items=items, produce=produce_fn, records_per_shard=per_shard,
                        flags=run_flags, extra=extra, compression=compression, on_error=on_error,
                        input_bytes=sum(len(v) for v in items.values()) * TRIPLET_BYTES)
@@ -168,9 +181,19 @@ summary = cli.summary
 
 
 def plan_from_flags() -> PreparePlan:
-    """``plan`` with the command's flags (the dataset contract's entry point)."""
+    """``plan`` with the command's flags (the dataset contract's entry point).
+
+    Raises:
+      UsageError: ``--val_fraction`` / ``--split_seed`` given with ``--split_list`` (which replaces
+        the rules those flags describe).
+    """
     f = FLAGS
     cli.required("root_folder")
+    if f.split_list:
+        given = [f"--{n}" for n in ("val_fraction", "split_seed") if FLAGS[n].present]
+        if given:
+            raise UsageError(f"{' and '.join(given)} describe the default split rules, which --split_list replaces: "
+                             "give one or the other")
     lists = read_split_lists(f.split_list) if f.split_list else None
     return plan(f.root_folder, f.target, f.label_threshold, f.s1_nan, f.val_fraction, f.split_seed, lists,
                 f.shard_size_mb, f.compression, f.on_error, f.dfc2020)

@@ -190,7 +190,7 @@ def define_flags() -> None:
     flags.DEFINE_string("out_dir", None, "Output folder (required).", short_name="o")
     flags.DEFINE_integer("scenes", 4, "Scenes per season (the first is a hold-out scene).", lower_bound=1)
     flags.DEFINE_integer("patches", 5, "Patches per scene.", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed (same seed, same files).")
+    flags.DEFINE_integer("seed", 0, "Random seed (same seed, same files).", lower_bound=0)
     flags.DEFINE_integer("dfc2020", 0, "Patches in each of DFC2020's validation and test sets (0: none).",
                          lower_bound=0)
     flags.DEFINE_bool("tarballs", False, "Also write the per-season tarballs under OUT/tarballs.")
