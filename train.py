@@ -85,7 +85,7 @@ class TrainConfig:
 
     data_dir: str
     out_dir: str
-    model: str = "K-BranchCNN"
+    model: str = ""  # "": the dataset's default model (prep.datasets: K-BranchCNN for BigEarthNet-S2 ...)
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     unfreeze: bool = False
     epochs: int = 100
@@ -148,7 +148,9 @@ def define_flags() -> None:
     flags.DEFINE_alias("run_dir", "out_dir")  # its former name, for old command lines and flag files
     flags.DEFINE_string("model", d.model, "Model name for models.build (K-BranchCNN, VGG16, ResNet50, "
                         "DenseNet121, Sen2LCZ-Net, keras:<Application>, hub:<backbone>, ...; for mask targets "
-                        "UNet-ResNet50 or UNet-Tiny).")
+                        "UNet-ResNet50 or UNet-Tiny). Default: the dataset's default model (K-BranchCNN for "
+                        "BigEarthNet-S2, Sen2LCZ-Net for So2Sat and EuroSAT, ResNet50 for SEN12MS, ...; "
+                        "`python -m prep <dataset> --help` does not list it, the README's table does).")
     flags.DEFINE_multi_string("model_option", [], "Model builder option as key=value (value parsed as JSON "
                               "when it can be); repeatable. E.g. pad_to_stride=true for a U-Net on sizes that "
                               "are not multiples of 32 (BigEarthNet's 120x120).")
@@ -238,6 +240,26 @@ def _parse_option(text: str) -> tuple[str, Any]:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
+
+
+def default_model(manifest: Mapping[str, Any]) -> str:
+    """The registered dataset's default model (``prep.datasets``' ``Dataset.default_model``) for a manifest.
+
+    A segmentation manifest (mask targets) gets ``UNet-ResNet50``: the datasets' defaults are
+    scene classifiers.
+
+    Raises:
+      UsageError: the manifest's dataset is not registered (then --model must name one).
+    """
+    from prep import datasets
+
+    if manifest.get("task") == "segmentation":
+        return "UNet-ResNet50"
+    try:
+        return datasets.dataset(manifest["dataset"]).default_model
+    except KeyError:
+        raise UsageError(f"dataset {manifest.get('dataset')!r} is not registered, so it has no default model: "
+                         "give --model") from None
 
 
 def config_from_flags() -> TrainConfig:
@@ -478,6 +500,8 @@ def train(cfg: TrainConfig) -> dict:
     spec = reader.dataset_spec(manifest)
     task = reader.task(manifest)
     classes = list(manifest["classes"])
+    if not cfg.model:
+        cfg = dataclasses.replace(cfg, model=default_model(manifest))
     model_inputs = _check_model(cfg.model)
     build_options = training.model_options(cfg.model, cfg.model_options, cfg.unfreeze)
     if cfg.bands is None or cfg.per_resolution is None:

@@ -148,9 +148,10 @@ def test_the_tfds_builder_gives_the_prepared_split_sizes(prepared, tmp_path):
 def test_the_default_model_trains_and_evaluates(prepared, tmp_path):
     ds, _, local, _ = prepared
     out = tmp_path / "run"
-    run("train.py", "--data_dir", str(local), "--run_dir", str(out), "--model", ds.default_model, "--epochs", "1",
+    run("train.py", "--data_dir", str(local), "--run_dir", str(out), "--epochs", "1",  # no --model: the default
         "--batch_size", "8", "--noevaluate_test", "--noexport_saved_model", "--noprogress")
     assert (out / "best.keras").exists() or (out / "final.keras").exists()
+    assert json.loads((out / "flags.json").read_text())["model"] == ds.default_model
     report = tmp_path / "eval"
     run("evaluate.py", "--model", str(out), "--data_dir", str(local), "--split", "test", "--out_dir", str(report))
     result = json.loads((report / "eval_result.json").read_text())

@@ -25,6 +25,7 @@ from prep import datasets, reader, shards
 from prep.datasets.bigearthnet import spec as ben
 from prep.datasets.bigearthnet import synthetic as synth
 from prep.datasets.spec import Band, DatasetSpec
+from prep.errors import UsageError
 from tests.conftest import command_flags
 
 FACTOR = 5
@@ -396,3 +397,11 @@ def test_learning_rate_schedules():
     warm = training.make_schedule(dataclasses.replace(cfg, lr_warmup_epochs=2), 100)
     np.testing.assert_allclose([float(warm(s)) for s in (100, 200, 900)], [0.05, 0.1, 0.1], rtol=1e-6)
     assert training.epoch_seed(42, 3) == training.epoch_seed(42, 3) != training.epoch_seed(42, 4)
+
+
+def test_without_model_the_dataset_s_default_model_is_used():
+    for ds in datasets.all_datasets():
+        assert train.default_model({"dataset": ds.name, "task": "multi_label"}) == ds.default_model, ds.name
+    assert train.default_model({"dataset": "sen12ms", "task": "segmentation"}) == "UNet-ResNet50"
+    with pytest.raises(UsageError, match="give --model"):
+        train.default_model({"dataset": "mars", "task": "single_label"})

@@ -126,7 +126,7 @@ class Dataset:
         then refuses with a clear error).
       model_inputs: model name -> how that model is fed from this dataset (``ModelInput``); models not
         listed get the preset named like their input (per-resolution models) or ``default_bands``.
-      default_model: the model the demo and the contract test train.
+      default_model: the model train.py trains without --model (and the demo and the contract test).
       default_bands: the preset a single-image model gets when ``model_inputs`` names none.
       homepage: where the raw data is published.
       citation: BibTeX of the dataset's paper.
