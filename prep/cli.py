@@ -66,6 +66,7 @@ def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = Non
       SystemExit: always; 0 on success, 1 for an EORecordsError, 2 for a usage error.
     """
     import importlib
+    import logging
 
     from absl import app, flags
 
@@ -75,6 +76,9 @@ def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = Non
     if nargs:
         argv = [argv[0]] + expand_nargs(argv[1:], nargs)
     prog = prog or program(argv[0])
+    # rasterio logs each GDAL error of a failed read at INFO, which absl prints: the one error line
+    # (InputError) says it already
+    logging.getLogger("rasterio").setLevel(logging.WARNING)
     module.define_flags()
     # --help lists the key flags of the main module and its docstring: make both the command's,
     # also when it runs from a console script (whose __main__ is a stub).

@@ -284,3 +284,14 @@ def test_bad_inputs_are_one_error_line(synth, tmp_path):
         ds.write(data, 1)
     one_error_line(gbu("--bufrac", str(small), "--scene", synth["scene"], "-o", str(tmp_path / "o7")), 1,
                    f"{small}: not on the grid of")
+
+
+def test_a_truncated_raster_is_one_error_line(synth, tmp_path):
+    """A file whose header opens but whose pixel data is cut off fails at the first block read, named."""
+    data = Path(synth["probability"]).read_bytes()
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(data[: len(data) // 2])
+    with rasterio.open(truncated) as ds:  # the header (at the start) is intact: only reading fails
+        assert ds.count == 1
+    one_error_line(gbu("--bufrac", str(truncated), "--aggregate=", "--noquicklooks", "-o", str(tmp_path / "o")), 1,
+                   f"error: {truncated}: cannot read a block")

@@ -152,6 +152,16 @@ def run_chain(out_dir: str | os.PathLike, *, bufrac: str | None = None, scene: s
       InputError: a missing, unreadable or malformed input (named), inputs on different grids, a
         bad street file or RES/NRES model.
     """
+    try:
+        return _run_chain(out_dir, bufrac=bufrac, scene=scene, aoi=aoi, options=options, echo=echo)
+    except rasterio.errors.RasterioIOError as e:  # a corrupt block found while reading, after opening
+        labels = options.resnres_labels if options else None
+        raise rasters.read_error(e, [bufrac, scene, labels]) from None
+
+
+def _run_chain(out_dir: str | os.PathLike, *, bufrac: str | None, scene: str | None, aoi: Any,
+               options: ChainOptions | None, echo: Callable[[str], None] | None) -> dict:
+    """``run_chain`` without the translation of read failures (same arguments)."""
     from scene.gbu import aoi as aoi_mod
 
     options = options or ChainOptions()
