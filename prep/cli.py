@@ -339,6 +339,12 @@ def _rate_line(manifest: dict, seconds: float, input_bytes: int | None) -> str:
             line = f"kept {kept} shard{'' if kept == 1 else 's'} ({run['items_kept']} patches) finished by an earlier run; "
         written = run["shards_written"]
         line += f"wrote {written} shard{'' if written == 1 else 's'}: "
+        # items skipped on bad input are in the plan but not in the shards: the patches written are
+        # the rest (the rate stays that of the patches read); a resumed run's skips may lie in kept shards
+        skipped = 0 if run["shards_kept"] else manifest["totals"].get("skipped", 0)
+        if skipped:
+            line += f"{n - skipped} patches ({skipped} skipped) in {seconds:.1f} s ({n / dt:.0f} patches/s read"
+            return line + (f", {input_bytes * share / 1e6 / dt:.0f} MB/s of input)" if input_bytes and share else ")")
     line += f"{n} patches in {seconds:.1f} s ({n / dt:.0f} patches/s"
     if input_bytes and share:
         line += f", {input_bytes * share / 1e6 / dt:.0f} MB/s of input"
