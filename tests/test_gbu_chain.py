@@ -255,6 +255,12 @@ def test_streets_by_hand_and_crs_mismatch(tmp_path):
         load_streets(path, crs, width_field="lanes")
     with pytest.raises(InputError, match="not projected in metres"):
         load_streets(path, rasterio.crs.CRS.from_epsg(4326))
+    # a width that is text, not a number (a hand-edited attribute table)
+    frame["width"] = ["wide"]
+    text = tmp_path / "text_width.geojson"
+    frame.to_file(text, driver="GeoJSON")
+    with pytest.raises(InputError, match=r"text_width.geojson: 1 street\(s\) without a width > 0 \(a number"):
+        load_streets(text, crs)
 
 
 def test_bad_inputs_are_one_error_line(synth, tmp_path):
