@@ -31,11 +31,13 @@ blocks are kept in <output>.part and <output>.part.json until the GeoTIFF is com
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 from absl import flags
 
 from prep import cli
+from prep.errors import UsageError
 
 FLAGS = flags.FLAGS
 
@@ -80,11 +82,13 @@ def main(argv: list[str]) -> int:
       The exit status, 0.
 
     Raises:
-      UsageError: arguments besides the flags, or no --input or --output.
+      UsageError: arguments besides the flags, no --input or --output, or an --output that is a folder or
+        an input file.
       InputError: a bad scene or model (see ``scene.inference.predict_scene``).
     """
     cli.no_arguments(argv)
     cli.required("input", "output")
+    _check_output(FLAGS.output, [FLAGS.input])
     from scene import inputs, tiles
 
     if tiles.is_tile_model(FLAGS.model):  # a patch classifier from train.py: one prediction per tile
@@ -100,6 +104,7 @@ def main(argv: list[str]) -> int:
         return 0
 
     scene = inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
+    _check_output(FLAGS.output, [path for path, _ in scene.files])
     model = FLAGS.model
     if model is None:
         from scene import zones
@@ -116,6 +121,20 @@ def main(argv: list[str]) -> int:
                                   progress=FLAGS.progress, cache=FLAGS.cache_dir)
     print(out)
     return 0
+
+
+def _check_output(output: str, inputs: list[str]) -> None:
+    """Refuse an --output that is a folder or one of the input files (before any work; it would be overwritten).
+
+    Raises:
+      UsageError: ``output`` is an existing folder or the same file as one of ``inputs``.
+    """
+    if os.path.isdir(output):
+        raise UsageError("is a folder: give the GeoTIFF file to write", path=f"--output {output}")
+    for path in inputs:
+        if os.path.isfile(output) and os.path.isfile(path) and os.path.samefile(output, path):
+            raise UsageError(f"is the input {path}: it would be overwritten; write elsewhere",
+                             path=f"--output {output}")
 
 
 def run() -> None:
