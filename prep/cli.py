@@ -141,13 +141,20 @@ def required(*names: str) -> None:
             raise UsageError(f"--{name} is required")
 
 
-def refuse_nonempty(path: str, overwrite: bool) -> None:
+def refuse_nonempty(path: str, overwrite: bool, inputs: Sequence[str | os.PathLike | None] = ()) -> None:
     """For commands that write a whole folder: refuse a folder that already holds files, unless ``overwrite``.
 
-    With ``overwrite`` everything in it is deleted first (the new content never mixes with the old).
+    With ``overwrite`` everything in it is deleted first (the new content never mixes with the old),
+    unless one of ``inputs`` lies inside it: deleting would destroy the command's own input.
+
+    Args:
+      path: the output folder.
+      overwrite: delete what it holds.
+      inputs: the command's input files or folders (None entries are ignored).
 
     Raises:
-      UsageError: ``path`` holds files and ``overwrite`` is false, or ``path`` is a file.
+      UsageError: ``path`` holds files and ``overwrite`` is false, ``path`` is a file, or ``path``
+        holds (or is inside) one of ``inputs``.
     """
     import shutil
 
@@ -156,7 +163,19 @@ def refuse_nonempty(path: str, overwrite: bool) -> None:
     if os.path.isdir(path) and os.listdir(path):
         if not overwrite:
             raise UsageError(f"{path}: already holds files; pass --overwrite to delete them and write afresh")
-        shutil.rmtree(path)
+        root = os.path.realpath(path)
+        for given in inputs:
+            if given and os.path.exists(given):
+                real = os.path.realpath(given)
+                if os.path.commonpath([root, real]) == root:
+                    raise UsageError(f"{path}: holds the input {os.fspath(given)}, which --overwrite would delete; "
+                                     "write into another folder")
+        for name in os.listdir(path):  # the content, not the folder: it may be the current one
+            entry = os.path.join(path, name)
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                shutil.rmtree(entry)
+            else:
+                os.remove(entry)
 
 
 def no_arguments(argv: Sequence[str]) -> None:

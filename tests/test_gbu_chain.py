@@ -301,3 +301,23 @@ def test_a_truncated_raster_is_one_error_line(synth, tmp_path):
         assert ds.count == 1
     one_error_line(gbu("--bufrac", str(truncated), "--aggregate=", "--noquicklooks", "-o", str(tmp_path / "o")), 1,
                    f"error: {truncated}: cannot read a block")
+
+
+def test_overwrite_never_deletes_the_inputs(synth, tmp_path):
+    """--overwrite into the folder holding the inputs is refused (it deleted them, then failed on the missing file)."""
+    import shutil
+
+    inputs = tmp_path / "inputs"
+    shutil.copytree(Path(synth["probability"]).parent, inputs)
+    before = sorted(p.name for p in inputs.iterdir())
+    one_error_line(gbu("--bufrac", str(inputs / "probability.tif"), "-o", str(inputs), "--overwrite",
+                       "--aggregate=", "--noquicklooks"), 2, f"{inputs}: holds the input {inputs / 'probability.tif'}")
+    assert sorted(p.name for p in inputs.iterdir()) == before
+    # an output folder beside the inputs is replaced as before
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    proc = gbu("--bufrac", str(inputs / "probability.tif"), "-o", str(out), "--overwrite", "--aggregate=",
+               "--noquicklooks")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["bufrac.tif", "bufrac_clean.tif", "products.json"]
