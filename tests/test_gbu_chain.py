@@ -321,3 +321,12 @@ def test_overwrite_never_deletes_the_inputs(synth, tmp_path):
                "--noquicklooks")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["bufrac.tif", "bufrac_clean.tif", "products.json"]
+
+
+def test_a_foreign_resnres_model_fails_before_any_step_in_one_short_line(synth, tmp_path):
+    """A raster given as --resnres_model: refused before step 1, without quoting its bytes."""
+    proc = gbu("--bufrac", synth["probability"], "--scene", synth["scene"], "--resnres_model", synth["labels"],
+               "--aggregate=", "--noquicklooks", "-o", str(tmp_path / "out"))
+    line = one_error_line(proc, 1, f"{synth['labels']}: not a readable RES/NRES model")
+    assert len(line) < 300, line
+    assert "BUFRAC" not in proc.stdout and not (tmp_path / "out" / "bufrac.tif").exists()

@@ -180,6 +180,9 @@ def _run_chain(out_dir: str | os.PathLike, *, bufrac: str | None, scene: str | N
             stack.enter_context(rasters.open_raster(scene, "scene (B4, B3, B2, B8)", bands=4))
         if labels_path:
             stack.enter_context(rasters.open_raster(labels_path, "RES/NRES labels", bands=1))
+    resnres_model = None
+    if options.resnres_model and scene:  # a foreign or broken file fails here, not after the first steps
+        resnres_model = resnres.load_model(options.resnres_model)
     if aoi is not None:
         inputs["aoi"] = {"name": aoi.name, "source": aoi.source}
         if scene:
@@ -295,7 +298,7 @@ def _run_chain(out_dir: str | os.PathLike, *, bufrac: str | None, scene: str | N
                 resnres.save_model(model, out / "resnres_model.joblib")
                 products["resnres_model"] = {"path": "resnres_model.joblib", "features": list(resnres.FEATURES)}
             else:
-                model = resnres.load_model(options.resnres_model)
+                model = resnres_model if resnres_model is not None else resnres.load_model(options.resnres_model)
             class_counts = np.zeros(256, dtype=np.int64)
 
             def step4(window: Any) -> dict[str, np.ndarray]:
