@@ -37,7 +37,7 @@ import sys
 from absl import flags
 
 from prep import cli
-from prep.errors import UsageError
+from prep.errors import InputError, UsageError
 
 FLAGS = flags.FLAGS
 
@@ -103,13 +103,22 @@ def main(argv: list[str]) -> int:
               f"{done['unclassified'][0]} rows and {done['unclassified'][1]} columns")
         return 0
 
-    scene = inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():  # a scene without georeference is reported below when it matters
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        scene = inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
     _check_output(FLAGS.output, [path for path, _ in scene.files])
     model = FLAGS.model
     if model is None:
         from scene import zones
 
-        model = zones.pick_model(scene.crs, scene.transform, (scene.height, scene.width), scene.names)
+        try:
+            model = zones.pick_model(scene.crs, scene.transform, (scene.height, scene.width), scene.names)
+        except InputError as e:  # about the scene: name it
+            raise InputError(e.problem, path=e.path or FLAGS.input, hint=e.hint) from None
         print(f"model: {model} (the scene's UTM grid zone)", file=sys.stderr)
     from prep.quiet import import_tensorflow
 

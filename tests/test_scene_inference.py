@@ -289,3 +289,16 @@ def test_output_that_is_a_folder_or_an_input_is_refused_before_any_work(tmp_path
         lines = bad.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: --output {output}: {problem}"), lines
     assert (src.read_bytes(), band.read_bytes()) == before
+
+
+def test_a_scene_without_crs_and_without_model_names_the_file(tmp_path, real):
+    """No UTM zone can be picked: the one error line names the scene (it had no file)."""
+    src = tmp_path / "nocrs.tif"
+    dn = real["dn"][:8, :8]
+    with rasterio.open(src, "w", driver="GTiff", height=8, width=8, count=4, dtype="uint16") as ds:
+        ds.write(np.moveaxis(dn, -1, 0))
+    bad = subprocess.run([sys.executable, "predict.py", "--input", str(src), "--output", str(tmp_path / "o.tif")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        f"error: {src}: the scene has no CRS, so no UTM zone model can be chosen - give --model"]
