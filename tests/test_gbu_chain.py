@@ -330,3 +330,13 @@ def test_a_foreign_resnres_model_fails_before_any_step_in_one_short_line(synth, 
     line = one_error_line(proc, 1, f"{synth['labels']}: not a readable RES/NRES model")
     assert len(line) < 300, line
     assert "BUFRAC" not in proc.stdout and not (tmp_path / "out" / "bufrac.tif").exists()
+
+
+def test_synthetic_command_into_a_file_is_a_usage_error(tmp_path):
+    """python -m scene.gbu.synthetic -o FILE: one line, exit 2 (was a FileExistsError traceback)."""
+    target = tmp_path / "scene.tif"
+    target.write_bytes(b"keep")
+    proc = subprocess.run([sys.executable, "-m", "scene.gbu.synthetic", "-o", str(target)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    one_error_line(proc, 2, f"error: {target}: exists and is not a folder")
+    assert target.read_bytes() == b"keep"
