@@ -262,7 +262,8 @@ def prepare_main(argv: Sequence[str], plan_from_flags: Callable[[], object]) -> 
     """The ``main`` of a preparation command: plan from the flags, write, print the summary.
 
     Raises:
-      UsageError: for extra arguments or a missing ``--out_dir``.
+      UsageError: for extra arguments, a missing ``--out_dir`` or ``--beam_options`` without a Beam
+        ``--runner``.
       EORecordsError: for bad input (printed as one line by ``run_command``).
     """
     import time
@@ -272,6 +273,9 @@ def prepare_main(argv: Sequence[str], plan_from_flags: Callable[[], object]) -> 
     no_arguments(argv)
     required("out_dir")
     f = flags.FLAGS
+    if f.beam_options and f.runner == "local":  # else silently ignored: the local path is no Beam pipeline
+        raise UsageError(f"--beam_options={f.beam_options} needs a Beam --runner (e.g. --runner DirectRunner); "
+                         "the local path (--runner local, the default) takes no Beam options")
     t0 = time.time()
     plan = plan_from_flags()
     manifest = write_plan(plan, f.out_dir, f.runner, f.beam_options, f.workers, f.overwrite, f.progress)
