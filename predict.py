@@ -82,8 +82,8 @@ def main(argv: list[str]) -> int:
       The exit status, 0.
 
     Raises:
-      UsageError: arguments besides the flags, no --input or --output, or an --output that is a folder or
-        an input file.
+      UsageError: arguments besides the flags, no --input or --output, an --output that is a folder or
+        an input file, or --cog / --offset / --block_size with a patch classifier.
       InputError: a bad scene or model (see ``scene.inference.predict_scene``).
     """
     cli.no_arguments(argv)
@@ -92,6 +92,11 @@ def main(argv: list[str]) -> int:
     from scene import inputs, tiles
 
     if tiles.is_tile_model(FLAGS.model):  # a patch classifier from train.py: one prediction per tile
+        ignored = [name for name, given in (("--cog", FLAGS.cog), ("--offset", FLAGS.offset is not None),
+                                            ("--block_size", FLAGS["block_size"].present)) if given]
+        if ignored:  # they steer GHS-S2Net's scene inference only; silently dropped before
+            raise UsageError(f"{', '.join(ignored)}: not used with a patch classifier (--model {FLAGS.model}): "
+                             "its input is read as stored and written as a tiled GeoTIFF")
         from prep.quiet import import_tensorflow
 
         import_tensorflow()
