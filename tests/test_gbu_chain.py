@@ -340,3 +340,21 @@ def test_synthetic_command_into_a_file_is_a_usage_error(tmp_path):
                           capture_output=True, text=True, timeout=120)
     one_error_line(proc, 2, f"error: {target}: exists and is not a folder")
     assert target.read_bytes() == b"keep"
+
+
+def test_running_out_of_memory_is_one_error_line(synth, tmp_path, monkeypatch, capsys):
+    """A huge --kernel ran the closing out of memory: a MemoryError traceback, now one line naming the flags."""
+    import scene.gbu.__main__ as command
+    from scene.gbu import chain
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(chain, "run_chain", exhausted)
+    with pytest.raises(SystemExit) as e:
+        command.run(["gbu", "--bufrac", synth["probability"], "--kernel", "5000", "-o", str(tmp_path / "o"),
+                     "--noprogress"])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: out of memory with --kernel 5000x5000 and --block_size 1024 - use a smaller --kernel (pixels) "
+        "or --block_size"]
