@@ -358,3 +358,18 @@ def test_running_out_of_memory_is_one_error_line(synth, tmp_path, monkeypatch, c
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: out of memory with --kernel 5000x5000 and --block_size 1024 - use a smaller --kernel (pixels) "
         "or --block_size"]
+
+
+def test_labels_on_another_grid_are_refused_before_any_step(synth, tmp_path):
+    """RES/NRES labels on another grid: the error came after BUFRAC and cleaning had been written."""
+    small = tmp_path / "labels_small.tif"
+    with rasterio.open(synth["labels"]) as ds:
+        profile = ds.profile | {"width": 40, "height": 40}
+        data = ds.read(1, window=((0, 40), (0, 40)))
+    with rasterio.open(small, "w", **profile) as ds:
+        ds.write(data, 1)
+    out = tmp_path / "out"
+    proc = gbu("--bufrac", synth["probability"], "--scene", synth["scene"], "--resnres_labels", str(small),
+               "--aggregate=", "--noquicklooks", "-o", str(out))
+    one_error_line(proc, 1, f"error: {small}: not on the grid of")
+    assert "BUFRAC" not in proc.stdout and not (out / "bufrac.tif").exists()

@@ -174,12 +174,15 @@ def _run_chain(out_dir: str | os.PathLike, *, bufrac: str | None, scene: str | N
     labels_path = options.resnres_labels
     # validate the inputs before any long work
     with contextlib.ExitStack() as stack:
+        opened = []
         if bufrac:
-            stack.enter_context(rasters.open_raster(bufrac, "built-up probability", bands=1))
+            opened.append(stack.enter_context(rasters.open_raster(bufrac, "built-up probability", bands=1)))
         if scene:
-            stack.enter_context(rasters.open_raster(scene, "scene (B4, B3, B2, B8)", bands=4))
+            opened.append(stack.enter_context(rasters.open_raster(scene, "scene (B4, B3, B2, B8)", bands=4)))
         if labels_path:
-            stack.enter_context(rasters.open_raster(labels_path, "RES/NRES labels", bands=1))
+            opened.append(stack.enter_context(rasters.open_raster(labels_path, "RES/NRES labels", bands=1)))
+        for other in opened[1:] if aoi is None else []:  # one grid: refused here, not after the first steps
+            rasters.same_grid(opened[0], other)  # (with an AOI, the crops are compared later)
     resnres_model = None
     if options.resnres_model and scene:  # a foreign or broken file fails here, not after the first steps
         resnres_model = resnres.load_model(options.resnres_model)
