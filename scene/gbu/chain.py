@@ -174,11 +174,11 @@ def _run_chain(out_dir: str | os.PathLike, *, bufrac: str | None, scene: str | N
     labels_path = options.resnres_labels
     # validate the inputs before any long work
     with contextlib.ExitStack() as stack:
-        opened = []
-        if bufrac:
-            opened.append(stack.enter_context(rasters.open_raster(bufrac, "built-up probability", bands=1)))
+        opened = []  # the scene first: the grid the others must be on
         if scene:
             opened.append(stack.enter_context(rasters.open_raster(scene, "scene (B4, B3, B2, B8)", bands=4)))
+        if bufrac:
+            opened.append(stack.enter_context(rasters.open_raster(bufrac, "built-up probability", bands=1)))
         if labels_path:
             opened.append(stack.enter_context(rasters.open_raster(labels_path, "RES/NRES labels", bands=1)))
         for other in opened[1:] if aoi is None else []:  # one grid: refused here, not after the first steps
