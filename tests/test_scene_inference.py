@@ -302,3 +302,16 @@ def test_a_scene_without_crs_and_without_model_names_the_file(tmp_path, real):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
         f"error: {src}: the scene has no CRS, so no UTM zone model can be chosen - give --model"]
+
+
+def test_a_truncated_composite_names_gdal_s_reason(tmp_path, real):
+    """A block that cannot be decoded: the error line carries GDAL's reason, not 'See previous exception'."""
+    src = write_composite(tmp_path / "scene.tif", real["dn"][:60, :60], real["crs"], real["transform"])
+    data = src.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    scene = inputs.open_scene(cut)
+    with scene, pytest.raises(InputError) as e:
+        scene.read(0, 0, 60, 60)
+    message = str(e.value)
+    assert message.startswith(f"{cut}: cannot read band") and "previous exception" not in message, message
