@@ -32,11 +32,13 @@ blocks are kept in <output>.part and <output>.part.json until the GeoTIFF is com
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 from absl import flags
 
 from prep import cli
+from prep.errors import InputError, UsageError
 
 FLAGS = flags.FLAGS
 
@@ -81,14 +83,21 @@ def main(argv: list[str]) -> int:
       The exit status, 0.
 
     Raises:
-      UsageError: arguments besides the flags, or no --input or --output.
+      UsageError: arguments besides the flags, no --input or --output, an --output that is a folder or
+        an input file, or --cog / --offset / --block_size with a patch classifier.
       InputError: a bad scene or model (see ``scene.inference.predict_scene``).
     """
     cli.no_arguments(argv)
     cli.required("input", "output")
+    _check_output(FLAGS.output, [FLAGS.input])
     from scene import inputs, tiles
 
     if tiles.is_tile_model(FLAGS.model):  # a patch classifier from train.py: one prediction per tile
+        ignored = [name for name, given in (("--cog", FLAGS.cog), ("--offset", FLAGS.offset is not None),
+                                            ("--block_size", FLAGS["block_size"].present)) if given]
+        if ignored:  # they steer GHS-S2Net's scene inference only; silently dropped before
+            raise UsageError(f"{', '.join(ignored)}: not used with a patch classifier (--model {FLAGS.model}): "
+                             "its input is read as stored and written as a tiled GeoTIFF")
         from prep.quiet import import_tensorflow
 
         import_tensorflow()
@@ -102,12 +111,22 @@ def main(argv: list[str]) -> int:
               f"{done['unclassified'][0]} rows and {done['unclassified'][1]} columns")
         return 0
 
-    scene = inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():  # a scene without georeference is reported below when it matters
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        scene = inputs.open_scene(FLAGS.input, FLAGS.offset)  # bad input fails here, before TensorFlow loads
+    _check_output(FLAGS.output, [path for path, _ in scene.files])
     model = FLAGS.model
     if model is None:
         from scene import zones
 
-        model = zones.pick_model(scene.crs, scene.transform, (scene.height, scene.width), scene.names)
+        try:
+            model = zones.pick_model(scene.crs, scene.transform, (scene.height, scene.width), scene.names)
+        except InputError as e:  # about the scene: name it
+            raise InputError(e.problem, path=e.path or FLAGS.input, hint=e.hint) from None
         print(f"model: {model} (the scene's UTM grid zone)", file=sys.stderr)
     from prep.quiet import import_tensorflow
 
@@ -119,6 +138,20 @@ def main(argv: list[str]) -> int:
                                   progress=FLAGS.progress, cache=FLAGS.cache_dir)
     print(out)
     return 0
+
+
+def _check_output(output: str, inputs: list[str]) -> None:
+    """Refuse an --output that is a folder or one of the input files (before any work; it would be overwritten).
+
+    Raises:
+      UsageError: ``output`` is an existing folder or the same file as one of ``inputs``.
+    """
+    if os.path.isdir(output):
+        raise UsageError("is a folder: give the GeoTIFF file to write", path=f"--output {output}")
+    for path in inputs:
+        if os.path.isfile(output) and os.path.isfile(path) and os.path.samefile(output, path):
+            raise UsageError(f"is the input {path}: it would be overwritten; write elsewhere",
+                             path=f"--output {output}")
 
 
 def run() -> None:

@@ -902,7 +902,8 @@ def main(argv: list[str]) -> int:
       The exit status, 0.
 
     Raises:
-      UsageError: arguments besides the flags, or no --data_dir or --out_dir (see also ``train``).
+      UsageError: arguments besides the flags, no --data_dir or --out_dir, or --noexport_preprocess with
+        --preprocess=device (see also ``train``).
       InputError: a bad data folder, model or bands, or a file that went missing during the run
         (see ``train``).
       RunDirError: the run folder does not fit the request (see ``train``).
@@ -911,6 +912,9 @@ def main(argv: list[str]) -> int:
     """
     cli.no_arguments(argv)
     cli.required("data_dir", "out_dir")
+    if FLAGS.preprocess == "device" and FLAGS["export_preprocess"].present and not FLAGS.export_preprocess:
+        raise UsageError("--noexport_preprocess contradicts --preprocess=device, whose exports always include the "
+                         "preprocessing (the model is trained behind it); drop one of them")
     _quiet_tf_logging()
     runs = fold_configs(config_from_flags(), FLAGS.fold, FLAGS.all_folds)
     for cfg in runs[:-1]:

@@ -611,7 +611,17 @@ def _dask_cluster(options: PipelineOptions, workers: int):
         return
     dask = options.view_as(DaskOptions)
     if dask.address or dask.scheduler_file:
-        yield {"dask_cluster": "given"}
+        try:
+            yield {"dask_cluster": "given"}
+        except OSError as e:  # distributed.Client's connection failure, raised through the pipeline run
+            if "connect" not in str(e):
+                raise
+            given = f"--dask_client_address={dask.address}" if dask.address else \
+                f"--dask_scheduler_file={dask.scheduler_file}"
+            raise shards.PrepError(f"cannot reach the Dask scheduler ({str(e).splitlines()[0]})", path=given,
+                                   hint="start it (`dask scheduler`, workers with `dask worker ADDRESS "
+                                        "--preload prep.beam_worker`), or drop the option for a local "
+                                        "cluster of --workers processes") from None
         return
     from distributed import LocalCluster
 

@@ -66,6 +66,7 @@ def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = Non
       SystemExit: always; 0 on success, 1 for an EORecordsError, 2 for a usage error.
     """
     import importlib
+    import logging
 
     from absl import app, flags
 
@@ -75,6 +76,9 @@ def run_command(module: types.ModuleType | str, argv: Sequence[str] | None = Non
     if nargs:
         argv = [argv[0]] + expand_nargs(argv[1:], nargs)
     prog = prog or program(argv[0])
+    # rasterio logs each GDAL error of a failed read at INFO, which absl prints: the one error line
+    # (InputError) says it already
+    logging.getLogger("rasterio").setLevel(logging.WARNING)
     module.define_flags()
     # --help lists the key flags of the main module and its docstring: make both the command's,
     # also when it runs from a console script (whose __main__ is a stub).
@@ -139,13 +143,20 @@ def required(*names: str) -> None:
             raise UsageError(f"--{name} is required")
 
 
-def refuse_nonempty(path: str, overwrite: bool) -> None:
+def refuse_nonempty(path: str, overwrite: bool, inputs: Sequence[str | os.PathLike | None] = ()) -> None:
     """For commands that write a whole folder: refuse a folder that already holds files, unless ``overwrite``.
 
-    With ``overwrite`` everything in it is deleted first (the new content never mixes with the old).
+    With ``overwrite`` everything in it is deleted first (the new content never mixes with the old),
+    unless one of ``inputs`` lies inside it: deleting would destroy the command's own input.
+
+    Args:
+      path: the output folder.
+      overwrite: delete what it holds.
+      inputs: the command's input files or folders (None entries are ignored).
 
     Raises:
-      UsageError: ``path`` holds files and ``overwrite`` is false, or ``path`` is a file.
+      UsageError: ``path`` holds files and ``overwrite`` is false, ``path`` is a file, or ``path``
+        holds (or is inside) one of ``inputs``.
     """
     import shutil
 
@@ -154,7 +165,19 @@ def refuse_nonempty(path: str, overwrite: bool) -> None:
     if os.path.isdir(path) and os.listdir(path):
         if not overwrite:
             raise UsageError(f"{path}: already holds files; pass --overwrite to delete them and write afresh")
-        shutil.rmtree(path)
+        root = os.path.realpath(path)
+        for given in inputs:
+            if given and os.path.exists(given):
+                real = os.path.realpath(given)
+                if os.path.commonpath([root, real]) == root:
+                    raise UsageError(f"{path}: holds the input {os.fspath(given)}, which --overwrite would delete; "
+                                     "write into another folder")
+        for name in os.listdir(path):  # the content, not the folder: it may be the current one
+            entry = os.path.join(path, name)
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                shutil.rmtree(entry)
+            else:
+                os.remove(entry)
 
 
 def no_arguments(argv: Sequence[str]) -> None:
@@ -241,7 +264,8 @@ def prepare_main(argv: Sequence[str], plan_from_flags: Callable[[], object]) -> 
     """The ``main`` of a preparation command: plan from the flags, write, print the summary.
 
     Raises:
-      UsageError: for extra arguments or a missing ``--out_dir``.
+      UsageError: for extra arguments, a missing ``--out_dir`` or ``--beam_options`` without a Beam
+        ``--runner``.
       EORecordsError: for bad input (printed as one line by ``run_command``).
     """
     import time
@@ -251,6 +275,9 @@ def prepare_main(argv: Sequence[str], plan_from_flags: Callable[[], object]) -> 
     no_arguments(argv)
     required("out_dir")
     f = flags.FLAGS
+    if f.beam_options and f.runner == "local":  # else silently ignored: the local path is no Beam pipeline
+        raise UsageError(f"--beam_options={f.beam_options} needs a Beam --runner (e.g. --runner DirectRunner); "
+                         "the local path (--runner local, the default) takes no Beam options")
     t0 = time.time()
     plan = plan_from_flags()
     manifest = write_plan(plan, f.out_dir, f.runner, f.beam_options, f.workers, f.overwrite, f.progress)
@@ -337,6 +364,12 @@ def _rate_line(manifest: dict, seconds: float, input_bytes: int | None) -> str:
             line = f"kept {kept} shard{'' if kept == 1 else 's'} ({run['items_kept']} patches) finished by an earlier run; "
         written = run["shards_written"]
         line += f"wrote {written} shard{'' if written == 1 else 's'}: "
+        # items skipped on bad input are in the plan but not in the shards: the patches written are
+        # the rest (the rate stays that of the patches read); a resumed run's skips may lie in kept shards
+        skipped = 0 if run["shards_kept"] else manifest["totals"].get("skipped", 0)
+        if skipped:
+            line += f"{n - skipped} patches ({skipped} skipped) in {seconds:.1f} s ({n / dt:.0f} patches/s read"
+            return line + (f", {input_bytes * share / 1e6 / dt:.0f} MB/s of input)" if input_bytes and share else ")")
     line += f"{n} patches in {seconds:.1f} s ({n / dt:.0f} patches/s"
     if input_bytes and share:
         line += f", {input_bytes * share / 1e6 / dt:.0f} MB/s of input"

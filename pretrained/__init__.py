@@ -276,7 +276,15 @@ def load_into(model: keras.Model, name_or_path: str | os.PathLike, *, skip_misma
         raise UnknownModelError(f"{name_or_path!r} is neither an existing file or folder nor a registered "
                                 f"pretrained model (see `python -m pretrained list`)")
     entry = registry.get(str(name_or_path))
-    weights = resolve(entry.name, cache=cache, progress=progress)
+    try:
+        weights = resolve(entry.name, cache=cache, progress=progress)
+    except FetchError as e:
+        if e.hint and "--url" in e.hint:  # a flag of `python -m pretrained fetch`, not of the command that loads
+            hint = (f"fetch it first with `python -m pretrained fetch {entry.name} --url MIRROR` (a reachable "
+                    "mirror, a local file or a file:// URL; same cache folder), or give a local weights file "
+                    "instead of the name")
+            raise type(e)(e.problem, path=e.path, hint=hint) from None
+        raise
     src = build_model(entry)
     src.load_weights(str(weights))
     return copy_weights(src, model, skip_mismatch, source=f"pretrained {entry.name}")

@@ -104,7 +104,11 @@ class Scene:
             try:
                 out[..., i] = self._open[path].read(band, window=window)
             except (RasterioError, KeyError) as e:
-                raise InputError(f"cannot read band {band} ({e})", path) from None
+                cause: BaseException = e  # GDAL's own words are at the end of the chain ("Read failed" first)
+                while (cause.__cause__ or cause.__context__) is not None:
+                    cause = cause.__cause__ or cause.__context__
+                why = (str(cause).splitlines() or [type(cause).__name__])[0]
+                raise InputError(f"cannot read band {band} (corrupt or truncated file?): {why}", path) from None
         return out
 
     def read(self, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:

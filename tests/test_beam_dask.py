@@ -11,6 +11,7 @@ line starts its own local cluster with ``--runner DaskRunner --workers 2``.
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,19 @@ def test_writetotfrecord_is_refused_before_anything_is_written(archive, tmp_path
         cli.prepare(str(archive), str(tmp_path / "sink"), runner="DaskRunner",
                     beam_options="--shard_writer=writetotfrecord", **args(archive))
     assert not (tmp_path / "sink").exists()
+
+
+def test_an_unreachable_scheduler_is_one_error_line(archive, tmp_path):
+    """--dask_client_address naming no scheduler: one line naming the option (was an OSError traceback)."""
+    with socket.socket() as sock:  # bound, not listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+        proc = subprocess.run([sys.executable, "-m", "prep.bigearthnet", "-r", str(archive),
+                               "-o", str(tmp_path / "out"), "--runner", "DaskRunner", "--noprogress",
+                               f"--beam_options=--dask_client_address={address}"],
+                              capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f"error: --dask_client_address={address}: cannot reach the Dask scheduler")

@@ -73,6 +73,8 @@ MISSING = [
     (["-m", "prep.verify"], "OUT"),
     (["-m", "pretrained", "fetch"], "NAME"),
     (["-m", "prep", "nosuchdataset"], "unknown dataset"),
+    # Beam options on the local path were silently ignored
+    (["-m", "prep.bigearthnet", "-o", "out", "--beam_options=--shard_writer=writetotfrecord"], "needs a Beam --runner"),
 ]
 
 

@@ -255,6 +255,12 @@ def test_streets_by_hand_and_crs_mismatch(tmp_path):
         load_streets(path, crs, width_field="lanes")
     with pytest.raises(InputError, match="not projected in metres"):
         load_streets(path, rasterio.crs.CRS.from_epsg(4326))
+    # a width that is text, not a number (a hand-edited attribute table)
+    frame["width"] = ["wide"]
+    text = tmp_path / "text_width.geojson"
+    frame.to_file(text, driver="GeoJSON")
+    with pytest.raises(InputError, match=r"text_width.geojson: 1 street\(s\) without a width > 0 \(a number"):
+        load_streets(text, crs)
 
 
 def test_bad_inputs_are_one_error_line(synth, tmp_path):
@@ -284,3 +290,86 @@ def test_bad_inputs_are_one_error_line(synth, tmp_path):
         ds.write(data, 1)
     one_error_line(gbu("--bufrac", str(small), "--scene", synth["scene"], "-o", str(tmp_path / "o7")), 1,
                    f"{small}: not on the grid of")
+
+
+def test_a_truncated_raster_is_one_error_line(synth, tmp_path):
+    """A file whose header opens but whose pixel data is cut off fails at the first block read, named."""
+    data = Path(synth["probability"]).read_bytes()
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(data[: len(data) // 2])
+    with rasterio.open(truncated) as ds:  # the header (at the start) is intact: only reading fails
+        assert ds.count == 1
+    one_error_line(gbu("--bufrac", str(truncated), "--aggregate=", "--noquicklooks", "-o", str(tmp_path / "o")), 1,
+                   f"error: {truncated}: cannot read a block")
+
+
+def test_overwrite_never_deletes_the_inputs(synth, tmp_path):
+    """--overwrite into the folder holding the inputs is refused (it deleted them, then failed on the missing file)."""
+    import shutil
+
+    inputs = tmp_path / "inputs"
+    shutil.copytree(Path(synth["probability"]).parent, inputs)
+    before = sorted(p.name for p in inputs.iterdir())
+    one_error_line(gbu("--bufrac", str(inputs / "probability.tif"), "-o", str(inputs), "--overwrite",
+                       "--aggregate=", "--noquicklooks"), 2, f"{inputs}: holds the input {inputs / 'probability.tif'}")
+    assert sorted(p.name for p in inputs.iterdir()) == before
+    # an output folder beside the inputs is replaced as before
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    proc = gbu("--bufrac", str(inputs / "probability.tif"), "-o", str(out), "--overwrite", "--aggregate=",
+               "--noquicklooks")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["bufrac.tif", "bufrac_clean.tif", "products.json"]
+
+
+def test_a_foreign_resnres_model_fails_before_any_step_in_one_short_line(synth, tmp_path):
+    """A raster given as --resnres_model: refused before step 1, without quoting its bytes."""
+    proc = gbu("--bufrac", synth["probability"], "--scene", synth["scene"], "--resnres_model", synth["labels"],
+               "--aggregate=", "--noquicklooks", "-o", str(tmp_path / "out"))
+    line = one_error_line(proc, 1, f"{synth['labels']}: not a readable RES/NRES model")
+    assert len(line) < 300, line
+    assert "BUFRAC" not in proc.stdout and not (tmp_path / "out" / "bufrac.tif").exists()
+
+
+def test_synthetic_command_into_a_file_is_a_usage_error(tmp_path):
+    """python -m scene.gbu.synthetic -o FILE: one line, exit 2 (was a FileExistsError traceback)."""
+    target = tmp_path / "scene.tif"
+    target.write_bytes(b"keep")
+    proc = subprocess.run([sys.executable, "-m", "scene.gbu.synthetic", "-o", str(target)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    one_error_line(proc, 2, f"error: {target}: exists and is not a folder")
+    assert target.read_bytes() == b"keep"
+
+
+def test_running_out_of_memory_is_one_error_line(synth, tmp_path, monkeypatch, capsys):
+    """A huge --kernel ran the closing out of memory: a MemoryError traceback, now one line naming the flags."""
+    import scene.gbu.__main__ as command
+    from scene.gbu import chain
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(chain, "run_chain", exhausted)
+    with pytest.raises(SystemExit) as e:
+        command.run(["gbu", "--bufrac", synth["probability"], "--kernel", "5000", "-o", str(tmp_path / "o"),
+                     "--noprogress"])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: out of memory with --kernel 5000x5000 and --block_size 1024 - use a smaller --kernel (pixels) "
+        "or --block_size"]
+
+
+def test_labels_on_another_grid_are_refused_before_any_step(synth, tmp_path):
+    """RES/NRES labels on another grid: the error came after BUFRAC and cleaning had been written."""
+    small = tmp_path / "labels_small.tif"
+    with rasterio.open(synth["labels"]) as ds:
+        profile = ds.profile | {"width": 40, "height": 40}
+        data = ds.read(1, window=((0, 40), (0, 40)))
+    with rasterio.open(small, "w", **profile) as ds:
+        ds.write(data, 1)
+    out = tmp_path / "out"
+    proc = gbu("--bufrac", synth["probability"], "--scene", synth["scene"], "--resnres_labels", str(small),
+               "--aggregate=", "--noquicklooks", "-o", str(out))
+    one_error_line(proc, 1, f"error: {small}: not on the grid of")
+    assert "BUFRAC" not in proc.stdout and not (out / "bufrac.tif").exists()

@@ -249,6 +249,13 @@ def test_aoi_forms(tmp_path):
         aoi.parse_aoi(str(gj))
     with pytest.raises(InputError, match="missing.json: AOI file not found"):
         aoi.parse_aoi(str(tmp_path / "missing.json"))
+    # text and ragged coordinates: the one-line error, not numpy's ValueError
+    gj.write_text(json.dumps({"AOI": {"a": {"coordinates": [["w", "s"], [1, 1], [2, 2], ["w", "s"]]}}}))
+    with pytest.raises(InputError, match="a.geojson: AOI 'a': coordinates are not"):
+        aoi.parse_aoi(str(gj))
+    gj.write_text(json.dumps({"type": "Polygon", "coordinates": [[[1, 2], [3], [4, 5], [1, 2]]]}))
+    with pytest.raises(InputError, match="a.geojson: feature '0': coordinates are not"):
+        aoi.parse_aoi(str(gj))
 
 
 def test_the_upstream_aoi_file_parses_when_the_reference_is_present():

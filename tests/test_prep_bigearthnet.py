@@ -399,6 +399,10 @@ def test_box_not_matching_the_geotiff_names_patch_json_and_both_boxes(tmp_path, 
     reason = m["skipped"][0]["reason"]
     assert problem in reason and json_box in reason and tiff_box in reason and str(p) in reason
     assert victim in cli.summary(m) and verify(str(tmp_path / "skip")) == []
+    # the last line counts the patches written, not those planned
+    read = 6 - excluded
+    assert cli.summary(m, 2.0).splitlines()[-1] == (
+        f"wrote 1 shard: {read - 1} patches (1 skipped) in 2.0 s ({read / 2:.0f} patches/s read)")
 
 
 def test_box_within_a_metre_passes(tmp_path, archive):

@@ -501,3 +501,21 @@ def test_fetch_rejects_an_lfs_pointer_instead_of_hdf5(tmp_path):
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n")
     with pytest.raises(fetch.FetchError, match="Git LFS pointer"):
         fetch.fetch("ghs-s2net-32T", cache=tmp_path / "cache", url=str(pointer), progress=False)
+
+
+def test_loading_a_name_without_network_hints_at_the_fetch_command(refusing_port, tmp_path, monkeypatch):
+    """predict.py / train.py --init_from have no --url: the hint names the command that has it."""
+    import dataclasses
+
+    import pretrained
+    from models import ghs
+
+    entry = registry.get("MODEL_CNN_32T")
+    url = f"http://127.0.0.1:{refusing_port}/MODEL_CNN_32T.h5"
+    monkeypatch.setattr(registry, "get", lambda name: dataclasses.replace(entry, url=url))
+    with pytest.raises(fetch.FetchError) as e:
+        pretrained.load_into(ghs.build_ghs_s2net(ghs.DEFAULT_INPUT_SPEC), "MODEL_CNN_32T", cache=tmp_path,
+                             progress=False)
+    message = str(e.value)
+    assert message.startswith(url + ": ") and "refused" in message
+    assert f"python -m pretrained fetch {entry.name} --url MIRROR" in message and "local weights file" in message

@@ -272,3 +272,46 @@ def test_command_writes_a_cog_and_reports_bad_input(tmp_path, net, real):
                          cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.tif'}: no such file or folder"]
+
+
+def test_output_that_is_a_folder_or_an_input_is_refused_before_any_work(tmp_path, real):
+    """--output naming the input scene (or a band file of a product) would overwrite it; a folder failed at the end."""
+    src = write_composite(tmp_path / "scene.tif", real["dn"][:20, :24], real["crs"], real["transform"])
+    product = write_product(tmp_path / "product", real["dn"][:20, :24], real["crs"], real["transform"], "04.00")
+    band = next(product.glob("GRANULE/*/IMG_DATA/R10m/*_B08_10m.jp2"))
+    before = src.read_bytes(), band.read_bytes()
+    for scene, output, problem in [(src, tmp_path, "is a folder"), (src, src, f"is the input {src}"),
+                                   (product, band, f"is the input {band}")]:
+        bad = subprocess.run([sys.executable, "predict.py", "--input", str(scene), "--output", str(output),
+                              "--model", str(tmp_path / "never_read.h5")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=240)
+        assert bad.returncode == 2, bad.stderr
+        lines = bad.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: --output {output}: {problem}"), lines
+    assert (src.read_bytes(), band.read_bytes()) == before
+
+
+def test_a_scene_without_crs_and_without_model_names_the_file(tmp_path, real):
+    """No UTM zone can be picked: the one error line names the scene (it had no file)."""
+    src = tmp_path / "nocrs.tif"
+    dn = real["dn"][:8, :8]
+    with rasterio.open(src, "w", driver="GTiff", height=8, width=8, count=4, dtype="uint16") as ds:
+        ds.write(np.moveaxis(dn, -1, 0))
+    bad = subprocess.run([sys.executable, "predict.py", "--input", str(src), "--output", str(tmp_path / "o.tif")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        f"error: {src}: the scene has no CRS, so no UTM zone model can be chosen - give --model"]
+
+
+def test_a_truncated_composite_names_gdal_s_reason(tmp_path, real):
+    """A block that cannot be decoded: the error line carries GDAL's reason, not 'See previous exception'."""
+    src = write_composite(tmp_path / "scene.tif", real["dn"][:60, :60], real["crs"], real["transform"])
+    data = src.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    scene = inputs.open_scene(cut)
+    with scene, pytest.raises(InputError) as e:
+        scene.read(0, 0, 60, 60)
+    message = str(e.value)
+    assert message.startswith(f"{cut}: cannot read band") and "previous exception" not in message, message

@@ -15,7 +15,7 @@ import rasterio
 from affine import Affine
 
 import predict
-from prep.errors import InputError
+from prep.errors import InputError, UsageError
 from scene import tiles
 from tests.conftest import command_flags
 
@@ -97,6 +97,14 @@ def test_command_routes_a_run_folder_to_tiles_and_checks_bands(tmp_path, scene):
         ds.descriptions = ("B02", "B08", "B03")
     with pytest.raises(InputError, match="no band named B04"):
         tiles.predict_tiles(src, tmp_path / "x.tif", model=tmp_path / "run", progress=False)
+    # flags of GHS-S2Net's scene inference are refused, not dropped
+    for extra in (["--cog"], ["--offset", "-1000"], ["--block_size", "64"]):
+        with command_flags(predict) as flags:
+            flags(["predict", "--input", str(src), "--output", str(tmp_path / "y.tif"), "--model",
+                   str(tmp_path / "run"), "--noprogress", *extra])
+            with pytest.raises(UsageError, match=f"{extra[0]}: not used with a patch classifier"):
+                predict.main(["predict"])
+    assert not (tmp_path / "y.tif").exists()
     write_run(tmp_path / "ghs_run", spec=(5, 5, 4))  # a GHS-S2Net-shaped run goes to predict_scene instead
     assert not tiles.is_tile_model(tmp_path / "ghs_run") and not tiles.is_tile_model(None)
 

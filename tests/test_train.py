@@ -240,6 +240,14 @@ def test_missing_required_flags_give_one_line_and_exit_2(tmp_path):
     assert_one_error_line(lines, status, 2, "--out_dir is required", "--help")
 
 
+def test_noexport_preprocess_with_device_preprocessing_is_refused(tmp_path):
+    """--preprocess=device always exports the preprocessing: an explicit --noexport_preprocess is a contradiction."""
+    status, lines, _ = run_train("--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "run"),
+                                 "--preprocess=device", "--noexport_preprocess")
+    assert_one_error_line(lines, status, 2, "--noexport_preprocess", "--preprocess=device")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("case", ["missing data_dir", "no manifest", "unknown model", "batch too large",
                                   "model needs other bands"])
 def test_a_run_that_cannot_start_says_why_and_writes_nothing(case, so2sat_dir, tmp_path):

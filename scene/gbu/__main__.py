@@ -29,6 +29,7 @@ dtype, nodata and meaning, the steps skipped and why, and the figures):
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from typing import Sequence
@@ -36,7 +37,7 @@ from typing import Sequence
 from absl import flags
 
 from prep import cli
-from prep.errors import UsageError
+from prep.errors import EORecordsError, UsageError
 
 FLAGS = flags.FLAGS
 
@@ -110,9 +111,10 @@ def main(argv: Sequence[str]) -> int:
 
     Raises:
       UsageError: extra arguments, no --out_dir, neither --bufrac nor --scene, a bad --kernel,
-        --aggregate or --aoi, both --resnres_labels and --resnres_model, or a non-empty --out_dir
-        without --overwrite.
+        --aggregate or --aoi, both --resnres_labels and --resnres_model, a non-empty --out_dir
+        without --overwrite, or with --overwrite one holding an input.
       InputError: a missing, unreadable or malformed input file.
+      EORecordsError: out of memory (a --kernel or --block_size too large).
     """
     from scene.gbu.aggregate import parse_target
     from scene.gbu.aoi import parse_aoi
@@ -137,8 +139,15 @@ def main(argv: Sequence[str]) -> int:
     aoi = parse_aoi(FLAGS.aoi, FLAGS.aoi_name) if FLAGS.aoi else None
     if FLAGS.greenness and FLAGS["greenness"].present and not FLAGS.scene:
         raise UsageError("--greenness needs --scene (NDVI)")
-    cli.refuse_nonempty(FLAGS.out_dir, FLAGS.overwrite)
-    report = run_chain(FLAGS.out_dir, bufrac=FLAGS.bufrac, scene=FLAGS.scene, aoi=aoi, options=options)
+    aoi_file = FLAGS.aoi if FLAGS.aoi and os.path.exists(FLAGS.aoi) else None
+    cli.refuse_nonempty(FLAGS.out_dir, FLAGS.overwrite, [FLAGS.bufrac, FLAGS.scene, FLAGS.resnres_labels,
+                                                         FLAGS.resnres_model, FLAGS.streets, aoi_file])
+    try:
+        report = run_chain(FLAGS.out_dir, bufrac=FLAGS.bufrac, scene=FLAGS.scene, aoi=aoi, options=options)
+    except MemoryError:  # the closing and the majority filter hold a block plus its halo of one kernel
+        k = options.kernel
+        raise EORecordsError(f"out of memory with --kernel {k[0]}x{k[1]} and --block_size {options.block_size}",
+                             hint="use a smaller --kernel (pixels) or --block_size") from None
     print(f"\nwrote {len(report['products'])} products to {FLAGS.out_dir} (products.json)")
     return 0
 

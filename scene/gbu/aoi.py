@@ -123,7 +123,10 @@ def _areas(doc: Any, path: str) -> dict[str, dict]:
 def _checked(geometry: dict, what: str, path: str) -> dict:
     if geometry.get("type") not in ("Polygon", "MultiPolygon"):
         raise InputError(f"{what}: geometry {geometry.get('type')!r} is not a Polygon or MultiPolygon", path=path)
-    coords = np.asarray([p for ring in _rings(geometry) for p in ring], dtype=np.float64)
+    try:
+        coords = np.asarray([p for ring in _rings(geometry) for p in ring], dtype=np.float64)
+    except (TypeError, ValueError):  # text, ragged or nested too deep
+        coords = np.empty((0,))
     if coords.ndim != 2 or coords.shape[1] < 2 or not np.isfinite(coords).all():
         raise InputError(f"{what}: coordinates are not [lon, lat] number pairs", path=path)
     if (np.abs(coords[:, 0]) > 180).any() or (np.abs(coords[:, 1]) > 90).any():

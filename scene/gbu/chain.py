@@ -152,6 +152,16 @@ def run_chain(out_dir: str | os.PathLike, *, bufrac: str | None = None, scene: s
       InputError: a missing, unreadable or malformed input (named), inputs on different grids, a
         bad street file or RES/NRES model.
     """
+    try:
+        return _run_chain(out_dir, bufrac=bufrac, scene=scene, aoi=aoi, options=options, echo=echo)
+    except rasterio.errors.RasterioIOError as e:  # a corrupt block found while reading, after opening
+        labels = options.resnres_labels if options else None
+        raise rasters.read_error(e, [bufrac, scene, labels]) from None
+
+
+def _run_chain(out_dir: str | os.PathLike, *, bufrac: str | None, scene: str | None, aoi: Any,
+               options: ChainOptions | None, echo: Callable[[str], None] | None) -> dict:
+    """``run_chain`` without the translation of read failures (same arguments)."""
     from scene.gbu import aoi as aoi_mod
 
     options = options or ChainOptions()
@@ -164,12 +174,18 @@ def run_chain(out_dir: str | os.PathLike, *, bufrac: str | None = None, scene: s
     labels_path = options.resnres_labels
     # validate the inputs before any long work
     with contextlib.ExitStack() as stack:
-        if bufrac:
-            stack.enter_context(rasters.open_raster(bufrac, "built-up probability", bands=1))
+        opened = []  # the scene first: the grid the others must be on
         if scene:
-            stack.enter_context(rasters.open_raster(scene, "scene (B4, B3, B2, B8)", bands=4))
+            opened.append(stack.enter_context(rasters.open_raster(scene, "scene (B4, B3, B2, B8)", bands=4)))
+        if bufrac:
+            opened.append(stack.enter_context(rasters.open_raster(bufrac, "built-up probability", bands=1)))
         if labels_path:
-            stack.enter_context(rasters.open_raster(labels_path, "RES/NRES labels", bands=1))
+            opened.append(stack.enter_context(rasters.open_raster(labels_path, "RES/NRES labels", bands=1)))
+        for other in opened[1:] if aoi is None else []:  # one grid: refused here, not after the first steps
+            rasters.same_grid(opened[0], other)  # (with an AOI, the crops are compared later)
+    resnres_model = None
+    if options.resnres_model and scene:  # a foreign or broken file fails here, not after the first steps
+        resnres_model = resnres.load_model(options.resnres_model)
     if aoi is not None:
         inputs["aoi"] = {"name": aoi.name, "source": aoi.source}
         if scene:
@@ -285,7 +301,7 @@ def run_chain(out_dir: str | os.PathLike, *, bufrac: str | None = None, scene: s
                 resnres.save_model(model, out / "resnres_model.joblib")
                 products["resnres_model"] = {"path": "resnres_model.joblib", "features": list(resnres.FEATURES)}
             else:
-                model = resnres.load_model(options.resnres_model)
+                model = resnres_model if resnres_model is not None else resnres.load_model(options.resnres_model)
             class_counts = np.zeros(256, dtype=np.int64)
 
             def step4(window: Any) -> dict[str, np.ndarray]:

@@ -57,6 +57,31 @@ def open_raster(path: str | os.PathLike, what: str, bands: int | tuple[int, ...]
     return ds
 
 
+def read_error(error: BaseException, paths: list[str | os.PathLike | None]) -> InputError:
+    """The one-line ``InputError`` for a read that failed on an open raster (a corrupt or truncated block).
+
+    GDAL reports such a failure as a chain of exceptions: the outermost says only "Read failed", the
+    innermost what was wrong, and one of them names the file.
+
+    Args:
+      error: the ``rasterio`` exception raised by ``read``.
+      paths: the input files that were being read (None entries are ignored).
+
+    Returns:
+      An ``InputError`` naming the input whose name appears in the messages (else the first input),
+      with the innermost message as the problem.
+    """
+    messages = []
+    e: BaseException | None = error
+    while e is not None and len(messages) < 20:
+        messages.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        e = e.__cause__ or e.__context__
+    given = [os.fspath(p) for p in paths if p]
+    named = [p for p in given if any(os.path.basename(p) in m for m in messages)]
+    path = (named or given or ["input"])[0]
+    return InputError(f"cannot read a block (corrupt or truncated file?): {messages[-1]}", path=path)
+
+
 def same_grid(a: Any, b: Any) -> None:
     """Refuse two rasters that are not on the same grid (CRS, transform and shape).
 

@@ -120,7 +120,9 @@ def load_model(path: str | os.PathLike) -> Any:
     try:
         saved = joblib.load(path)
     except Exception as e:  # noqa: BLE001 - pickle raises many types on a foreign file
-        raise InputError(f"not a readable RES/NRES model: {type(e).__name__}: {e}", path=path) from None
+        why = (str(e).splitlines() or [""])[0]
+        why = why if len(why) <= 120 else why[:117] + "..."  # pickle quotes the foreign bytes it met
+        raise InputError(f"not a readable RES/NRES model: {type(e).__name__}: {why}", path=path) from None
     if not isinstance(saved, dict) or "model" not in saved or "features" not in saved:
         raise InputError("not a RES/NRES model saved by eorecords (no model/features)", path=path)
     if list(saved["features"]) != list(FEATURES):

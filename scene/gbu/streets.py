@@ -68,11 +68,14 @@ def load_streets(path: str | os.PathLike, raster_crs: Any, *, width_field: str =
     if width_field not in frame.columns:
         raise InputError(f"no width attribute {width_field!r} (attributes: {', '.join(map(str, frame.columns))})",
                          path=path)
-    widths = np.asarray(frame[width_field], dtype=np.float64)
+    import pandas as pd
+
+    # a text attribute ("wide", "") is no width: coerced to NaN, reported with the rows below
+    widths = pd.to_numeric(frame[width_field], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(~(widths > 0))
     if bad.size:
-        raise InputError(f"{bad.size} street(s) without a width > 0 in {width_field!r}, rows {bad[:5].tolist()}",
-                         path=path)
+        raise InputError(f"{bad.size} street(s) without a width > 0 (a number, metres) in {width_field!r}, "
+                         f"rows {bad[:5].tolist()}", path=path)
     kinds = frame.geometry.geom_type
     not_lines = np.flatnonzero(~kinds.isin(["LineString", "MultiLineString"]).to_numpy() & ~frame.geometry.is_empty)
     if not_lines.size:

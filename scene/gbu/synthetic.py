@@ -178,13 +178,15 @@ def main(argv: Sequence[str]) -> int:
       The exit status, 0.
 
     Raises:
-      UsageError: no --out_dir, extra arguments, or an unknown --patch.
+      UsageError: no --out_dir, extra arguments, an --out_dir that is a file, or an unknown --patch.
     """
     from prep.errors import UsageError
 
     cli.no_arguments(argv)
     cli.required("out_dir")
     f = flags.FLAGS
+    if os.path.exists(f.out_dir) and not os.path.isdir(f.out_dir):
+        raise UsageError(f"{f.out_dir}: exists and is not a folder")
     try:
         paths = generate(f.out_dir, size=f.size, seed=f.seed, patch=f.patch)
     except KeyError as e:
