@@ -373,3 +373,22 @@ def test_labels_on_another_grid_are_refused_before_any_step(synth, tmp_path):
                "--aggregate=", "--noquicklooks", "-o", str(out))
     one_error_line(proc, 1, f"error: {small}: not on the grid of")
     assert "BUFRAC" not in proc.stdout and not (out / "bufrac.tif").exists()
+
+
+def test_offset_has_predict_py_s_sign(synth, tmp_path):
+    """--offset -1000 (what predict.py takes for baseline 04.00+) removes 1000 DN before the NDVI rule."""
+    out = tmp_path / "cli"
+    proc = gbu("--bufrac", synth["probability"], "--scene", synth["scene"], "--offset", "-1000", "--nogreenness",
+               "--aggregate=", "--noquicklooks", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_chain(tmp_path / "api", bufrac=synth["probability"], scene=synth["scene"],
+              options=ChainOptions(offset=1000, greenness=False, aggregate=(), quicklooks=False, progress=False),
+              echo=None)
+    cli_clean, api_clean = read_float(out / "bufrac_clean.tif"), read_float(tmp_path / "api" / "bufrac_clean.tif")
+    np.testing.assert_array_equal(cli_clean, api_clean)
+    no_offset = run_chain(tmp_path / "none", bufrac=synth["probability"], scene=synth["scene"],
+                          options=ChainOptions(greenness=False, aggregate=(), quicklooks=False, progress=False),
+                          echo=None)
+    assert no_offset and not np.array_equal(read_float(tmp_path / "none" / "bufrac_clean.tif"), cli_clean,
+                                            equal_nan=True)
+    assert gbu("--bufrac", synth["probability"], "--offset", "1000", "-o", str(tmp_path / "bad")).returncode != 0

@@ -75,8 +75,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("quicklooks", True, "Draw quicklook/<product>.png.")
     flags.DEFINE_string("model", None, "With --scene alone: the GHS-S2Net model for scene inference (default: its own).")
     flags.DEFINE_integer("batch_size", None, "With --scene alone: scene inference's batch size.", lower_bound=1)
-    flags.DEFINE_integer("offset", 0, "DN offset to remove from the scene (1000 for Sentinel-2 processing baseline "
-                         ">= 04.00).", lower_bound=0)
+    flags.DEFINE_integer("offset", 0, "DN offset added to the scene before scaling, as predict.py's --offset "
+                         "(-1000 for Sentinel-2 processing baseline >= 04.00, 0 before).", upper_bound=0)
     flags.DEFINE_integer("block_size", 1024, "Block edge in pixels.", lower_bound=16)
     flags.DEFINE_bool("progress", True, "Show progress bars.")
 
@@ -134,7 +134,7 @@ def main(argv: Sequence[str]) -> int:
         streets_width_field=FLAGS.streets_width_field, streets_reproject=FLAGS.streets_reproject,
         greenness=FLAGS.greenness, kernel=parse_kernel(FLAGS.kernel), resnres_labels=FLAGS.resnres_labels,
         resnres_model=FLAGS.resnres_model, resnres_samples=FLAGS.resnres_samples, seed=FLAGS.seed,
-        aggregate=targets, quicklooks=FLAGS.quicklooks, offset=FLAGS.offset, block_size=FLAGS.block_size,
+        aggregate=targets, quicklooks=FLAGS.quicklooks, offset=-FLAGS.offset, block_size=FLAGS.block_size,
         progress=FLAGS.progress, model=FLAGS.model, batch_size=FLAGS.batch_size)
     aoi = parse_aoi(FLAGS.aoi, FLAGS.aoi_name) if FLAGS.aoi else None
     if FLAGS.greenness and FLAGS["greenness"].present and not FLAGS.scene:
