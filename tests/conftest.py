@@ -73,8 +73,8 @@ def command_flags(module):
     """
     before = set(flags.FLAGS)
     module.define_flags.cache_clear()
-    module.define_flags()
     try:
+        module.define_flags()  # inside the try: flags declared before a failure are removed too
         yield flags.FLAGS
     finally:
         flags.FLAGS.unparse_flags()
@@ -82,3 +82,34 @@ def command_flags(module):
             if name in flags.FLAGS:
                 delattr(flags.FLAGS, name)
         module.define_flags.cache_clear()
+
+
+_COMMAND_SCRIPTS = ("train", "evaluate", "predict")
+_COMMAND_PACKAGES = ("prep.", "scene.", "pretrained.", "models.")
+
+
+def _command_flags() -> set[str]:
+    """The flags in this process declared by the project's commands (not by absl, TensorFlow, ...)."""
+    out = set()
+    for name in flags.FLAGS:
+        module = flags.FLAGS.find_module_defining_flag(name) or ""
+        if module in _COMMAND_SCRIPTS or module.startswith(_COMMAND_PACKAGES):
+            out.add(name)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _no_command_flags_left_behind(request):
+    """Fails a test that leaves a command's flags declared: the next test on the worker could not declare them.
+
+    Which tests share a pytest-xdist worker changes from run to run, so a leak fails another test
+    only sometimes; checked here it fails the leaking test every time. Use ``command_flags``.
+    """
+    before = _command_flags()
+    yield
+    left = _command_flags() - before
+    if left:
+        for name in left:  # clean up, so that only this test fails
+            delattr(flags.FLAGS, name)
+        pytest.fail(f"{request.node.nodeid} left command flags declared: {', '.join(sorted(left))} "
+                    "(use tests.conftest.command_flags)")

@@ -24,6 +24,7 @@ from scene.gbu import aggregate as agg
 from scene.gbu import greenness, ndvi, resnres
 from scene.gbu.chain import ChainOptions, run_chain
 from scene.gbu.rasters import read_float
+from tests.conftest import command_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 192
@@ -351,7 +352,7 @@ def test_running_out_of_memory_is_one_error_line(synth, tmp_path, monkeypatch, c
         raise MemoryError()
 
     monkeypatch.setattr(chain, "run_chain", exhausted)
-    with pytest.raises(SystemExit) as e:
+    with command_flags(command), pytest.raises(SystemExit) as e:  # its flags leave with the test
         command.run(["gbu", "--bufrac", synth["probability"], "--kernel", "5000", "-o", str(tmp_path / "o"),
                      "--noprogress"])
     assert e.value.code == 1

@@ -302,8 +302,8 @@ def test_max_steps_before_any_validation_reports_no_score(mini_dir, tmp_path, ca
     with command_flags(train):
         flags.FLAGS.unparse_flags()
         try:
-            flags.FLAGS(["train.py", f"--data_dir={mini_dir}", f"--out_dir={run_dir}", "--batch_size=16",
-                         "--max_steps=2", "--checkpoint_every_steps=0", "--noprogress", "--noevaluate_test",
+            flags.FLAGS(["train.py", f"--data_dir={mini_dir}", f"--out_dir={run_dir}", "--model=K-BranchCNN",
+                         "--batch_size=16", "--max_steps=2", "--checkpoint_every_steps=0", "--noprogress", "--noevaluate_test",
                          "--noexport_saved_model"])
             assert train.main(["train.py"]) == 0
         finally:

@@ -9,6 +9,7 @@ import pytest
 
 import models
 from models import transfer
+from tests.conftest import command_flags
 
 
 @pytest.mark.parametrize("backbone", list(transfer.BACKBONES))
@@ -92,13 +93,10 @@ def test_upstream_flagfile():
     import train
 
     path = os.path.join(os.path.dirname(models.__path__[0]), "configs", "sentinel2_global_lulc", "InceptionV3.flags")
-    train.define_flags()
-    flags.FLAGS.unparse_flags()
-    try:
+    with command_flags(train):  # train.py's flags, removed again after the test
+        flags.FLAGS.unparse_flags()
         flags.FLAGS(["train.py", f"--flagfile={path}", "--data_dir=d", "--out_dir=r"])
         cfg = train.config_from_flags()
-    finally:
-        flags.FLAGS.unparse_flags()
     assert (cfg.model, cfg.epochs, cfg.batch_size, cfg.learning_rate) == ("TL-InceptionV3", 10, 8, 1e-3)
     assert (cfg.optimizer, cfg.momentum, cfg.nesterov, cfg.lr_schedule) == ("sgd", 0.9, True, "constant")
     assert (cfg.bands, cfg.normalize, cfg.augment) == ("rgb", None, None)
@@ -126,13 +124,10 @@ def _config(*args):
 
     import train
 
-    train.define_flags()
-    flags.FLAGS.unparse_flags()
-    try:
+    with command_flags(train):  # train.py's flags, removed again after the test
+        flags.FLAGS.unparse_flags()
         flags.FLAGS(["train.py", "--data_dir=d", "--out_dir=r", *args])
         return train.config_from_flags()
-    finally:
-        flags.FLAGS.unparse_flags()
 
 
 def _backbone(model):
